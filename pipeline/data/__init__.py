@@ -1,0 +1,1 @@
+"""Cityscapes layout and label ids, the synthetic city, subset selection."""
