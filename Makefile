@@ -1,0 +1,38 @@
+# Two commands do all the set-up:  `make demo`  and  `make test`.
+# The environment (.venv) is made once from the pinned lock file; a second make reinstalls nothing.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= 2
+# Rules call `python -m pipeline.<stage>`: the venv's python must come first on PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: demo test lint dag bench envs clean-demo
+
+$(STAMP): requirements/lock.txt requirements/constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -c requirements/constraints.txt -r requirements/lock.txt
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+# The whole graph on the synthetic city, ending in results/fvd_table.csv.
+demo: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
+	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --report results/report.html
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint --configfile config/demo.yaml
+
+bench: $(STAMP)
+	for bench in benchmarks/bench_*.py; do $(BIN)/python $$bench || exit 1; done
+
+# Regenerate envs/*.yaml (cluster conda environments) from the lock file.
+envs: $(STAMP)
+	$(BIN)/python requirements/sync_envs.py --write
+
+clean-demo:
+	rm -rf results logs .snakemake

@@ -1,0 +1,26 @@
+# The video-synthesis study as one graph: Cityscapes (or the synthetic city) -> subset ->
+# pseudo-labels -> reference flow -> HDF5 -> 14 trained variants -> test videos -> FVD table.
+#   snakemake --profile lengau results/fvd_table.csv          (the study, on a PBS cluster)
+#   snakemake --cores 2 --configfile config/demo.yaml         (the demo on the synthetic city)
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/labels.smk"
+include: "workflow/rules/flow.smk"
+include: "workflow/rules/pack.smk"
+
+
+rule all:
+    input:
+        get_final_output(),
+    default_target: True

@@ -1,0 +1,70 @@
+import json
+from pathlib import Path
+
+from snakemake.utils import validate
+
+import pipeline.config
+from pipeline.provenance import code_version
+
+# Our validator first: its errors name the config key; it also checks variant consistency.
+config.update(pipeline.config.validate(config))
+validate(config, "../schemas/config.schema.yaml")
+
+
+wildcard_constraints:
+    split="train|val|test",
+    city="[a-z_]+",
+    variant="|".join(config["variants"]),
+
+
+SYNTHETIC = config["data"]["source"] == "synthetic"
+DATA_ROOT = config["data"]["synthetic_root"] if SYNTHETIC else config["data"]["cityscapes_root"]
+TEST_SPLIT = config["subset"]["test_split"]
+SPLITS = ["train", TEST_SPLIT]
+
+
+def settings(*keys):
+    """A config section as JSON: what a rule passes to its stage and what Snakemake tracks."""
+    return json.dumps(pipeline.config.section(config, *keys), sort_keys=True)
+
+
+def settings_of(section, *keys):
+    """Only the named keys of a section, so a change elsewhere in it does not rerun the rule."""
+    return json.dumps({key: config[section][key] for key in keys}, sort_keys=True)
+
+
+def data_root_input(wildcards):
+    """The synthetic city is built by the graph; a real Cityscapes root is not a tracked input."""
+    return [DATA_ROOT] if SYNTHETIC else []
+
+
+def subset_cities(split):
+    """Cities of a split, known once the select_subset checkpoint has run."""
+    subset_file = checkpoints.select_subset.get().output.subset
+    return sorted(json.loads(Path(subset_file).read_text())["splits"][split])
+
+
+def per_city(pattern):
+    """Input function: ``pattern`` for every city of the split, once the subset is known."""
+    return lambda wildcards: expand(pattern, split=wildcards.split, city=subset_cities(wildcards.split))
+
+
+def semantic_checkpoint():
+    configured = config["labels"]["semantic"]["checkpoint"]
+    return configured if configured else "results/models/segmenter.pt"
+
+
+def instance_checkpoint():
+    instance = config["labels"]["instance"]
+    if instance["checkpoint"]:
+        return instance["checkpoint"]
+    if instance["backend"] == "torchvision":
+        return "results/models/instances.pt"
+    raise ValueError(
+        "config key labels.instance.checkpoint: the detectron2 backend needs a checkpoint "
+        "(model_final_af9cf5.pkl); or choose backend torchvision, which can be fitted here"
+    )
+
+
+def get_final_output():
+    return ["results/data/train.h5", f"results/data/{TEST_SPLIT}.h5"]

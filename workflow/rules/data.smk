@@ -1,0 +1,50 @@
+rule synthetic_city:
+    output:
+        directory(config["data"]["synthetic_root"]),
+    log:
+        "logs/synthetic_city.log",
+    params:
+        settings=json.dumps(
+            {
+                **config["data"]["synthetic"],
+                "height": config["data"]["frame_height"],
+                "width": config["data"]["frame_width"],
+                "frames": config["data"]["frames_per_snippet"],
+                "annotated": config["data"]["annotated_frame"],
+            },
+            sort_keys=True,
+        ),
+        code=code_version("data"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m pipeline.data.synthetic --root {output} --settings {params.settings:q} > {log} 2>&1"
+
+
+checkpoint select_subset:
+    input:
+        root=data_root_input,
+    output:
+        subset="results/data/subset.json",
+    log:
+        "logs/select_subset.log",
+    params:
+        root=DATA_ROOT,
+        frames=config["data"]["frames_per_snippet"],
+        annotated=config["data"]["annotated_frame"],
+        settings=settings("subset"),
+        code=code_version("data"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m pipeline.data.subset --root {params.root} --output {output.subset}"
+        " --frames {params.frames} --annotated-index {params.annotated}"
+        " --settings {params.settings:q} > {log} 2>&1"

@@ -1,0 +1,20 @@
+rule reference_flow:
+    input:
+        subset="results/data/subset.json",
+    output:
+        flow="results/flow/{split}/{city}.h5",
+    log:
+        "logs/reference_flow/{split}/{city}.log",
+    params:
+        settings=settings("flow"),
+        code=code_version("flow", "data"),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m pipeline.flow --subset {input.subset} --split {wildcards.split}"
+        " --city {wildcards.city} --output {output.flow} --settings {params.settings:q} > {log} 2>&1"

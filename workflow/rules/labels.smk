@@ -1,0 +1,91 @@
+rule fit_segmenter:
+    input:
+        subset="results/data/subset.json",
+    output:
+        model="results/models/segmenter.pt",
+    log:
+        "logs/fit_segmenter.log",
+    params:
+        settings=settings_of("labels", "semantic", "label_set"),
+        code=code_version("labels", "data"),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=720,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m pipeline.labels.fit_segmenter --subset {input.subset} --output {output.model}"
+        " --settings {params.settings:q} > {log} 2>&1"
+
+
+rule fit_instances:
+    input:
+        subset="results/data/subset.json",
+    output:
+        model="results/models/instances.pt",
+    log:
+        "logs/fit_instances.log",
+    params:
+        settings=settings_of("labels", "instance"),
+        code=code_version("labels", "data"),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=720,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m pipeline.labels.fit_instances --subset {input.subset} --output {output.model}"
+        " --settings {params.settings:q} > {log} 2>&1"
+
+
+rule label_semantic:
+    input:
+        subset="results/data/subset.json",
+        checkpoint=semantic_checkpoint(),
+    output:
+        labels=directory("results/labels/semantic/{split}/{city}"),
+    log:
+        "logs/label_semantic/{split}/{city}.log",
+    params:
+        settings=settings_of("labels", "semantic", "label_set", "keep_gtfine"),
+        code=code_version("labels", "data"),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m pipeline.labels.semantic --subset {input.subset} --split {wildcards.split}"
+        " --city {wildcards.city} --checkpoint {input.checkpoint} --output {output.labels}"
+        " --settings {params.settings:q} > {log} 2>&1"
+
+
+rule label_instance:
+    input:
+        subset="results/data/subset.json",
+        semantic="results/labels/semantic/{split}/{city}",
+        checkpoint=instance_checkpoint(),
+    output:
+        labels=directory("results/labels/instance/{split}/{city}"),
+    log:
+        "logs/label_instance/{split}/{city}.log",
+    params:
+        settings=settings_of("labels", "instance", "keep_gtfine"),
+        code=code_version("labels", "data"),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m pipeline.labels.instance --subset {input.subset} --split {wildcards.split}"
+        " --city {wildcards.city} --semantic {input.semantic} --checkpoint {input.checkpoint}"
+        " --output {output.labels} --settings {params.settings:q} > {log} 2>&1"

@@ -1,0 +1,26 @@
+rule pack:
+    input:
+        subset="results/data/subset.json",
+        semantic=per_city("results/labels/semantic/{split}/{city}"),
+        instance=per_city("results/labels/instance/{split}/{city}"),
+        flow=per_city("results/flow/{split}/{city}.h5"),
+    output:
+        data="results/data/{split}.h5",
+    log:
+        "logs/pack/{split}.log",
+    params:
+        frames_root=DATA_ROOT,
+        settings=json.dumps(
+            {"pack": config["pack"], "label_set": config["labels"]["label_set"]}, sort_keys=True
+        ),
+        code=code_version("pack", "data"),
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m pipeline.pack --subset {input.subset} --split {wildcards.split}"
+        " --frames-root {params.frames_root} --semantic {input.semantic} --instance {input.instance}"
+        " --flow {input.flow} --output {output.data} --settings {params.settings:q} > {log} 2>&1"
