@@ -1,0 +1,54 @@
+"""The graph itself: lint-clean, a DAG on a tree the size of Cityscapes, and the rerun rule."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import run_snakemake
+from pipeline.data.fake_tree import make_fake_tree
+
+
+def test_lint_is_clean(repo):
+    result = run_snakemake("--lint", "--configfile", str(repo / "config" / "demo.yaml"))
+    assert "Congratulations, your workflow is in a good condition" in result.stdout + result.stderr
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    table = dry_run_output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
+
+
+@pytest.fixture(scope="module")
+def full_size_workdir(tmp_path_factory):
+    """A workdir whose config points at a fake full-size tree, with the subset selected."""
+    work = tmp_path_factory.mktemp("full_graph")
+    root = make_fake_tree(work / "cityscapes")
+    weights = work / "weights"
+    weights.mkdir()
+    for name in ("deeplab.pt", "model_final_af9cf5.pkl", "flownet2.ckpt"):
+        (weights / name).touch()
+    override = {
+        "data": {"cityscapes_root": str(root)},
+        "labels": {"semantic": {"checkpoint": str(weights / "deeplab.pt")},
+                   "instance": {"checkpoint": str(weights / "model_final_af9cf5.pkl")}},
+        "flow": {"checkpoint": str(weights / "flownet2.ckpt")},
+    }
+    (work / "override.yaml").write_text(yaml.safe_dump(override))
+    run_snakemake("select_subset", "--cores", "1", "-d", str(work), "--configfile", "override.yaml",
+                  cwd=work)
+    return work
+
+
+def test_full_size_dag_fans_out_per_city(full_size_workdir):
+    result = run_snakemake("-n", "-d", str(full_size_workdir), "--configfile", "override.yaml",
+                           cwd=full_size_workdir)
+    counts = job_counts(result.stdout)
+    # 4 train cities and the 3 val cities that hold the 128 test snippets.
+    assert counts["label_semantic"] == counts["label_instance"] == counts["reference_flow"] == 7
+    assert counts["pack"] == 2
+    assert "fit_segmenter" not in counts and "fit_instances" not in counts    # checkpoints given
