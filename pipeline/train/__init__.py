@@ -1,0 +1,1 @@
+"""Training: variant -> models, the thesis's schedules, and one resumable loop."""

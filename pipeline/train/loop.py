@@ -1,0 +1,354 @@
+"""The resumable training loop: stages, epochs, checkpoints on a timer and on SIGTERM.
+
+A cluster job that hits its walltime gets SIGTERM: the loop finishes the window it is on,
+saves the resume state (see ``state.py``) and exits with status 143, so Snakemake's retry
+resubmits it and the new job continues exactly where this one stopped. Every sample is a pure
+function of (seed, stage, epoch, index), so the data order survives too. Nothing finished is
+recomputed: a finished run's outputs are declared, the resume folder is not.
+
+On a GPU: bf16 autocast, ``torch.compile`` of the generator and fused Adam (``train.amp``,
+``train.compile``: ``auto`` turns them on there). On the CPU: fp32, deterministic algorithms.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import signal
+import time
+from collections.abc import Mapping
+from contextlib import nullcontext
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from pipeline.data.labels import num_channels
+from pipeline.errors import PipelineError
+from pipeline.io import atomic_path, write_json
+from pipeline.models.build import (build_discriminators, build_feature_encoder, build_generator, build_losses,
+                                   optimizer_settings)
+from pipeline.pack.dataset import FrameDataset, WindowDataset
+from pipeline.pack.verify import open_packed
+from pipeline.provenance import code_version, provenance
+from pipeline.train.schedule import StagePlan, plan_stages
+from pipeline.train.state import Position, fingerprint, load_resume, restore_rng, save_resume
+from pipeline.train.step import Models, Optimizers, train_window
+
+__all__ = ["train_variant", "build_models", "load_trained", "TERMINATED_EXIT"]
+
+TERMINATED_EXIT = 143      # 128 + SIGTERM: Snakemake sees a failure and retries
+LOG_NAME = "losses.csv"
+
+
+class _Terminate:
+    """SIGTERM sets a flag; the loop saves and exits after the current window."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002
+        self.requested = True
+
+    def restore(self) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+def build_models(entry: Mapping[str, Any], settings: Mapping[str, Any], plan: StagePlan) -> Models:
+    """Generator, encoder, discriminators and criteria of a variant at a stage's size."""
+    overrides = settings["train"].get("model_overrides", {})
+    labels = num_channels(settings["label_set"])
+    generator_overrides = dict(overrides.get("generator", {}))
+    if entry["network"] == "crn":
+        generator_overrides["output_images"] = plan.output_images
+    return Models(
+        entry=entry,
+        generator=build_generator(entry, labels, plan.height, plan.width, **generator_overrides),
+        criteria=build_losses(entry, settings["losses"], settings["weights"]),
+        encoder=build_feature_encoder(entry, **overrides.get("encoder", {})),
+        discriminators=build_discriminators(entry, labels, **overrides.get("discriminator", {})),
+    )
+
+
+def _optimizers(models: Models, entry: Mapping, train: Mapping, device: torch.device) -> Optimizers:
+    adam = partial(torch.optim.Adam, fused=True) if device.type == "cuda" else torch.optim.Adam
+    settings = optimizer_settings(entry, train)
+    generator = adam(models.generator_parameters(), **settings["generator"])
+    discriminator = None
+    if models.discriminators is not None:
+        discriminator = adam(models.discriminators.parameters(), **settings["discriminator"])
+    autocast = None
+    if device.type == "cuda" and train.get("amp", "auto") in ("auto", "bf16"):
+        autocast = partial(torch.autocast, "cuda", dtype=torch.bfloat16)
+    return Optimizers(generator, discriminator, train.get("grad_clip"), autocast)
+
+
+def _set_lr(optimizers: Optimizers, plan: StagePlan, epoch: int, train: Mapping, entry: Mapping) -> float:
+    factor = plan.lr_factor(epoch)
+    generator_lr = float(train[entry["network"]]["lr"]) * factor
+    for group in optimizers.generator.param_groups:
+        group["lr"] = generator_lr
+    if optimizers.discriminator is not None:
+        disc = train["discriminator"]
+        # Thesis quirk (a setting): once decay starts the discriminator takes the generator's lr.
+        follow = disc.get("follow_generator_decay", True) and factor < 1.0
+        for group in optimizers.discriminator.param_groups:
+            group["lr"] = generator_lr if follow else float(disc["lr"]) * factor
+    return generator_lr
+
+
+def _dataset(data_path: Path, entry: Mapping, train: Mapping, plan: StagePlan, label_set: str):
+    resolution = (plan.height, plan.width)
+    if entry["prior"]:
+        window = train["window"] + (1 if entry["flow"] else 0)
+        return WindowDataset(data_path, resolution, window=window, label_set=label_set, seed=train["seed"])
+    return FrameDataset(data_path, resolution, label_set=label_set, frames="annotated")
+
+
+FRAME_KEYS = ("image", "labels", "label_ids", "instances", "edge", "flow", "flow_valid")
+
+
+def _as_window(batch: dict) -> dict:
+    """Frame samples get a time axis of 1, so one step function serves both datasets."""
+    if batch["image"].dim() == 4:
+        return {k: (v.unsqueeze(1) if k in FRAME_KEYS else v) for k, v in batch.items()}
+    return batch
+
+
+def _order(seed: int, stage: int, epoch: int, count: int) -> list[int]:
+    """The epoch's sample order: a pure function of (seed, stage, epoch), so a resume sees it again."""
+    return np.random.default_rng((seed, stage, epoch)).permutation(count).tolist()
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Path, output_dir: str | Path,
+                  resume_dir: str | Path, device: str = "auto", progress: bool | None = None) -> Path:
+    """Train ``variant`` through its stages; returns the path of ``model.pt``."""
+    entry, train = settings["entry"], settings["train"]
+    data_path, output_dir, resume_dir = Path(data_path), Path(output_dir), Path(resume_dir)
+    open_packed(data_path).close()          # a missing or corrupt file stops here, named
+    device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if device == "auto" else device))
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    code = code_version("train", "models", "pack", "flow/warp.py")
+    expected = fingerprint(variant, settings, code)
+    plans = plan_stages(entry, train)
+    state = load_resume(resume_dir, expected)
+    position = state["position"] if state else Position()
+    torch.manual_seed(train["seed"])
+    models = build_models(entry, settings, plans[0])
+    for plan in plans[1:position.stage + 1]:
+        models.generator = models.generator.grow(plan.output_images)
+    _move(models, device)
+    _compile(models, train, device)
+    optimizers = _optimizers(models, entry, train, device)
+    elapsed = 0.0
+    if state:
+        for name, module in models.trained().items():
+            module.load_state_dict(state["modules"][name])
+        for name, optimizer in optimizers.all().items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        restore_rng(state["rng"])
+        elapsed = state["extra"].get("elapsed", 0.0)
+    log = _LossLog(resume_dir / LOG_NAME, state["extra"].get("log_rows", 0) if state else 0)
+    terminate = _Terminate()
+    started, last_save = time.monotonic(), time.monotonic()
+
+    def save() -> None:
+        save_resume(resume_dir, expected, position, models.trained(), optimizers.all(),
+                    extra={"elapsed": elapsed + time.monotonic() - started, "log_rows": log.rows})
+
+    try:
+        while position.stage < len(plans):
+            plan = plans[position.stage]
+            dataset = _dataset(data_path, entry, train, plan, settings["label_set"])
+            samples_total = max(1, math.ceil(plan.epochs * len(dataset)))
+            epochs = math.ceil(samples_total / len(dataset))
+            bar = tqdm(total=samples_total, initial=position.epoch * len(dataset) + position.sample,
+                       desc=f"{variant} stage {plan.index} {plan.height}x{plan.width}", disable=progress is False)
+            while position.epoch < epochs and not _stage_done(plan, position):
+                lr = _set_lr(optimizers, plan, position.epoch, train, entry)
+                if hasattr(dataset, "set_epoch"):
+                    dataset.set_epoch(position.epoch)
+                in_epoch = min(len(dataset), samples_total - position.epoch * len(dataset))
+                order = _order(train["seed"], position.stage, position.epoch, len(dataset))[position.sample:in_epoch]
+                loader = DataLoader(dataset, batch_size=None, sampler=order,
+                                    num_workers=4 if device.type == "cuda" else 0, pin_memory=device.type == "cuda")
+                for sample in loader:
+                    batch = _to(_as_window(_batched(sample)), device)
+                    terms = train_window(models, optimizers, batch)
+                    position.sample += 1
+                    position.step += 1
+                    position.stage_step += 1
+                    log.write(position, plan, lr, sample["snippet"], terms)
+                    bar.update(1)
+                    if terminate.requested or time.monotonic() - last_save > 60 * train["checkpoint_minutes"]:
+                        log.flush()
+                        save()
+                        last_save = time.monotonic()
+                        if terminate.requested:
+                            raise SystemExit(TERMINATED_EXIT)
+                    if _stage_done(plan, position):
+                        break
+                else:
+                    position.epoch += 1
+                    position.sample = 0
+            bar.close()
+            _next_stage(position)
+            if position.stage < len(plans):
+                models.generator = _grow(models, optimizers, plans[position.stage], train, device)
+                _compile(models, train, device)
+                optimizers = _regrow_optimizers(models, optimizers, entry, train, device)
+            log.flush()
+            save()
+    finally:
+        terminate.restore()
+        log.close()
+    elapsed += time.monotonic() - started
+    return _write_outputs(variant, settings, models, plans[-1], data_path, output_dir, resume_dir, elapsed, code, position)
+
+
+def _batched(sample: dict) -> dict:
+    """A DataLoader with batch_size=None yields single samples: add the batch axis (size 1)."""
+    return {k: (v.unsqueeze(0) if k in FRAME_KEYS else v) for k, v in sample.items()}
+
+
+def _stage_done(plan: StagePlan, position: Position) -> bool:
+    return plan.max_steps is not None and position.stage_step >= plan.max_steps
+
+
+def _next_stage(position: Position) -> None:
+    position.stage += 1
+    position.epoch = position.sample = position.stage_step = 0
+
+
+def _move(models: Models, device: torch.device) -> None:
+    for module in [models.generator, models.criteria, models.encoder, models.discriminators]:
+        if module is not None:
+            module.to(device)
+
+
+def _compile(models: Models, train: Mapping, device: torch.device) -> None:
+    """torch.compile the generator's forward on a GPU; the module (and its state) stays as is."""
+    wanted = train.get("compile", "auto")
+    models.compiled = torch.compile(models.generator) if wanted == "on" or (
+        wanted == "auto" and device.type == "cuda") else None
+
+
+def _grow(models: Models, optimizers: Optimizers, plan: StagePlan, train: Mapping, device) -> torch.nn.Module:
+    """The CRN's next stage: one refinement module more, trained modules carried over by index."""
+    if not hasattr(models.generator, "grow"):
+        raise PipelineError(f"{models.entry['network']} has a second stage in train.{models.entry['network']}.stages "
+                            "but its generator cannot grow; only the CRN adds a refinement module")
+    return models.generator.grow(plan.output_images).to(device)
+
+
+def _regrow_optimizers(models: Models, old: Optimizers, entry, train, device) -> Optimizers:
+    """Fresh Adam for the grown generator (thesis); keep the moments of carried-over parameters
+    when ``train.keep_optimizer_state_on_grow``."""
+    new = _optimizers(models, entry, train, device)
+    if old.discriminator is not None:
+        new.discriminator.load_state_dict(old.discriminator.state_dict())
+    if train.get("keep_optimizer_state_on_grow"):
+        # Parameters are matched by position among those of equal shape (modules keep their order).
+        old_params = [p for group in old.generator.param_groups for p in group["params"]]
+        for new_param, old_param in zip(models.generator_parameters(), old_params):
+            if new_param.shape == old_param.shape and old_param in old.generator.state:
+                new.generator.state[new_param] = {k: v.clone() if torch.is_tensor(v) else v
+                                                  for k, v in old.generator.state[old_param].items()}
+    return new
+
+
+class _LossLog:
+    """losses.csv in the resume folder: truncated to the saved row count on resume, so rows
+    written after the last checkpoint by a killed job are not duplicated."""
+
+    COLUMNS = ["step", "stage", "epoch", "sample", "lr", "snippet"]
+
+    def __init__(self, path: Path, keep_rows: int):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = path.read_text().splitlines(keepends=True) if path.is_file() else []
+        header = lines[:1]
+        path.write_text("".join(header + lines[1:keep_rows + 1]))
+        self.path, self.rows = path, min(keep_rows, max(0, len(lines) - 1))
+        self.names: list[str] | None = header[0].strip().split(",")[len(self.COLUMNS):] if header else None
+        self.handle = path.open("a", newline="")
+
+    def write(self, position: Position, plan: StagePlan, lr: float, snippet: str, terms: dict) -> None:
+        if self.names is None:
+            self.names = sorted(terms)
+            csv.writer(self.handle).writerow(self.COLUMNS + self.names)
+        row = [position.step, plan.index, position.epoch, position.sample, f"{lr:.6g}", snippet]
+        csv.writer(self.handle).writerow(row + [f"{terms[n]:.6g}" if n in terms else "" for n in self.names])
+        self.rows += 1
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _write_outputs(variant, settings, models: Models, plan: StagePlan, data_path: Path, output_dir: Path,
+                   resume_dir: Path, elapsed: float, code: str, position: Position) -> Path:
+    with open_packed(data_path) as packed:
+        data_provenance = packed.attrs.get("provenance", "")
+    record = provenance("train", settings, code, settings["train"]["seed"], variant=variant,
+                        data=str(data_path), data_provenance=data_provenance,
+                        backbone_weights=models.criteria.provenance(), elapsed_seconds=round(elapsed, 1),
+                        steps=position.step)
+    checkpoint = {
+        "variant": variant, "entry": dict(models.entry), "height": plan.height, "width": plan.width,
+        "output_images": plan.output_images, "label_set": settings["label_set"],
+        "model_overrides": settings["train"].get("model_overrides", {}),
+        "generator": _cpu_state(models.generator),
+        "encoder": _cpu_state(models.encoder) if models.encoder is not None else None,
+        "provenance": record,
+    }
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output_dir / LOG_NAME, suffix=".csv") as tmp:
+        tmp.write_bytes((resume_dir / LOG_NAME).read_bytes())
+    write_json(output_dir / "summary.json", {"variant": variant, "elapsed_seconds": round(elapsed, 1),
+                                             "steps": position.step, "provenance": record})
+    target = output_dir / "model.pt"
+    with atomic_path(target, suffix=".pt") as tmp:     # last: model.pt marks the run complete
+        torch.save(checkpoint, tmp)
+    return target
+
+
+def _cpu_state(module: torch.nn.Module) -> dict:
+    module = getattr(module, "_orig_mod", module)
+    return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+
+def load_trained(path: str | Path, device: str | torch.device = "cpu") -> tuple[Models, dict]:
+    """A trained variant's generator and encoder (eval mode) and its checkpoint record."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError("trained model not found (run the train rule)", path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001
+        raise PipelineError(f"not a readable model checkpoint ({err.__class__.__name__})", path) from err
+    entry = checkpoint["entry"]
+    overrides = dict(checkpoint["model_overrides"].get("generator", {}))
+    if entry["network"] == "crn":
+        overrides["output_images"] = checkpoint["output_images"]
+    labels = num_channels(checkpoint["label_set"])
+    generator = build_generator(entry, labels, checkpoint["height"], checkpoint["width"], **overrides)
+    generator.load_state_dict(checkpoint["generator"])
+    encoder = build_feature_encoder(entry, **checkpoint["model_overrides"].get("encoder", {}))
+    if encoder is not None:
+        encoder.load_state_dict(checkpoint["encoder"])
+    models = Models(entry, generator.to(device).eval(), torch.nn.ModuleDict(),
+                    encoder.to(device).eval() if encoder is not None else None)
+    return models, checkpoint

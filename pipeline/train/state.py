@@ -1,0 +1,95 @@
+"""Exact resume: everything a resubmitted job needs to continue as if never stopped.
+
+The resume file holds the models, every optimiser, the AMP scaler, the loop position (stage,
+epoch, sample within the epoch, global step), the python, numpy, torch and CUDA RNG states, and
+a fingerprint (variant, the hash of its settings, code version). It lives in a resume folder
+that is *not* a declared output, because Snakemake deletes declared outputs before a job runs;
+it is written under a temporary name and renamed, so a kill mid-save keeps the previous one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.errors import PipelineError
+from pipeline.io import atomic_path
+
+__all__ = ["Position", "fingerprint", "capture_rng", "restore_rng", "save_resume", "load_resume"]
+
+RESUME_NAME = "resume.pt"
+
+
+@dataclass
+class Position:
+    """Where the loop is: the next sample to train on."""
+
+    stage: int = 0
+    epoch: int = 0
+    sample: int = 0          # index into the epoch's permutation
+    step: int = 0            # optimiser steps so far, all stages
+    stage_step: int = 0      # optimiser steps in this stage (for max_steps)
+
+
+def fingerprint(variant: str, settings: Any, code: str) -> dict:
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+    return {"variant": variant, "settings_sha256": digest[:16], "code_version": code}
+
+
+def capture_rng() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_resume(folder: Path, print_: dict, position: Position, modules: dict[str, torch.nn.Module],
+                optimizers: dict[str, torch.optim.Optimizer], scaler: Any = None, extra: dict | None = None) -> Path:
+    target = Path(folder) / RESUME_NAME
+    state = {
+        "fingerprint": print_,
+        "position": asdict(position),
+        "modules": {name: module.state_dict() for name, module in modules.items()},
+        "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "rng": capture_rng(),
+        "extra": extra or {},
+    }
+    with atomic_path(target, suffix=".pt") as tmp:
+        torch.save(state, tmp)
+    return target
+
+
+def load_resume(folder: Path, expected: dict) -> dict | None:
+    """The saved state, or None when there is none; a foreign one is an error naming it."""
+    path = Path(folder) / RESUME_NAME
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt file
+        raise PipelineError(f"resume file is corrupt ({err.__class__.__name__}: {err}); "
+                            "delete it to start over", path) from err
+    found = state.get("fingerprint", {})
+    if found != expected:
+        differs = [k for k in expected if found.get(k) != expected[k]]
+        raise PipelineError(f"resume file belongs to another run (differs in {', '.join(differs)}: "
+                            f"{ {k: found.get(k) for k in differs} } vs { {k: expected[k] for k in differs} }); "
+                            "delete the folder to start over", path)
+    state["position"] = Position(**state["position"])
+    return state

@@ -1,0 +1,208 @@
+"""One training step per frame, the same for every variant (thesis-code.md sections 6 and 7).
+
+A variant is a set of components, so the step is one function: which loss terms it computes
+follows from which criteria and discriminators the builders made. Per frame of a window:
+
+1. The feature encoder (if any) pools the real frame's features over its instances.
+2. The generator sees labels, edge, features and the last two *generated* frames (detached,
+   placeholders at the window start: no teacher forcing, one-step truncation, as the thesis).
+3. Generator losses: perceptual (diversity over K images; for twin variants also on the
+   hallucinated frame), image GAN and feature matching, temporal GAN and feature matching,
+   flow (L1 against the reference) and warp (the real previous frame warped by the generated
+   flow against the real frame; skipped at the window start). One Adam step, grad-norm clip.
+4. Discriminator losses on the real frame (with real priors) and the detached fake; one step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from pipeline.models.build import image_discriminator_input, temporal_discriminator_input
+from pipeline.models.losses import end_point_error
+from pipeline.models.prior import PriorFrames
+
+__all__ = ["Models", "Optimizers", "train_window"]
+
+
+@dataclass
+class Models:
+    """Everything a variant trains, plus its criteria (not trained)."""
+
+    entry: Mapping[str, Any]
+    generator: nn.Module
+    criteria: nn.ModuleDict
+    encoder: nn.Module | None = None
+    discriminators: nn.ModuleDict | None = None
+    compiled: Any = None          # torch.compile(generator) on a GPU; same parameters
+
+    def generate(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return (self.compiled or self.generator)(inputs)
+
+    def trained(self) -> dict[str, nn.Module]:
+        modules = {"generator": self.generator}
+        if self.encoder is not None:
+            modules["encoder"] = self.encoder
+        if self.discriminators is not None:
+            modules["discriminators"] = self.discriminators
+        return modules
+
+    def generator_parameters(self) -> list[nn.Parameter]:
+        params = list(self.generator.parameters())
+        if self.encoder is not None:
+            params += list(self.encoder.parameters())
+        return params
+
+
+@dataclass
+class Optimizers:
+    generator: torch.optim.Optimizer
+    discriminator: torch.optim.Optimizer | None = None
+    grad_clip: float | None = 30.0
+    autocast: Any = field(default=None, repr=False)   # a context factory (bf16 on GPU) or None
+
+    def all(self) -> dict[str, torch.optim.Optimizer]:
+        found = {"generator": self.generator}
+        if self.discriminator is not None:
+            found["discriminator"] = self.discriminator
+        return found
+
+
+def _frame(window: Mapping[str, torch.Tensor], t: int) -> dict[str, torch.Tensor]:
+    return {key: window[key][:, t] for key in ("image", "labels", "edge", "instances", "flow")}
+
+
+def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list, clip: float | None) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(params, clip)
+    optimizer.step()
+
+
+def train_window(models: Models, optimizers: Optimizers, window: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Train on every frame of a window ``[B, T, ...]``; the mean of each named loss over frames."""
+    entry = models.entry
+    mode = entry["prior"]
+    frames = window["image"].shape[1]
+    # Flow variants load one frame more: frame 0 only gives the real previous frame of frame 1.
+    first = 1 if entry["flow"] else 0
+    fake_priors = PriorFrames(mode) if mode else None
+    real_priors = PriorFrames(mode) if mode else None
+    if mode:
+        fake_priors.reset(window["image"][:, 0], window["labels"][:, 0])
+        real_priors.reset(window["image"][:, 0], window["labels"][:, 0])
+    totals: dict[str, float] = {}
+    for t in range(first, frames):
+        frame = _frame(window, t)
+        previous = _frame(window, t - 1) if t > 0 else None
+        terms = _train_frame(models, optimizers, frame, previous, fake_priors, real_priors, t > first)
+        for name, value in terms.items():
+            totals[name] = totals.get(name, 0.0) + value / (frames - first)
+        if mode:
+            real_priors.push(frame["image"], frame["labels"])
+    return totals
+
+
+def _generator_inputs(models: Models, frame: Mapping[str, torch.Tensor], priors: PriorFrames | None) -> dict:
+    inputs = {"labels": frame["labels"]}
+    if models.entry["edge"]:
+        inputs["edge"] = frame["edge"]
+    if models.encoder is not None:
+        inputs["features"] = models.encoder(frame["image"] * 2.0 - 1.0, frame["instances"])
+    if priors is not None:
+        inputs.update(priors.inputs())
+    return inputs
+
+
+def _train_frame(models: Models, optimizers: Optimizers, frame: dict, previous: dict | None,
+                 fake_priors: PriorFrames | None, real_priors: PriorFrames | None,
+                 has_prior: bool) -> dict[str, float]:
+    entry, criteria = models.entry, models.criteria
+    autocast = optimizers.autocast or _no_autocast
+    real = frame["image"]
+    with autocast():
+        inputs = _generator_inputs(models, frame, fake_priors)
+        output = models.generate(inputs)
+        fake = output["images"] if "images" in output else output["image"]
+        terms: dict[str, torch.Tensor] = {}
+        if "perceptual" in criteria:
+            terms["perceptual"] = criteria["perceptual"](fake, real, frame["labels"])
+            if "hallucinated" in output:
+                terms["perceptual_hallucinated"] = criteria["perceptual"](output["hallucinated"], real)
+        if "flow" in output and has_prior:
+            terms["flow"] = criteria["flow"](output["flow"], frame["flow"])
+            terms["warp"] = criteria["warp"](previous["image"], real, output["flow"])
+        discriminator_inputs = None
+        if models.discriminators is not None:
+            discriminator_inputs = _discriminator_inputs(models, inputs, frame, output["image"], real_priors,
+                                                         fake_priors, previous)
+            terms.update(_generator_gan_terms(models, discriminator_inputs))
+        loss = sum(terms.values())
+    _step(optimizers.generator, loss, models.generator_parameters(), optimizers.grad_clip)
+    values = {name: float(term.detach()) for name, term in terms.items()}
+    values["generator"] = float(loss.detach())
+    if "flow" in output and has_prior:
+        values["flow_epe"] = float(end_point_error(output["flow"].detach().float(), frame["flow"]))
+    if discriminator_inputs is not None:
+        values["discriminator"] = _discriminator_step(models, optimizers, discriminator_inputs, autocast)
+    if fake_priors is not None:
+        fake_priors.push(output["image"], frame["labels"])
+    return values
+
+
+def _discriminator_inputs(models: Models, inputs: dict, frame: dict, fake: torch.Tensor,
+                          real_priors: PriorFrames | None, fake_priors: PriorFrames | None,
+                          previous: dict | None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """(real, fake) input pairs per discriminator; real priors go with the real frame."""
+    entry = models.entry
+    real_inputs = dict(inputs)
+    if real_priors is not None:
+        real_inputs.update(real_priors.inputs())
+    pairs = {"image": (image_discriminator_input(entry, real_inputs, frame["image"]),
+                       image_discriminator_input(entry, inputs, fake))}
+    if "temporal" in models.discriminators:
+        # vid2vid mode: the *real* flows go with the real and the fake frames alike.
+        prior_flow = previous["flow"] if previous is not None else torch.zeros_like(frame["flow"])
+        pairs["temporal"] = (
+            temporal_discriminator_input(frame["image"], real_priors.inputs()["prior_images"], frame["flow"], prior_flow),
+            temporal_discriminator_input(fake, fake_priors.inputs()["prior_images"], frame["flow"], prior_flow),
+        )
+    return pairs
+
+
+def _generator_gan_terms(models: Models, pairs: dict) -> dict[str, torch.Tensor]:
+    terms = {}
+    for name, (real_input, fake_input) in pairs.items():
+        prefix = "" if name == "image" else f"{name}_"
+        discriminator = models.discriminators[name]
+        fake_outputs = discriminator(fake_input)
+        with torch.no_grad():
+            real_outputs = discriminator(real_input)
+        terms[f"{prefix}gan"] = models.criteria[f"{prefix}gan"](fake_outputs, True)
+        terms[f"{prefix}feature_matching"] = models.criteria[f"{prefix}feature_matching"](fake_outputs, real_outputs)
+    return terms
+
+
+def _discriminator_step(models: Models, optimizers: Optimizers, pairs: dict, autocast) -> float:
+    with autocast():
+        loss = 0.0
+        for name, (real_input, fake_input) in pairs.items():
+            prefix = "" if name == "image" else f"{name}_"
+            discriminator = models.discriminators[name]
+            loss = loss + models.criteria[f"{prefix}gan"].discriminator(
+                discriminator(real_input), discriminator(fake_input.detach()))
+    _step(optimizers.discriminator, loss, list(models.discriminators.parameters()), optimizers.grad_clip)
+    return float(loss.detach())
+
+
+class _no_autocast:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
