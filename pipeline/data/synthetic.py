@@ -1,0 +1,264 @@
+"""The synthetic city: the pipeline's embedded default dataset, in exactly the Cityscapes layout.
+
+A seeded generator of street-scene snippets (``pipeline.data._scene``: a ray-cast 2.5D street
+with buildings, pavements, poles, signs, trees, parked and moving cars and pedestrians under a
+driving, wobbling camera) written the way Cityscapes ships (reference/cityscapes.md, section 1):
+
+- ``leftImg8bit_sequence/{split}/{city}/{city}_{seq:06d}_{frame:06d}_leftImg8bit.png``: all
+  ``frames`` frames of each snippet (RGB);
+- ``gtFine/{split}/{city}/..._gtFine_{labelIds,instanceIds,color}.png`` for the annotated frame,
+  index ``annotated`` of the snippet (its 20th by default), with Cityscapes' instance encoding
+  (labelId * 1000 + k for person and car, k from 0 per class in the image; plain labelId elsewhere);
+- ``truth/{split}/{city}/{snippet_id}.npz``: what real Cityscapes lacks and the tests and quality
+  figures need: ``labels`` [T, H, W] uint8, ``instances`` [T, H, W] int32 (a car keeps its k in
+  all T frames), ``flow`` [T, H, W, 2] float32 and ``valid`` [T, H, W] bool, in the convention of
+  ``pipeline.flow.warp`` (flow[t] warps frame t-1 onto frame t; frame 0 has none: zero, False);
+- ``synthetic.json``: provenance; ``preview.png``: one snippet's frames, labels and flow to look at.
+
+Numbering follows both Cityscapes layouts: the first city has one sequence per snippet, annotated
+frame 19 (frames 0..29); every other city is one long sequence holding all its snippets at
+non-overlapping frame ranges (annotated frames such as 000294, 000412), so nothing downstream may
+assume frame numbers start at 0. Deterministic: the same settings give the same bytes (except the
+creation time inside synthetic.json).
+
+Usage: ``python -m pipeline.data.synthetic --root DIR --settings JSON`` (or ``--config FILE ...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import zipfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.cli import add_settings_arguments, read_settings, run_main
+from pipeline.data._scene import LABEL, Scene, build_scene, flow_from, render
+from pipeline.data.labels import colorize
+from pipeline.errors import PipelineError
+from pipeline.io import atomic_dir, write_json
+from pipeline.provenance import code_version, provenance
+
+__all__ = ["SETTINGS_KEYS", "SequencePlan", "plan_sequences", "render_snippet", "number_instances",
+           "preview", "generate", "settings_from_config", "main"]
+
+SETTINGS_KEYS = ("seed", "cities", "height", "width", "frames", "annotated")
+_PNG = [cv2.IMWRITE_PNG_COMPRESSION, 3]
+_CITY = re.compile(r"^[a-z_]+$")     # what Cityscapes file names (and pipeline.data.cityscapes) allow
+
+
+@dataclass(frozen=True)
+class SequencePlan:
+    """One recorded sequence: its annotated frame numbers, one snippet each."""
+
+    split: str
+    city: str
+    seq: int
+    annotated_frames: tuple[int, ...]
+
+    def snippet_id(self, annotated_frame: int) -> str:
+        return f"{self.city}_{self.seq:06d}_{annotated_frame:06d}"
+
+
+def _rng(seed: int, *parts: str | int) -> np.random.Generator:
+    """A generator keyed by names, stable across runs and platforms (crc32, not hash())."""
+    key = [zlib.crc32(p.encode()) if isinstance(p, str) else int(p) for p in parts]
+    return np.random.default_rng(np.random.SeedSequence([seed, *key]))
+
+
+def plan_sequences(cities: dict[str, dict[str, int]], seed: int, frames: int = 30,
+                   annotated: int = 19) -> list[SequencePlan]:
+    """The sequences to record: the first city one per snippet, the others one long sequence."""
+    plans = []
+    first = True
+    for split, by_city in cities.items():
+        for city, count in by_city.items():
+            if first:
+                plans += [SequencePlan(split, city, seq, (annotated,)) for seq in range(count)]
+                first = False
+                continue
+            rng = _rng(seed, "plan", split, city)
+            numbers, frame = [], annotated + int(rng.integers(40, 300))
+            for _ in range(count):
+                numbers.append(frame)
+                frame += frames + int(rng.integers(20, 150))     # gaps: ranges never overlap
+            plans.append(SequencePlan(split, city, 0, tuple(numbers)))
+    return plans
+
+
+def number_instances(things: np.ndarray, thing_labels: np.ndarray, labels: np.ndarray,
+                     annotated: int) -> np.ndarray:
+    """Cityscapes instance ids ``[T, H, W]`` int32 from per-pixel thing indices (-1: none).
+
+    Per class, the things visible in the annotated frame get k = 0, 1, ... (so its gtFine image
+    counts from 0, as json2instanceImg does); things seen only in other frames follow. A thing
+    keeps its k in every frame.
+    """
+    instances = labels.astype(np.int32)
+    lut = np.zeros(max(len(thing_labels), 1), dtype=np.int64)
+    present = np.unique(things[things >= 0])
+    in_annotated = np.unique(things[annotated][things[annotated] >= 0])
+    for label_id in np.unique(thing_labels[present]) if present.size else []:
+        first = in_annotated[thing_labels[in_annotated] == label_id]
+        rest = np.setdiff1d(present[thing_labels[present] == label_id], first)
+        order = np.concatenate([first, rest])
+        lut[order] = np.arange(order.size)
+    is_thing = things >= 0
+    index = things[is_thing]
+    instances[is_thing] = thing_labels[index].astype(np.int32) * 1000 + lut[index].astype(np.int32)
+    return instances
+
+
+def render_snippet(scene: Scene, annotated_frame: int, frames: int = 30,
+                   annotated: int = 19) -> dict[str, np.ndarray]:
+    """All frames of one snippet and their truth: images, labels, instances, flow, valid."""
+    cam = scene.camera
+    shape = (frames, cam.height, cam.width)
+    images = np.zeros(shape + (3,), dtype=np.uint8)
+    labels = np.zeros(shape, dtype=np.uint8)
+    things = np.zeros(shape, dtype=np.int32)
+    flow = np.zeros(shape + (2,), dtype=np.float32)
+    valid = np.zeros(shape, dtype=bool)
+    previous = None
+    for index in range(frames):
+        frame = render(scene, float(annotated_frame - annotated + index))
+        images[index] = (frame.image * 255.0 + 0.5).astype(np.uint8)
+        labels[index], things[index] = frame.label, frame.thing
+        if previous is not None:
+            flow[index], valid[index] = flow_from(scene, frame, previous)
+        previous = frame.surface
+    instances = number_instances(things, np.asarray(scene.things, dtype=np.int64), labels, annotated)
+    return {"images": images, "labels": labels, "instances": instances, "flow": flow, "valid": valid}
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(str(path), image, _PNG):
+        raise PipelineError("could not write image", path)
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """An ``np.load``-able .npz with fixed zip timestamps, so equal arrays give equal bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, "w", force_zip64=True) as handle:
+                np.lib.format.write_array(handle, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def _write_snippet(root: Path, plan: SequencePlan, annotated_frame: int, snippet: dict,
+                   annotated: int) -> None:
+    split, city = plan.split, plan.city
+    first = annotated_frame - annotated
+    frame_dir = root / "leftImg8bit_sequence" / split / city
+    for index, image in enumerate(snippet["images"]):
+        _write_png(frame_dir / f"{plan.snippet_id(first + index)}_leftImg8bit.png", image)
+    stem = root / "gtFine" / split / city / f"{plan.snippet_id(annotated_frame)}_gtFine"
+    _write_png(Path(f"{stem}_labelIds.png"), snippet["labels"][annotated])
+    _write_png(Path(f"{stem}_instanceIds.png"), snippet["instances"][annotated].astype(np.uint16))
+    _write_png(Path(f"{stem}_color.png"), colorize(snippet["labels"][annotated]))
+    truth = {key: snippet[key] for key in ("labels", "instances", "flow", "valid")}
+    _write_npz(root / "truth" / split / city / f"{plan.snippet_id(annotated_frame)}.npz", truth)
+
+
+def _flow_picture(flow: np.ndarray, scale: float) -> np.ndarray:
+    """Hue for direction, brightness for length (square root, relative to ``scale`` pixels)."""
+    magnitude, angle = cv2.cartToPolar(flow[..., 0].astype(np.float32), flow[..., 1].astype(np.float32))
+    value = np.sqrt(np.clip(magnitude / max(scale, 1e-6), 0, 1)) * 255.0
+    hsv = np.stack([angle * (90.0 / np.pi), np.full_like(angle, 255.0), value], axis=-1).astype(np.uint8)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def preview(snippet: dict, annotated: int) -> np.ndarray:
+    """A picture for a person: rows of frames across the snippet (the annotated one among
+    them), each with its colourised labels and its true flow."""
+    frames = len(snippet["images"])
+    picks = sorted({min(1, frames - 1), frames // 3, annotated, frames - 1})
+    scale = float(np.percentile(np.linalg.norm(snippet["flow"][1:], axis=-1), 99)) or 1.0
+    rows = [np.concatenate([snippet["images"][i], colorize(snippet["labels"][i]),
+                            _flow_picture(snippet["flow"][i], scale)], axis=1) for i in picks]
+    return np.concatenate(rows, axis=0)
+
+
+def _check_settings(settings: dict) -> None:
+    missing = [key for key in SETTINGS_KEYS if key not in settings]
+    if missing:
+        raise PipelineError(f"synthetic city settings lack {missing}; expected keys {list(SETTINGS_KEYS)}")
+    if settings["height"] < 16 or settings["width"] < 16:
+        raise PipelineError(f"frames of {settings['height']}x{settings['width']} are too small (16 at least)")
+    if not 0 <= settings["annotated"] < settings["frames"]:
+        raise PipelineError(f"annotated frame index {settings['annotated']} is outside "
+                            f"0..{settings['frames'] - 1}")
+    cities = settings["cities"]
+    if not cities or not all(cities.values()):
+        raise PipelineError("data.synthetic.cities needs at least one city in every split listed")
+    for split, by_city in cities.items():
+        if split not in ("train", "val", "test"):
+            raise PipelineError(f"unknown split {split!r} in data.synthetic.cities")
+        for city, count in by_city.items():
+            if not _CITY.match(city) or int(count) < 1:
+                raise PipelineError(f"data.synthetic.cities.{split}.{city}: a city is named by lowercase "
+                                    f"letters and has at least one snippet (got {count})")
+
+
+def generate(root: str | Path, cities: dict[str, dict[str, int]], seed: int, height: int, width: int,
+             frames: int = 30, annotated: int = 19) -> None:
+    """Write the synthetic city at ``root`` (replaced whole, atomically)."""
+    settings = {"seed": seed, "cities": cities, "height": height, "width": width, "frames": frames,
+                "annotated": annotated}
+    _check_settings(settings)
+    plans = plan_sequences(cities, seed, frames, annotated)
+    total = sum(len(plan.annotated_frames) for plan in plans)
+    snippets: dict[str, dict[str, list[str]]] = {}
+    picture = None
+    with atomic_dir(root) as tmp, tqdm(total=total, desc="synthetic city", unit="snippet") as bar:
+        for plan in plans:
+            t0 = plan.annotated_frames[0] - annotated
+            t1 = plan.annotated_frames[-1] - annotated + frames - 1
+            scene = build_scene(_rng(seed, plan.split, plan.city, plan.seq), height, width, t0, t1)
+            for annotated_frame in plan.annotated_frames:
+                snippet = render_snippet(scene, annotated_frame, frames, annotated)
+                _write_snippet(tmp, plan, annotated_frame, snippet, annotated)
+                if picture is None:
+                    picture = preview(snippet, annotated)
+                snippets.setdefault(plan.split, {}).setdefault(plan.city, []).append(
+                    plan.snippet_id(annotated_frame))
+                bar.update()
+        _write_png(tmp / "preview.png", picture)
+        write_json(tmp / "synthetic.json", provenance(
+            "synthetic_city", settings, code_version("data"), seed, snippets=snippets,
+            labels_used=sorted(LABEL[name] for name in (
+                "road", "sidewalk", "building", "pole", "traffic light", "traffic sign", "vegetation",
+                "terrain", "sky", "person", "car", "static"))))
+
+
+def settings_from_config(config: dict) -> dict:
+    """The generator's settings from a loaded config: data.synthetic plus the frame geometry."""
+    data = config["data"]
+    return {**data["synthetic"], "height": data["frame_height"], "width": data["frame_width"],
+            "frames": data["frames_per_snippet"], "annotated": data["annotated_frame"]}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.data.synthetic",
+                                     description="Write the synthetic city in the Cityscapes layout.")
+    parser.add_argument("--root", required=True, type=Path, help="output folder (replaced whole)")
+    add_settings_arguments(parser)
+    args = parser.parse_args(argv)
+    settings = read_settings(args, settings_from_config)
+    _check_settings(settings)
+    generate(args.root, **{key: settings[key] for key in SETTINGS_KEYS})
+
+
+if __name__ == "__main__":
+    run_main(main)
