@@ -19,6 +19,9 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/labels.smk"
 include: "workflow/rules/flow.smk"
 include: "workflow/rules/pack.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/synthesize.smk"
+include: "workflow/rules/fvd.smk"
 
 
 rule all:

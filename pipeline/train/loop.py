@@ -317,7 +317,7 @@ def _write_outputs(variant, settings, models: Models, plan: StagePlan, data_path
     output_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(output_dir / LOG_NAME, suffix=".csv") as tmp:
         tmp.write_bytes((resume_dir / LOG_NAME).read_bytes())
-    write_json(output_dir / "summary.json", {"variant": variant, "elapsed_seconds": round(elapsed, 1),
+    write_json(output_dir / "summary.json", {"variant": variant, "training_seconds": round(elapsed, 1),
                                              "steps": position.step, "provenance": record})
     target = output_dir / "model.pt"
     with atomic_path(target, suffix=".pt") as tmp:     # last: model.pt marks the run complete

@@ -66,5 +66,44 @@ def instance_checkpoint():
     )
 
 
+def i3d_path():
+    if config["fvd"]["i3d"]:
+        return config["fvd"]["i3d"]
+    if config["fvd"]["local_i3d_width"]:
+        return "results/models/i3d_local"
+    raise ValueError(
+        "config key fvd.i3d: name the local directory of the TF-Hub module "
+        "deepmind/i3d-kinetics-400/1, or set fvd.local_i3d_width for a random-weight I3D (demo)"
+    )
+
+
+def train_settings(variant):
+    """What the train rule's stage reads: the variant's entry and the training sections."""
+    return json.dumps(
+        {
+            "entry": config["variants"][variant],
+            "train": config["train"],
+            "losses": config["losses"],
+            "weights": config["weights"],
+            "label_set": config["labels"]["label_set"],
+        },
+        sort_keys=True,
+    )
+
+
+def clusters_input(wildcards):
+    if config["variants"][wildcards.variant]["feature_encoder"]:
+        return f"results/train/{wildcards.variant}/clusters.pt"
+    return []
+
+
+def clusters_arg(wildcards, input):
+    return f"--clusters {input.clusters}" if input.clusters else ""
+
+
+def variant_outputs(pattern):
+    return expand(pattern, variant=sorted(config["variants"]))
+
+
 def get_final_output():
-    return ["results/data/train.h5", f"results/data/{TEST_SPLIT}.h5"]
+    return ["results/fvd_table.csv"]

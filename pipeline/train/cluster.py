@@ -1,0 +1,67 @@
+"""cluster_features: the per-class k-means bank of a feature-encoder variant (thesis-code.md 4).
+
+After training, the trained encoder runs over the training frames; each region's mean feature
+(tagged with its class) is collected and clustered per class (10 clusters, seeded). Synthesis
+draws one centre per class from this bank. A rule of its own, so it reruns alone.
+
+Usage: ``python -m pipeline.train.cluster --model model.pt --data train.h5 --output clusters.pt --settings JSON``
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from pipeline.cli import add_settings_arguments, read_settings, run_main
+from pipeline.errors import PipelineError
+from pipeline.io import atomic_path
+from pipeline.models.encoder import cluster_features, region_means
+from pipeline.pack.dataset import FrameDataset
+from pipeline.provenance import code_version, provenance
+from pipeline.train.loop import load_trained
+
+__all__ = ["feature_bank"]
+
+
+@torch.inference_mode()
+def feature_bank(model_path: str | Path, data_path: str | Path, clusters: int, seed: int,
+                 frames: str = "all") -> dict:
+    models, checkpoint = load_trained(model_path)
+    if models.encoder is None:
+        raise PipelineError(f"variant {checkpoint['variant']!r} has no feature encoder", model_path)
+    dataset = FrameDataset(data_path, (checkpoint["height"], checkpoint["width"]),
+                           label_set=checkpoint["label_set"], frames=frames)
+    means, classes = [], []
+    for index in tqdm(range(len(dataset)), desc="encoder features", unit="frame"):
+        sample = dataset[index]
+        image, instances = sample["image"][None], sample["instances"][None]
+        features = models.encoder(image * 2.0 - 1.0, instances)
+        region_mean, region_class = region_means(features, instances, sample["labels"][None])
+        means.append(region_mean)
+        classes.append(region_class)
+    bank = cluster_features(torch.cat(means), torch.cat(classes), clusters, seed)
+    return {"bank": bank, "variant": checkpoint["variant"], "frames": len(dataset)}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.train.cluster", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--output", required=True)
+    add_settings_arguments(parser)
+    args = parser.parse_args(argv)
+    settings = read_settings(args, lambda config: {"clusters": 10, "seed": config["train"]["seed"]})
+    result = feature_bank(args.model, args.data, settings["clusters"], settings["seed"])
+    result["provenance"] = provenance("cluster_features", settings, code_version("train", "models"),
+                                      settings["seed"], model=args.model, data=args.data)
+    with atomic_path(args.output, suffix=".pt") as tmp:
+        torch.save(result, tmp)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,49 @@
+rule train:
+    input:
+        data="results/data/train.h5",
+    output:
+        model="results/train/{variant}/model.pt",
+        losses="results/train/{variant}/losses.csv",
+        summary="results/train/{variant}/summary.json",
+    log:
+        "logs/train/{variant}.log",
+    params:
+        settings=lambda wildcards: train_settings(wildcards.variant),
+        code=code_version("train", "models", "pack", "flow/warp.py"),
+        # Not a declared output: Snakemake would delete it before a resubmitted job starts.
+        resume="results/resume/{variant}",
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=720,
+    retries: 3
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m pipeline.train --variant {wildcards.variant} --data {input.data}"
+        " --output $(dirname {output.model}) --resume {params.resume}"
+        " --settings {params.settings:q} >> {log} 2>&1"
+
+
+rule cluster_features:
+    input:
+        model="results/train/{variant}/model.pt",
+        data="results/data/train.h5",
+    output:
+        clusters="results/train/{variant}/clusters.pt",
+    log:
+        "logs/cluster_features/{variant}.log",
+    params:
+        settings=json.dumps({"clusters": 10, "seed": config["train"]["seed"]}),
+        code=code_version("train", "models"),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=120,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m pipeline.train.cluster --model {input.model} --data {input.data}"
+        " --output {output.clusters} --settings {params.settings:q} > {log} 2>&1"
