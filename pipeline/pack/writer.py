@@ -1,0 +1,319 @@
+"""pack: one HDF5 file per split with every selected snippet's frames, labels, instances and flow.
+
+The thesis found the sequence data hard to label, store and move between machines (4.5.1); one
+self-describing file per split is one artefact to copy and a fast one to train from. For every
+snippet of the split in the subset and every frame, at each of ``pack.resolutions``:
+
+- the frame from the Cityscapes tree (``Snippet.frame_paths``), resized smoothly;
+- its semantic label ids and instance ids from the label stages' per-city directories
+  (``{city}_{seq}_{frame}_labelIds.png``, ``..._instanceIds.png``), resized nearest;
+- its reference flow from the flow stage's per-city file (``flow/{snippet_id}``, frames 1..T-1),
+  resized with its vectors scaled; frame 0 has no flow, stored as zeros with ``flow_valid`` False.
+
+The file is written under a temporary name and renamed (``pipeline.io.atomic_path``), so an
+interrupted pack leaves nothing at the output path. Its attributes (``pipeline.pack.schema``)
+carry the schema version, resolutions, the label table and the provenance: the settings, code
+and package versions, the source paths, and the label and flow stages' own provenance with a
+summary of which labellers and flow backend ran and whether their weights were real.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.data.cityscapes import Snippet, read_frame, read_label_png
+from pipeline.data.labels import LABEL_SETS, NUM_LABEL_IDS, label_table
+from pipeline.data.subset import load_subset, subset_snippets
+from pipeline.errors import PipelineError
+from pipeline.io import atomic_path, read_json
+from pipeline.pack.resize import resize_flow, resize_image, resize_labels
+from pipeline.pack.schema import (
+    ARRAYS, CODECS, SCHEMA, SCHEMA_VERSION, codec_options, group_name, parse_resolution,
+)
+from pipeline.provenance import code_version, provenance
+
+__all__ = ["PackInputs", "pack", "city_paths", "instance_label_ids"]
+
+FLOW_DTYPES = (np.dtype(np.float16), np.dtype(np.float32))
+DEFAULT_RESOLUTIONS = [[256, 512], [512, 1024]]
+
+
+@dataclass(frozen=True)
+class PackInputs:
+    """Where a split's sources are: the frames' root and the label and flow stages' outputs by city."""
+
+    frames_root: Path
+    semantic: dict[str, Path]     # city -> directory of labelIds PNGs (+ provenance.json)
+    instance: dict[str, Path]     # city -> directory of instanceIds PNGs (+ provenance.json)
+    flow: dict[str, Path]         # city -> flow file (flow/{snippet_id} [T-1, H, W, 2])
+
+    @classmethod
+    def from_paths(cls, frames_root: str | Path, semantic: Sequence[str | Path],
+                   instance: Sequence[str | Path], flow: Sequence[str | Path]) -> "PackInputs":
+        """From the rule's lists: a directory is named after its city, a flow file ``{city}.h5``."""
+        return cls(Path(frames_root), city_paths(semantic, "semantic label directory"),
+                   city_paths(instance, "instance label directory"), city_paths(flow, "flow file"))
+
+    def sources(self) -> dict[str, Any]:
+        return {"frames_root": str(self.frames_root),
+                "semantic": {c: str(p) for c, p in sorted(self.semantic.items())},
+                "instance": {c: str(p) for c, p in sorted(self.instance.items())},
+                "flow": {c: str(p) for c, p in sorted(self.flow.items())}}
+
+
+def city_paths(paths: Sequence[str | Path], kind: str) -> dict[str, Path]:
+    """City -> path, the city being the directory name or the file stem (the graph's layout)."""
+    by_city: dict[str, Path] = {}
+    for path in map(Path, paths):
+        city = path.stem if path.suffix == ".h5" else path.name
+        if city in by_city:
+            raise PipelineError(f"two {kind}s for city {city!r} (also {by_city[city]})", path)
+        by_city[city] = path
+    return by_city
+
+
+def instance_label_ids(instances: np.ndarray) -> np.ndarray:
+    """The label id of each instance id: ``id // 1000`` on things, the id itself elsewhere."""
+    return np.where(instances >= 1000, instances // 1000, instances)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    resolutions: list[tuple[int, int]]
+    frames: int
+    flow_dtype: np.dtype
+    compression: str
+    chunk_frames: int
+
+
+def pack(subset_path: str | Path, split: str, inputs: PackInputs, output: str | Path,
+         settings: dict, threads: int = 2, progress: bool | None = None,
+         on_snippet: Callable[[int], None] | None = None) -> Path:
+    """Write ``output`` (``results/data/{split}.h5``) atomically; return its path.
+
+    ``settings``: ``{"pack": config["pack"], "label_set": config["labels"]["label_set"]}``.
+    ``threads`` decode frames in parallel (cv2 releases the GIL). ``on_snippet(i)`` is called
+    after snippet ``i`` is written (progress hooks; tests interrupt the pack with it).
+    """
+    pack_settings = settings.get("pack", {})
+    label_set = settings.get("label_set", "train19_other")
+    if label_set not in LABEL_SETS:
+        raise PipelineError(f"unknown label set {label_set!r} in the settings; "
+                            f"one of {', '.join(LABEL_SETS)}")
+    if pack_settings.get("compression", "blosc-lz4") not in CODECS:
+        raise PipelineError(f"unknown pack.compression {pack_settings['compression']!r}; "
+                            f"one of {', '.join(CODECS)}")
+    subset = load_subset(subset_path)
+    snippets = _split_snippets(subset, split, subset_path)
+    _check_inputs(snippets, inputs)
+    flow_meta = {city: _flow_attrs(path) for city, path in sorted(inputs.flow.items())
+                 if city in {s.city for s in snippets}}
+    layout = _Layout(
+        resolutions=[parse_resolution(r) for r in pack_settings.get("resolutions", DEFAULT_RESOLUTIONS)],
+        frames=snippets[0].frames,
+        flow_dtype=_common_flow_dtype(snippets, inputs),
+        compression=pack_settings.get("compression", "blosc-lz4"),
+        chunk_frames=min(int(pack_settings.get("chunk_frames", 1)), snippets[0].frames),
+    )
+    record = provenance("pack", settings, code_version("pack", "data"), None,
+                        split=split, subset=str(subset_path), sources=inputs.sources(),
+                        **_input_provenance(inputs, {s.city for s in snippets}, flow_meta))
+    output = Path(output)
+    with atomic_path(output, suffix=".h5") as tmp, h5py.File(tmp, "w") as file:
+        _create(file, snippets, layout, split, label_set, record, subset["annotated_index"])
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            bar = tqdm(snippets, desc=f"pack {split}", unit="snippet",
+                       disable=None if progress is None else not progress)
+            for index, snippet in enumerate(bar):
+                _write_snippet(file, index, snippet, inputs, layout, pool)
+                if on_snippet is not None:
+                    on_snippet(index)
+        file.attrs["complete"] = True
+    return output
+
+
+def _split_snippets(subset: dict, split: str, subset_path: str | Path) -> list[Snippet]:
+    cities = subset.get("splits", {}).get(split)
+    if not cities:
+        raise PipelineError(f"the subset has no snippets in split {split!r}", subset_path)
+    return [s for city in sorted(cities) for s in subset_snippets(subset, split, city)]
+
+
+def _check_inputs(snippets: list[Snippet], inputs: PackInputs) -> None:
+    for city in sorted({s.city for s in snippets}):
+        for kind, paths in (("semantic", inputs.semantic), ("instance", inputs.instance),
+                            ("flow", inputs.flow)):
+            if city not in paths:
+                raise PipelineError(f"no {kind} input for city {city!r} (given: {sorted(paths)})",
+                                    inputs.frames_root)
+
+
+def _common_flow_dtype(snippets: list[Snippet], inputs: PackInputs) -> np.dtype:
+    """The flow files' dtype (every file and snippet must agree); packed flow keeps it."""
+    dtypes = set()
+    for city in sorted({s.city for s in snippets}):
+        with _open_flow(inputs.flow[city]) as file:
+            for snippet in (s for s in snippets if s.city == city):
+                dtypes.add(_flow_dataset(file, snippet, inputs.flow[city]).dtype)
+    if len(dtypes) != 1 or next(iter(dtypes)) not in FLOW_DTYPES:
+        raise PipelineError(f"flow files must all hold float16 or all float32, found "
+                            f"{sorted(map(str, dtypes))}", next(iter(inputs.flow.values())))
+    return dtypes.pop()
+
+
+def _open_flow(path: Path) -> h5py.File:
+    if not path.is_file():
+        raise PipelineError("flow file not found", path)
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise PipelineError(f"not a readable HDF5 file (truncated or corrupt?): {err}", path) from err
+
+
+def _flow_dataset(file: h5py.File, snippet: Snippet, path: Path) -> h5py.Dataset:
+    name = f"flow/{snippet.id}"
+    if name not in file:
+        raise PipelineError(f"flow file has no dataset {name!r}", path)
+    dataset = file[name]
+    if dataset.ndim != 4 or dataset.shape[0] != snippet.frames - 1 or dataset.shape[-1] != 2:
+        raise PipelineError(f"dataset {name!r} has shape {dataset.shape}, expected "
+                            f"[{snippet.frames - 1}, H, W, 2] (flow of frames 1..{snippet.frames - 1})", path)
+    return dataset
+
+
+def _flow_attrs(path: Path) -> dict[str, Any]:
+    """The flow file's root attributes as JSON-able values (JSON strings parsed)."""
+    with _open_flow(path) as file:
+        return {key: _jsonable(value) for key, value in file.attrs.items()}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _find_key(record: Any, key: str) -> Any:
+    """The first value of ``key`` in a nested record (depth first), else None."""
+    if isinstance(record, dict):
+        if key in record:
+            return record[key]
+        for value in record.values():
+            found = _find_key(value, key)
+            if found is not None:
+                return found
+    elif isinstance(record, list):
+        for value in record:
+            found = _find_key(value, key)
+            if found is not None:
+                return found
+    return None
+
+
+def _summary(records: dict[str, Any]) -> dict[str, Any]:
+    """Which backend(s) made a stage's outputs and whether all their weights were real."""
+    backends = sorted({str(b) for b in (_find_key(r, "backend") for r in records.values()) if b is not None})
+    real = [_find_key(r, "weights_real") for r in records.values()]
+    weights_real = None if any(v is None for v in real) else all(bool(v) for v in real)
+    summary = {"backend": backends[0] if len(backends) == 1 else backends, "weights_real": weights_real}
+    keep = {json.dumps(_find_key(r, "keep_gtfine")) for r in records.values()}
+    if keep != {"null"}:
+        summary["keep_gtfine"] = json.loads(keep.pop()) if len(keep) == 1 else "mixed"
+    return summary
+
+
+def _input_provenance(inputs: PackInputs, cities: set[str], flow_meta: dict[str, Any]) -> dict[str, Any]:
+    """The label stages' provenance.json and the flow files' attributes, with a summary."""
+    inputs_record: dict[str, dict[str, Any]] = {"semantic": {}, "instance": {}, "flow": flow_meta}
+    for kind, folders in (("semantic", inputs.semantic), ("instance", inputs.instance)):
+        for city in sorted(cities):
+            inputs_record[kind][city] = read_json(folders[city] / "provenance.json")
+    labellers = {kind: _summary(records) for kind, records in inputs_record.items()}
+    return {"inputs": inputs_record, "labellers": labellers}
+
+
+def _create(file: h5py.File, snippets: list[Snippet], layout: _Layout, split: str, label_set: str,
+            record: dict, annotated_index: int) -> None:
+    count, frames = len(snippets), layout.frames
+    strings = h5py.string_dtype()
+    for name, values in (("id", [s.id for s in snippets]), ("city", [s.city for s in snippets])):
+        file.create_dataset(f"snippets/{name}", data=np.array(values, dtype=object), dtype=strings)
+    valid = np.ones((count, frames), dtype=bool)
+    valid[:, 0] = False
+    file.create_dataset("flow_valid", data=valid)
+    codec = codec_options(layout.compression)
+    for height, width in layout.resolutions:
+        group = file.create_group(group_name((height, width)))
+        for name, (dtype, channels) in ARRAYS.items():
+            dtype = layout.flow_dtype if name == "flow" else dtype
+            shape = (count, frames, height, width, *channels)
+            group.create_dataset(name, shape=shape, dtype=dtype,
+                                 chunks=(1, layout.chunk_frames, height, width, *channels), **codec)
+    attrs = {
+        "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "split": split, "frames": frames,
+        "annotated_index": annotated_index, "snippet_count": count,
+        "resolutions": np.array(layout.resolutions, dtype=np.int64),
+        "label_table": json.dumps(label_table()), "label_set": label_set,
+        "compression": layout.compression, "chunk_frames": layout.chunk_frames,
+        "provenance": json.dumps(record, default=str), "complete": False,
+    }
+    file.attrs.update(attrs)
+
+
+def _write_snippet(file: h5py.File, index: int, snippet: Snippet, inputs: PackInputs,
+                   layout: _Layout, pool: ThreadPoolExecutor) -> None:
+    """Read, check and resize one snippet's frames; write each array in one call (whole chunks)."""
+    with _open_flow(inputs.flow[snippet.city]) as flow_file:
+        flow = _flow_dataset(flow_file, snippet, inputs.flow[snippet.city])[()]
+    jobs = [(t, path, flow[t - 1] if t > 0 else None) for t, path in enumerate(snippet.frame_paths)]
+    per_frame = list(pool.map(lambda job: _frame_arrays(snippet, inputs, layout, *job), jobs))
+    for resolution in layout.resolutions:
+        group = file[group_name(resolution)]
+        for name in ARRAYS:
+            group[name][index] = np.stack([arrays[resolution][name] for arrays in per_frame])
+
+
+def _frame_arrays(snippet: Snippet, inputs: PackInputs, layout: _Layout, t: int, frame_path: Path,
+                  flow: np.ndarray | None) -> dict[tuple[int, int], dict[str, np.ndarray]]:
+    """One frame's arrays at every resolution."""
+    number = snippet.frame_numbers[t]
+    stem = f"{snippet.city}_{snippet.seq:06d}_{number:06d}"
+    rgb = read_frame(frame_path)
+    labels = _checked_labels(inputs.semantic[snippet.city] / f"{stem}_labelIds.png", np.uint8)
+    instances = _checked_labels(inputs.instance[snippet.city] / f"{stem}_instanceIds.png", np.uint16)
+    out = {}
+    for size in layout.resolutions:
+        flow_at = (np.zeros((*size, 2), np.float32) if flow is None else resize_flow(flow, size))
+        out[size] = {"frames": resize_image(rgb, size), "labels": resize_labels(labels, size),
+                     "instances": resize_labels(instances, size),
+                     "flow": flow_at.astype(layout.flow_dtype)}
+    return out
+
+
+def _checked_labels(path: Path, dtype: type) -> np.ndarray:
+    """A label-id or instance-id PNG, with every id's label part a Cityscapes label id."""
+    ids = read_label_png(path)
+    label_ids = instance_label_ids(ids) if dtype is np.uint16 else ids
+    if label_ids.max(initial=0) >= NUM_LABEL_IDS:
+        raise PipelineError(f"holds label id {int(label_ids.max())}, beyond the {NUM_LABEL_IDS} "
+                            "Cityscapes label ids", path)
+    return ids.astype(dtype, copy=False)
+
