@@ -5,9 +5,12 @@ frame t > 0 of a sequence, ``flow[t]`` is the flow that warps frame t-1 onto fra
 ``frame_t(x, y) ~= frame_{t-1}(x + u(x, y), y + v(x, y))`` with ``(u, v) = flow[t](x, y)`` in
 pixels, channel 0 horizontal. Frame 0 has none.
 
-``align_corners=True``: pixel centres sit at -1 and +1 of grid_sample's normalised range, so a
+``align_corners=True``: the centres of the corner pixels sit at -1 and +1 of grid_sample's normalised range, so a
 flow of ``u`` pixels moves by ``2u / (W - 1)`` there, as vid2vid and the thesis did. Sampling is
-bilinear; samples outside the image are zero (``padding_mode='zeros'``).
+bilinear; samples outside the image are zero (``padding_mode='zeros'``, vid2vid's and the
+thesis's choice; quality measures pass ``'border'``). With align_corners=True an integer flow
+moves pixels exactly and a fractional one interpolates linearly between the two neighbours
+(tests/test_flow.py checks both on shifted images).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ def flow_to_grid(flow: torch.Tensor) -> torch.Tensor:
 
 def warp(image: torch.Tensor, flow: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
     """Warp ``image`` ``[B, C, H, W]`` (frame t-1) onto frame t with ``flow`` ``[B, 2, H, W]``."""
+    if flow.ndim != 4 or flow.shape[1] != 2:
+        raise ValueError(f"flow must be [B, 2, H, W], got {tuple(flow.shape)}")
     if image.shape[0] != flow.shape[0] or image.shape[-2:] != flow.shape[-2:]:
         raise ValueError(f"image {tuple(image.shape)} and flow {tuple(flow.shape)} differ in batch or size")
     grid = flow_to_grid(flow.to(image.dtype))
