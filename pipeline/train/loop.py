@@ -32,7 +32,7 @@ from pipeline.errors import PipelineError
 from pipeline.io import atomic_path, write_json
 from pipeline.models.build import (build_discriminators, build_feature_encoder, build_generator, build_losses,
                                    optimizer_settings)
-from pipeline.pack.dataset import FrameDataset, WindowDataset
+from pipeline.pack.dataset import FrameDataset, WindowDataset, expand
 from pipeline.pack.verify import open_packed
 from pipeline.provenance import code_version, provenance
 from pipeline.train.schedule import StagePlan, plan_stages
@@ -102,12 +102,15 @@ def _set_lr(optimizers: Optimizers, plan: StagePlan, epoch: int, train: Mapping,
     return generator_lr
 
 
-def _dataset(data_path: Path, entry: Mapping, train: Mapping, plan: StagePlan, label_set: str):
+def _dataset(data_path: Path, entry: Mapping, train: Mapping, plan: StagePlan, label_set: str, on_cpu: bool):
+    """Samples expand (one-hot, edges) in the loader on the CPU; on a GPU they travel compact
+    (uint8 frames) and expand there, where a 512x1024 one-hot costs nothing to make."""
     resolution = (plan.height, plan.width)
     if entry["prior"]:
         window = train["window"] + (1 if entry["flow"] else 0)
-        return WindowDataset(data_path, resolution, window=window, label_set=label_set, seed=train["seed"])
-    return FrameDataset(data_path, resolution, label_set=label_set, frames="annotated")
+        return WindowDataset(data_path, resolution, window=window, label_set=label_set, seed=train["seed"],
+                             expand=on_cpu)
+    return FrameDataset(data_path, resolution, label_set=label_set, frames="annotated", expand=on_cpu)
 
 
 FRAME_KEYS = ("image", "labels", "label_ids", "instances", "edge", "flow", "flow_valid")
@@ -170,7 +173,7 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
     try:
         while position.stage < len(plans):
             plan = plans[position.stage]
-            dataset = _dataset(data_path, entry, train, plan, settings["label_set"])
+            dataset = _dataset(data_path, entry, train, plan, settings["label_set"], device.type == "cpu")
             samples_total = max(1, math.ceil(plan.epochs * len(dataset)))
             epochs = math.ceil(samples_total / len(dataset))
             bar = tqdm(total=samples_total, initial=position.epoch * len(dataset) + position.sample,
@@ -184,7 +187,10 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
                 loader = DataLoader(dataset, batch_size=None, sampler=order,
                                     num_workers=4 if device.type == "cuda" else 0, pin_memory=device.type == "cuda")
                 for sample in loader:
-                    batch = _to(_as_window(_batched(sample)), device)
+                    batch = _to(_batched(sample), device)
+                    if not dataset.expand:
+                        batch = expand(batch, settings["label_set"])
+                    batch = _as_window(batch)
                     terms = train_window(models, optimizers, batch)
                     position.sample += 1
                     position.step += 1
@@ -289,6 +295,7 @@ class _LossLog:
             csv.writer(self.handle).writerow(self.COLUMNS + self.names)
         row = [position.step, plan.index, position.epoch, position.sample, f"{lr:.6g}", snippet]
         csv.writer(self.handle).writerow(row + [f"{terms[n]:.6g}" if n in terms else "" for n in self.names])
+        self.handle.flush()      # a row per window: cheap, and a killed job's log shows how far it got
         self.rows += 1
 
     def flush(self) -> None:

@@ -11,7 +11,7 @@ rule reference_flow:
     threads: 2
     resources:
         gpu=1,
-        mem_mb=lambda wildcards: 48000 if config['flow']['backend'] == 'flownet2' else 4000,
+        mem_mb=48000 if config["flow"]["backend"] == "flownet2" else 4000,
         runtime=240,
     conda:
         "../../envs/torch.yaml"

@@ -1,0 +1,83 @@
+"""Test videos: counts, warm-up, seeded feature draws, and the warping error."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.config import DEFAULT_CONFIG, load_config
+from pipeline.errors import PipelineError
+from pipeline.pack.dataset import WindowDataset
+from pipeline.synthesize.video import real_videos, synthesize_videos
+from pipeline.synthesize.warping import non_occluded, warping_error
+from pipeline.train.__main__ import train_settings
+from pipeline.train.cluster import feature_bank
+from pipeline.train.loop import train_variant
+
+
+@pytest.fixture(scope="module")
+def fvd_settings():
+    config = load_config([DEFAULT_CONFIG])
+    return dict(config["fvd"], height=16, width=32, frames=4, batch_size=2, batches=1, start_frame=2,
+                warmup_frames=2)
+
+
+@pytest.fixture(scope="module")
+def trained(packed_city, tmp_path_factory):
+    config = load_config([DEFAULT_CONFIG])
+    config["train"]["crn"]["stages"] = [{"height": 16, "width": 32, "epochs": 1, "max_steps": 1},
+                                        {"height": 32, "width": 64, "epochs": 1, "max_steps": 1}]
+    config["train"]["model_overrides"] = {"generator": {"width_divisor": 64}, "discriminator": {"width_divisor": 16},
+                                          "encoder": {"width_divisor": 4}}
+    config["train"]["window"] = 2
+    config["weights"]["allow_random"] = True
+    work = tmp_path_factory.mktemp("trained")
+    models = {}
+    for variant in ("v02", "v08"):
+        models[variant] = train_variant(variant, train_settings(config, variant), packed_city["train"],
+                                        work / variant, work / "resume" / variant, "cpu", progress=False)
+    bank = feature_bank(models["v08"], packed_city["train"], clusters=3, seed=0)
+    torch.save(bank, work / "clusters.pt")
+    models["clusters"] = work / "clusters.pt"
+    return models
+
+
+def test_real_videos_are_the_packed_frames_from_the_start_frame(packed_city, fvd_settings):
+    videos, record = real_videos(packed_city["val"], fvd_settings)
+    assert videos.shape == (2, 4, 16, 32, 3) and videos.dtype == np.uint8
+    packed = WindowDataset(packed_city["val"], (16, 32), window=4, start=2, expand=False)
+    assert np.array_equal(videos[1], packed[1]["image"].numpy())
+    assert record["snippets"] == packed.packed.snippets[:2]
+
+
+def test_prior_variants_warm_up_and_feature_draws_follow_the_seed(packed_city, trained, fvd_settings):
+    first, result = synthesize_videos(trained["v08"], packed_city["val"], fvd_settings, trained["clusters"])
+    again, repeat = synthesize_videos(trained["v08"], packed_city["val"], fvd_settings, trained["clusters"])
+    assert first.shape == (2, 4, 16, 32, 3)
+    assert result["record"]["start_frame"] == 0 and result["record"]["warmup_frames"] == 2
+    assert result["record"]["features"] == "cluster draw"
+    assert np.array_equal(first, again) and result["record"]["feature_draws"] == repeat["record"]["feature_draws"]
+    other, changed = synthesize_videos(trained["v08"], packed_city["val"], dict(fvd_settings, seed=5),
+                                       trained["clusters"])
+    assert changed["record"]["feature_draws"] != result["record"]["feature_draws"]
+    image_variant, plain = synthesize_videos(trained["v02"], packed_city["val"], fvd_settings)
+    assert plain["record"]["start_frame"] == 2 and plain["record"]["features"] is None
+    assert all(np.isfinite(plain["warping_errors"]))
+
+
+def test_too_few_test_snippets_is_named(packed_city, trained, fvd_settings):
+    with pytest.raises(PipelineError, match="needs 8 test videos .* has 2 snippets"):
+        synthesize_videos(trained["v02"], packed_city["val"], dict(fvd_settings, batches=4))
+
+
+def test_warping_error_separates_consistent_from_flickering_video(packed_city):
+    real = WindowDataset(packed_city["val"], (32, 64), window=6, start=1)[0]
+    mask = non_occluded(real["image"], real["flow"])
+    assert mask.float().mean() > 0.5                        # the true flow explains most pixels
+    consistent = warping_error(real["image"], real["flow"], mask)
+    flicker = real["image"].clone()
+    flicker[1::2] = 1.0 - flicker[1::2]
+    assert consistent < 0.05 < warping_error(flicker, real["flow"], mask)

@@ -1,0 +1,149 @@
+"""Training: schedules, exact resume after SIGTERM (in both CRN stages), clear errors."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import make_packed_city
+from pipeline.config import DEFAULT_CONFIG, load_config
+from pipeline.errors import PipelineError
+from pipeline.train.__main__ import train_settings
+from pipeline.train.loop import TERMINATED_EXIT, load_trained, train_variant
+from pipeline.train.schedule import lr_factor, plan_stages, uses_decay
+
+
+@pytest.fixture(scope="module")
+def study():
+    return load_config([DEFAULT_CONFIG])
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    return make_packed_city(tmp_path_factory.mktemp("train_city"), train=4, val=2)
+
+
+def tiny(study: dict, variant: str, crn_epochs=(3, 1)) -> dict:
+    config = copy.deepcopy(study)
+    config["train"]["crn"]["stages"] = [{"height": 16, "width": 32, "epochs": crn_epochs[0]},
+                                        {"height": 32, "width": 64, "epochs": crn_epochs[1]}]
+    config["train"]["pix2pixhd"]["stages"] = [{"height": 32, "width": 64, "epochs": 2}]
+    config["train"]["window"] = 3
+    config["train"]["model_overrides"] = {"generator": {"width_divisor": 64},
+                                          "discriminator": {"width_divisor": 16},
+                                          "encoder": {"width_divisor": 4}}
+    config["weights"]["allow_random"] = True
+    return train_settings(config, variant)
+
+
+def test_thesis_schedules(study):
+    train = study["train"]
+    v01, v07, v10, v14 = (study["variants"][v] for v in ("v01", "v07", "v10", "v14"))
+    assert [(p.height, p.epochs, p.output_images) for p in plan_stages(v01, train)] == [(256, 200, 9), (512, 50, 3)]
+    assert [p.epochs for p in plan_stages(v07, train)] == [120, 30]
+    assert [(p.height, p.epochs) for p in plan_stages(v10, train)] == [(512, 200)]
+    assert [p.epochs for p in plan_stages(v14, train)] == [120]
+    assert not uses_decay(v01) and not uses_decay(v07) and uses_decay(study["variants"]["v04"]) and uses_decay(v10)
+    # pix2pixHD: constant for 100 epochs, then linear towards (never reaching) zero.
+    assert lr_factor(99, 200) == 1.0 and lr_factor(100, 200) == pytest.approx(1 - 1 / 101)
+    assert 0 < lr_factor(199, 200) < 0.011
+
+
+def run_training(variant: str, settings: dict, packed: dict, work: Path, kill_when=None) -> subprocess.CompletedProcess:
+    """Train in a subprocess; ``kill_when(rows)`` decides from the loss log when to send SIGTERM."""
+    command = [sys.executable, "-m", "pipeline.train", "--variant", variant, "--data", str(packed["train"]),
+               "--output", str(work / "out"), "--resume", str(work / "resume"), "--device", "cpu",
+               "--settings", json.dumps(settings)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = work / "resume" / "losses.csv"
+    killed = False
+    while process.poll() is None:
+        if kill_when is not None and not killed and log.is_file():
+            rows = [line.split(",") for line in log.read_text().splitlines()[1:]]
+            if kill_when(rows):
+                process.send_signal(signal.SIGTERM)
+                killed = True
+        time.sleep(0.02)
+    out, err = process.communicate()
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+def weights(path: Path) -> dict:
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    states = {f"generator.{k}": v for k, v in checkpoint["generator"].items()}
+    if checkpoint["encoder"]:
+        states.update({f"encoder.{k}": v for k, v in checkpoint["encoder"].items()})
+    return states
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant, kill_stage", [("v07", 0), ("v06", 1)])
+def test_sigterm_and_resume_give_the_uninterrupted_weights(study, packed, tmp_path, variant, kill_stage):
+    settings = tiny(study, variant)
+    whole = run_training(variant, settings, packed, tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr
+
+    def in_stage(rows):   # mid-epoch of the chosen stage: some of its windows done
+        return sum(1 for row in rows if row[1] == str(kill_stage)) >= 2
+
+    first = run_training(variant, settings, packed, tmp_path / "broken", kill_when=in_stage)
+    assert first.returncode == TERMINATED_EXIT, first.stderr
+    assert not (tmp_path / "broken" / "out" / "model.pt").exists()
+    resumed = run_training(variant, settings, packed, tmp_path / "broken")
+    assert resumed.returncode == 0, resumed.stderr
+    expected, found = weights(tmp_path / "whole" / "out" / "model.pt"), weights(tmp_path / "broken" / "out" / "model.pt")
+    assert expected.keys() == found.keys()
+    for key in expected:
+        assert torch.equal(expected[key], found[key]), key
+    log_whole = (tmp_path / "whole" / "out" / "losses.csv").read_text().splitlines()
+    log_resumed = (tmp_path / "broken" / "out" / "losses.csv").read_text().splitlines()
+    assert [row.split(",")[:4] for row in log_whole] == [row.split(",")[:4] for row in log_resumed]
+
+
+def test_outputs_record_provenance_and_reload(study, packed, tmp_path):
+    settings = tiny(study, "v11")
+    path = train_variant("v11", settings, packed["train"], tmp_path / "out", tmp_path / "resume", "cpu", progress=False)
+    models, checkpoint = load_trained(path)
+    assert "random" in checkpoint["provenance"]["backbone_weights"]["perceptual"]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["training_seconds"] > 0 and summary["steps"] == 2 * 4
+    header = (tmp_path / "out" / "losses.csv").read_text().splitlines()[0].split(",")
+    assert {"gan", "feature_matching", "perceptual", "discriminator"} <= set(header)
+    labels = torch.zeros(1, 20, 32, 64)
+    labels[:, 0] = 1
+    inputs = {"labels": labels, "edge": torch.zeros(1, 1, 32, 64), "features": torch.zeros(1, 3, 32, 64)}
+    assert models.generator(inputs)["image"].shape == (1, 3, 32, 64)
+
+
+def test_bad_inputs_are_named(study, packed, tmp_path):
+    settings = tiny(study, "v02")
+    with pytest.raises(PipelineError, match="missing.h5"):
+        train_variant("v02", settings, tmp_path / "missing.h5", tmp_path / "o", tmp_path / "r", "cpu")
+    corrupt = tmp_path / "corrupt.h5"
+    corrupt.write_bytes(packed["train"].read_bytes()[:5000])
+    with pytest.raises(PipelineError, match="corrupt.h5"):
+        train_variant("v02", settings, corrupt, tmp_path / "o", tmp_path / "r", "cpu")
+    with pytest.raises(PipelineError, match="variant 'v99' is not in config.yaml"):
+        train_settings(study, "v99")
+
+
+def test_a_resume_folder_of_another_run_is_refused(study, packed, tmp_path):
+    resume = tmp_path / "resume"
+    done = run_training("v02", tiny(study, "v02", crn_epochs=(1, 1)), packed, tmp_path,
+                        kill_when=lambda rows: len(rows) >= 1)
+    assert done.returncode == TERMINATED_EXIT and (resume / "resume.pt").is_file()
+    other = tiny(study, "v02", crn_epochs=(2, 1))
+    with pytest.raises(PipelineError, match="belongs to another run.*settings_sha256"):
+        train_variant("v02", other, packed["train"], tmp_path / "out", resume, "cpu")
+    with pytest.raises(PipelineError, match="belongs to another run.*variant"):
+        train_variant("v03", tiny(study, "v03", crn_epochs=(1, 1)), packed["train"], tmp_path / "out", resume, "cpu")
