@@ -1,0 +1,111 @@
+"""Small building blocks shared by the generators (thesis-code.md §3-4, networks.md §1, §4).
+
+- ``ConvNormAct``: 3x3 conv, norm, LeakyReLU(0.2): the CRN's half refinement module.
+- ``ResNeXtBlock``: the thesis's ResNeXt block (appendix A.1 as its code built it): 1x1 C->C/2,
+  LeakyReLU, grouped 3x3 (cardinality 32), LeakyReLU, 1x1 C/2->C, all weight-normed, output
+  (out + x) / 2. (Xie et al. 2017 use BN and ReLU and x + out; the thesis did not.)
+- ``ProcessingBlock``: norm, LeakyReLU, 3x3 conv (the thesis's CRN_NUM_RESNET_PROCESSING_RMS).
+- ``ResnetBlock``: pix2pixHD's residual block (Wang et al. 2018): reflection pad, 3x3 conv,
+  instance norm, ReLU, twice (no ReLU after the second), output x + block.
+- ``reflect_conv``: reflection pad k//2 then a k x k conv (stems and 7x7 heads).
+
+Init follows the thesis and pix2pixHD: every conv N(0, 0.02) with zero bias (``init_conv_``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+from pipeline.models.norms import conv_norm, make_norm
+
+__all__ = [
+    "INIT_STD", "LEAKY_SLOPE", "init_conv_", "ConvNormAct", "ResNeXtBlock", "ProcessingBlock",
+    "ResnetBlock", "reflect_conv", "grouped_cardinality",
+]
+
+INIT_STD = 0.02
+LEAKY_SLOPE = 0.2
+
+
+def init_conv_(conv: nn.Conv2d | nn.ConvTranspose2d, std: float = INIT_STD) -> nn.Module:
+    """N(0, std) weights and zero bias, in place (thesis and pix2pixHD ``weights_init``)."""
+    nn.init.normal_(conv.weight, 0.0, std)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    return conv
+
+
+class ConvNormAct(nn.Sequential):
+    """3x3 conv (stride 1, zero padding) -> norm ``norm`` -> LeakyReLU(0.2) (Chen and Koltun 2017)."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm: str,
+                 size: tuple[int, int] | None = None, kernel_size: int = 3):
+        conv = init_conv_(nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2))
+        super().__init__(*conv_norm(norm, conv, size), nn.LeakyReLU(LEAKY_SLOPE))
+
+
+def grouped_cardinality(channels: int, cardinality: int) -> int:
+    """The group count for a grouped conv over ``channels``: ``cardinality`` where it divides them.
+
+    At full width (C/2 >= 64) this is the thesis's 32; narrowed demo networks get the largest
+    common divisor so every group keeps at least one channel.
+    """
+    return math.gcd(channels, cardinality)
+
+
+def _wn_conv(in_channels: int, out_channels: int, kernel_size: int, groups: int = 1) -> nn.Module:
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, groups=groups)
+    return weight_norm(init_conv_(conv))
+
+
+class ResNeXtBlock(nn.Module):
+    """The thesis's ResNeXt block: (x + f(x)) / 2, f = 1x1 -> LReLU -> grouped 3x3 -> LReLU -> 1x1."""
+
+    def __init__(self, channels: int, cardinality: int = 32):
+        super().__init__()
+        inner = max(channels // 2, 1)
+        self.body = nn.Sequential(
+            _wn_conv(channels, inner, 1),
+            nn.LeakyReLU(LEAKY_SLOPE),
+            _wn_conv(inner, inner, 3, groups=grouped_cardinality(inner, cardinality)),
+            nn.LeakyReLU(LEAKY_SLOPE),
+            _wn_conv(inner, channels, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The thesis averages rather than adds: the output keeps the scale of x.
+        return (self.body(x) + x) / 2
+
+
+class ProcessingBlock(nn.Sequential):
+    """norm -> LeakyReLU(0.2) -> 3x3 conv (weight-normed for norm "weight"); thesis-code.md §3."""
+
+    def __init__(self, channels: int, norm: str, size: tuple[int, int] | None = None):
+        conv = init_conv_(nn.Conv2d(channels, channels, 3, padding=1))
+        layers: list[nn.Module] = [] if norm == "weight" else [make_norm(norm, channels, size)]
+        layers += [nn.LeakyReLU(LEAKY_SLOPE), weight_norm(conv) if norm == "weight" else conv]
+        super().__init__(*layers)
+
+
+def reflect_conv(in_channels: int, out_channels: int, kernel_size: int = 7) -> nn.Sequential:
+    """Reflection pad ``kernel_size // 2`` and a ``kernel_size`` conv, N(0, 0.02) init."""
+    conv = init_conv_(nn.Conv2d(in_channels, out_channels, kernel_size))
+    return nn.Sequential(nn.ReflectionPad2d(kernel_size // 2), conv)
+
+
+class ResnetBlock(nn.Module):
+    """pix2pixHD's residual block (instance norm, ReLU, reflection padding; x + block(x))."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            reflect_conv(channels, channels, 3), nn.InstanceNorm2d(channels), nn.ReLU(True),
+            reflect_conv(channels, channels, 3), nn.InstanceNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
