@@ -4,6 +4,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 import pipeline.config
+from pipeline.fvd import EMBED_KEYS, SCORE_KEYS, TABLE_KEYS
 from pipeline.provenance import code_version
 
 # Our validator first: its errors name the config key; it also checks variant consistency.

@@ -31,7 +31,7 @@ rule embed_real:
     log:
         "logs/embed/real.log",
     params:
-        settings=settings("fvd"),
+        settings=settings_of("fvd", *EMBED_KEYS),
         code=code_version("fvd"),
     threads: 2
     resources:
@@ -64,7 +64,7 @@ rule fvd:
     log:
         "logs/fvd/{variant}.log",
     params:
-        settings=settings("fvd"),
+        settings=settings_of("fvd", *SCORE_KEYS),
         code=code_version("fvd"),
     threads: 1
     resources:
@@ -89,7 +89,7 @@ rule fvd_table:
         "logs/fvd_table.log",
     params:
         variants=settings("variants"),
-        settings=settings("fvd"),
+        settings=settings_of("fvd", *TABLE_KEYS),
         code=code_version("fvd"),
     threads: 1
     resources:

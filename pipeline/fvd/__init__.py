@@ -1,0 +1,29 @@
+"""Fréchet Video Distance: crops, the I3D embedding, the Fréchet distance, statistics, the table.
+
+Thesis 4.5.4 (FVD of Unterthiner et al. 2018 on three square crops, batches of 16 videos) and
+the reference implementation (google-research ``frechet_video_distance``), ported to TF2 eager.
+
+TensorFlow lives only in :mod:`pipeline.fvd.i3d` and :mod:`pipeline.fvd.embed`, which run in
+processes of their own (TensorFlow 2.21 and triton crash in one process). Everything else here
+(:mod:`videos`, :mod:`embeddings`, :mod:`crops`, :mod:`frechet`, :mod:`protocol`, :mod:`score`,
+:mod:`table`) is NumPy only and imports neither TensorFlow nor torch, so any process may use it.
+
+Two FVDs are reported side by side. The thesis's number averages FVDs of batches of 16 videos;
+at 16 videos the covariance of 400 logits has rank 15 at most and the distance is dominated by
+its small-sample bias, so it is large and noisy. The pooled FVD of all videos of a crop (128 in
+the thesis) is far less biased. Neither compares with FVDs computed at another number of videos
+(fvd.md 4.5), nor with published FVDs when a local random I3D was used.
+
+Stages (one process each)::
+
+    python -m pipeline.fvd.i3d    --output DIR [--width-multiplier W] [--seed S]
+    python -m pipeline.fvd.embed  --videos FILE.h5 --i3d DIR --output FILE.npz --settings JSON
+    python -m pipeline.fvd.score  --real R.npz --fake F.npz --output FILE.json --settings JSON
+    python -m pipeline.fvd.table  --scores A.json ... --variants-settings JSON --output FILE.csv
+"""
+
+# The fvd-section keys each stage reads: the rules pass exactly these (a change to another key
+# does not rerun the stage). Here, free of TensorFlow, so the Snakefile can import them.
+EMBED_KEYS = ("frames", "height", "width", "batch_size", "crops")
+SCORE_KEYS = ("batch_size", "batches", "crops", "bootstrap", "seed")
+TABLE_KEYS = ("comparisons",)

@@ -1,0 +1,319 @@
+"""FVD without TensorFlow: Fréchet distance, statistics, crops, files, score and table stages.
+
+The TensorFlow parts (local I3D, preprocessing, embedding) are in test_fvd_tf.py, which runs
+them in a subprocess.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import scipy.linalg
+
+from pipeline.errors import PipelineError
+from pipeline.fvd import score as score_stage
+from pipeline.fvd import table as table_stage
+from pipeline.fvd.crops import check_crop_names, crop_offset, crop_videos
+from pipeline.fvd.embeddings import read_embeddings, write_embeddings
+from pipeline.fvd.frechet import (
+    feature_statistics,
+    frechet_distance,
+    frechet_distance_features,
+    frechet_distance_from_grams,
+)
+from pipeline.fvd.protocol import (
+    batch_fvds,
+    bootstrap_fvds,
+    bootstrap_indices,
+    centred_interval,
+    score_crops,
+)
+from pipeline.fvd.videos import read_videos, read_videos_header, video_batches, write_videos
+
+
+def scipy_frechet(x: np.ndarray, y: np.ndarray) -> float:
+    """An independent float64 Fréchet distance: np.cov and scipy.linalg.sqrtm of the product."""
+    mu_x, mu_y = x.mean(axis=0), y.mean(axis=0)
+    cov_x, cov_y = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    root = scipy.linalg.sqrtm(cov_x @ cov_y)
+    return float(np.sum((mu_x - mu_y) ** 2) + np.trace(cov_x) + np.trace(cov_y) - 2 * np.trace(root).real)
+
+
+# --- Fréchet distance --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n, dim", [(600, 64), (128, 400), (16, 400)])
+def test_frechet_distance_matches_scipy(n: int, dim: int) -> None:
+    rng = np.random.default_rng(n + dim)
+    real = rng.standard_normal((n, dim)) * rng.uniform(0.5, 2.0, dim)
+    fake = rng.standard_normal((n, dim)) @ rng.normal(0, 0.1, (dim, dim)) + rng.standard_normal((n, dim)) + 0.3
+    expected = scipy_frechet(real, fake)
+    assert frechet_distance_features(real, fake) == pytest.approx(expected, rel=1e-6)
+    # Both paths (covariance SVDs and the cross-Gram nuclear norm) agree with each other too.
+    covariance_path = frechet_distance(*feature_statistics(real), *feature_statistics(fake))
+    assert covariance_path == pytest.approx(expected, rel=1e-6)
+
+
+def test_frechet_distance_of_a_set_with_itself_is_zero() -> None:
+    features = np.random.default_rng(1).standard_normal((128, 400)) * 5 + 3
+    assert abs(frechet_distance_features(features, features)) < 1e-8
+    assert abs(frechet_distance(*feature_statistics(features), *feature_statistics(features))) < 1e-8
+    # Shuffling the videos of one set changes nothing; the distance is symmetric.
+    other = np.random.default_rng(2).standard_normal((128, 400))
+    shuffled = features[np.random.default_rng(3).permutation(128)]
+    assert frechet_distance_features(shuffled, other) == pytest.approx(frechet_distance_features(features, other))
+    assert frechet_distance_features(other, features) == pytest.approx(frechet_distance_features(features, other))
+
+
+def test_unbiased_covariance_and_constant_sets() -> None:
+    features = np.arange(12, dtype=float).reshape(4, 3)
+    _, cov = feature_statistics(features)
+    assert cov[0, 0] == pytest.approx(np.var(features[:, 0], ddof=1))
+    # Constant sets: no covariance, the distance is the squared distance of the two embeddings
+    # (why the black/white reference example does not depend on the number of videos).
+    black, white = np.tile([1.0, 2.0, 3.0], (16, 1)), np.tile([2.0, 0.0, 3.0], (16, 1))
+    assert frechet_distance_features(black, white) == pytest.approx(5.0)
+    assert batch_fvds(np.tile(black, (2, 1)), np.tile(white, (2, 1)), 16) == pytest.approx([5.0, 5.0])
+
+
+def test_frechet_distance_rejects_bad_features() -> None:
+    with pytest.raises(ValueError, match="NaN"):
+        frechet_distance_features(np.full((4, 3), np.nan), np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="feature sizes"):
+        frechet_distance_features(np.zeros((4, 3)), np.zeros((4, 2)))
+
+
+# --- statistics -------------------------------------------------------------------------------
+
+def test_batch_fvds_pair_real_and_synthesised_batches() -> None:
+    rng = np.random.default_rng(4)
+    real, fake = rng.standard_normal((48, 40)), rng.standard_normal((48, 40)) + 1
+    values = batch_fvds(real, fake, 16)
+    assert values.shape == (3,)
+    assert values[1] == pytest.approx(scipy_frechet(real[16:32], fake[16:32]), rel=1e-6)
+    with pytest.raises(ValueError, match="multiple"):
+        batch_fvds(real[:40], fake[:40], 16)
+
+
+def test_bootstrap_replicates_recompute_the_resampled_sets() -> None:
+    rng = np.random.default_rng(5)
+    real, fake = rng.standard_normal((32, 100)), rng.standard_normal((32, 100)) * 1.5
+    indices = bootstrap_indices(32, 7, seed=3)
+    values = bootstrap_fvds(real, fake, indices)
+    for idx, value in zip(indices, values):
+        assert value == pytest.approx(frechet_distance_features(real[idx], fake[idx]), rel=1e-8)
+    # More videos than features: the covariance path gives the same replicates.
+    wide_real, wide_fake = real[:, :20], fake[:, :20]
+    direct = [frechet_distance_features(wide_real[idx], wide_fake[idx]) for idx in indices]
+    assert bootstrap_fvds(wide_real, wide_fake, indices) == pytest.approx(direct, rel=1e-8)
+    assert np.array_equal(indices, bootstrap_indices(32, 7, seed=3))
+    assert not np.array_equal(indices, bootstrap_indices(32, 7, seed=4))
+
+
+def test_frechet_distance_from_stacked_grams() -> None:
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal((2, 10, 30)), rng.standard_normal((2, 10, 30)) + 0.5
+    grams = (x @ x.transpose(0, 2, 1), y @ y.transpose(0, 2, 1), x @ y.transpose(0, 2, 1))
+    values = frechet_distance_from_grams(*grams)
+    assert values == pytest.approx([scipy_frechet(x[i], y[i]) for i in range(2)], rel=1e-6)
+
+
+def test_centred_interval_is_the_spread_around_the_estimate() -> None:
+    values = np.linspace(10.0, 20.0, 1001)  # mean 15, central 95% spans 10.25..19.75
+    low, high = centred_interval(3.0, values)
+    assert (low, high) == pytest.approx((3.0 - 4.75, 3.0 + 4.75))
+    assert centred_interval(3.0, values, floor=0.0)[0] == 0.0
+
+
+def test_score_crops_thesis_number_and_spread() -> None:
+    rng = np.random.default_rng(7)
+    real = {crop: rng.standard_normal((32, 50)) for crop in ("left", "right")}
+    fake = {crop: rng.standard_normal((32, 50)) + shift for crop, shift in (("left", 0.2), ("right", 0.6))}
+    result = score_crops(real, fake, ["left", "right"], batch_size=16, replicates=40, seed=0)
+    per_batch = {crop: batch_fvds(real[crop], fake[crop], 16) for crop in real}
+    assert result["fvd_thesis"] == pytest.approx(np.mean([per_batch["left"].mean(), per_batch["right"].mean()]))
+    assert result["batch_crop_std"] == pytest.approx(np.std(np.concatenate(list(per_batch.values())), ddof=1))
+    assert result["crop_std"] == pytest.approx(np.std([v.mean() for v in per_batch.values()], ddof=1))
+    assert result["crops"]["left"]["pooled"] == pytest.approx(scipy_frechet(real["left"], fake["left"]), rel=1e-6)
+    assert result["pooled_fvd"] == pytest.approx(np.mean([result["crops"][c]["pooled"] for c in real]))
+    assert len(result["pooled_bootstrap"]) == 40
+    low, high = result["pooled_ci"]
+    assert low <= result["pooled_fvd"] <= high
+    # The batch FVD at 16 videos is far more biased than the pooled FVD at 32.
+    assert result["fvd_thesis"] > result["pooled_fvd"]
+    assert json.loads(json.dumps(result)) == result  # JSON-ready
+    again = score_crops(real, fake, ["left", "right"], batch_size=16, replicates=40, seed=0)
+    assert again["pooled_bootstrap"] == result["pooled_bootstrap"]
+
+
+# --- crops ------------------------------------------------------------------------------------
+
+def test_crops_on_videos_with_known_content() -> None:
+    # Each column holds its own index: a crop's first and last columns say where it was cut.
+    height, width = 4, 10
+    columns = np.broadcast_to(np.arange(width, dtype=np.uint8)[None, None, None, :, None], (2, 3, height, width, 3))
+    expected_first = {"left": 0, "center": 3, "right": 6}
+    for name, first in expected_first.items():
+        crop = crop_videos(columns, name)
+        assert crop.shape == (2, 3, height, height, 3)
+        assert crop[0, 0, 0, :, 0].tolist() == list(range(first, first + height))
+        assert crop_offset(name, height, width) == first
+    square = np.zeros((1, 1, 5, 5, 3), np.uint8)
+    assert all(crop_videos(square, name).shape == square.shape for name in expected_first)
+    with pytest.raises(ValueError, match="unknown crop"):
+        crop_offset("top", 4, 10)
+    with pytest.raises(ValueError, match="narrower"):
+        crop_offset("left", 10, 4)
+    with pytest.raises(ValueError, match="distinct"):
+        check_crop_names(["left", "left"])
+
+
+# --- files ------------------------------------------------------------------------------------
+
+def test_videos_file_roundtrip_and_errors(tmp_path: Path) -> None:
+    videos = np.random.default_rng(8).integers(0, 256, (3, 4, 6, 8, 3), dtype=np.uint8)
+    path = tmp_path / "videos.h5"
+    write_videos(path, videos, {"stage": "synthesize", "variant": "v01"})
+    loaded, record = read_videos(path)
+    assert np.array_equal(loaded, videos) and record["variant"] == "v01"
+    assert read_videos_header(path) == ((3, 4, 6, 8, 3), record)
+    assert np.array_equal(np.concatenate(list(video_batches(path, 2))), videos)
+    assert not list(tmp_path.glob(".videos.h5*"))  # no temporary left behind
+    with pytest.raises(PipelineError, match="not found"):
+        read_videos(tmp_path / "missing.h5")
+    (tmp_path / "corrupt.h5").write_bytes(b"not hdf5 at all")
+    with pytest.raises(PipelineError, match="corrupt.h5.*HDF5"):
+        read_videos(tmp_path / "corrupt.h5")
+    with h5py.File(tmp_path / "empty.h5", "w") as handle:
+        handle.create_dataset("other", data=np.zeros(3))
+    with pytest.raises(PipelineError, match="no dataset 'videos'"):
+        read_videos(tmp_path / "empty.h5")
+    with pytest.raises(PipelineError, match="uint8"):
+        write_videos(tmp_path / "float.h5", videos.astype(np.float32), {})
+    assert not (tmp_path / "float.h5").exists()
+
+
+def test_embeddings_file_roundtrip_and_errors(tmp_path: Path) -> None:
+    per_crop = {"left": np.ones((4, 400)), "center": np.zeros((4, 400))}
+    write_embeddings(tmp_path / "e.npz", per_crop, {"i3d": {"kind": "local_random"}})
+    loaded, record = read_embeddings(tmp_path / "e.npz")
+    assert set(loaded) == {"left", "center"} and loaded["left"].dtype == np.float32
+    assert record["i3d"]["kind"] == "local_random"
+    (tmp_path / "bad.npz").write_bytes(b"garbage")
+    with pytest.raises(PipelineError, match="bad.npz"):
+        read_embeddings(tmp_path / "bad.npz")
+    np.savez(tmp_path / "plain.npz", left=np.ones((4, 400)))
+    with pytest.raises(PipelineError, match="provenance"):
+        read_embeddings(tmp_path / "plain.npz")
+
+
+# --- score and table stages -------------------------------------------------------------------
+
+SETTINGS = {"batch_size": 8, "batches": 2, "crops": ["left", "center"], "bootstrap": 50, "seed": 0}
+I3D = {"kind": "local_random", "width_multiplier": 0.25, "seed": 0, "sha256": "abc", "path": "/i3d"}
+
+
+def write_set(path: Path, shift: float, seed: int, i3d: dict = I3D, frames: int = 16) -> Path:
+    rng = np.random.default_rng(seed)
+    per_crop = {crop: rng.standard_normal((16, 30)) + shift for crop in SETTINGS["crops"]}
+    write_embeddings(path, per_crop, {"i3d": i3d, "videos": {"shape": [16, frames, 32, 64, 3], "provenance": {}}})
+    return path
+
+
+def test_score_stage_writes_all_figures(tmp_path: Path) -> None:
+    real = write_set(tmp_path / "real.npz", 0.0, seed=1)
+    fake = write_set(tmp_path / "fake.npz", 0.5, seed=2)
+    output = tmp_path / "scores" / "v01.json"
+    score_stage.main(["--real", str(real), "--fake", str(fake), "--output", str(output),
+                      "--settings", json.dumps(SETTINGS)])
+    result = json.loads(output.read_text())
+    assert result["variant"] == "v01" and result["batches"] == 2 and result["num_videos"] == 16
+    assert set(result["crops"]) == {"left", "center"} and len(result["crops"]["left"]["batch_fvd"]) == 2
+    assert result["i3d"]["kind"] == "local_random" and result["provenance"]["stage"] == "fvd.score"
+
+
+def test_score_stage_refuses_incomparable_sets(tmp_path: Path) -> None:
+    real = write_set(tmp_path / "real.npz", 0.0, seed=1)
+    other_i3d = write_set(tmp_path / "other.npz", 0.0, seed=2, i3d=dict(I3D, sha256="def"))
+    with pytest.raises(PipelineError, match="other.npz.*another I3D"):
+        score_stage.score_embeddings(real, other_i3d, SETTINGS)
+    longer = write_set(tmp_path / "longer.npz", 0.0, seed=2, frames=24)
+    with pytest.raises(PipelineError, match="longer.npz.*frames"):
+        score_stage.score_embeddings(real, longer, SETTINGS)
+    with pytest.raises(PipelineError, match="3 batches of 8"):
+        score_stage.score_embeddings(real, write_set(tmp_path / "f.npz", 0, 3), dict(SETTINGS, batches=3))
+
+
+def make_scores(tmp_path: Path, shifts: dict[str, float]) -> list[Path]:
+    real = write_set(tmp_path / "real.npz", 0.0, seed=1)
+    paths = []
+    for seed, (name, shift) in enumerate(shifts.items(), start=10):
+        fake = write_set(tmp_path / f"{name}.npz", shift, seed=seed)
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(score_stage.score_embeddings(real, fake, SETTINGS, variant=name)))
+    return paths
+
+
+VARIANTS = {
+    "v01": {"index": 1, "network": "crn", "norm": "layer", "edge": False, "prior": None, "thesis_fvd": 1885.1},
+    "v02": {"index": 2, "network": "crn", "norm": "weight", "edge": False, "prior": None, "thesis_fvd": 1609.0},
+    "v03": {"index": 3, "network": "crn", "norm": "weight", "edge": False, "prior": None, "thesis_fvd": 1488.2},
+}
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_table_stage_rows_and_comparisons(tmp_path: Path) -> None:
+    # v01 far from the real set, v02 close, v03 nearly as close as v02.
+    scores = make_scores(tmp_path, {"v03": 0.25, "v01": 2.0, "v02": 0.2})
+    (tmp_path / "warp.json").write_text(json.dumps({"variant": "v02", "warping_error": 0.0123}))
+    (tmp_path / "v01").mkdir()
+    (tmp_path / "v01" / "training.json").write_text(json.dumps({"training_seconds": 5400}))
+    output = tmp_path / "results" / "fvd_table.csv"
+    table_stage.main(["--scores", *map(str, scores), "--variants-settings", json.dumps(VARIANTS),
+                      "--warping", str(tmp_path / "warp.json"), "--training", str(tmp_path / "v01" / "training.json"),
+                      "--output", str(output), "--settings", json.dumps({"comparisons": [[1, 2], [2, 3], [1, 9]]})])
+    rows = read_csv(output)
+    assert [row["variant"] for row in rows] == ["v01", "v02", "v03"]
+    first = rows[0]
+    assert first["norm"] == "layer" and first["edge"] == "false" and first["prior"] == ""
+    assert float(first["fvd"]) == pytest.approx(json.loads(scores[1].read_text())["fvd_thesis"], abs=1e-3)
+    assert {"fvd_left", "fvd_center", "fvd_pooled_ci_low", "fvd_crop_std", "fvd_batch_crop_std"} <= set(first)
+    assert first["training_hours"] == "1.500" and rows[1]["warping_error"] == "0.012"
+    assert first["warping_error"] == "" and first["thesis_fvd"] == "1885.100"
+    assert "not comparable to published FVD" in first["i3d"]
+    pairs = read_csv(tmp_path / "results" / "fvd_table_comparisons.csv")
+    assert [pair["pair"] for pair in pairs] == ["1 vs 2", "2 vs 3"]  # 1 vs 9: no variant 9
+    # A large improvement holds in every resample; two near-equal variants flip in some.
+    assert float(pairs[0]["sign_kept_share"]) == 1.0 and float(pairs[0]["pooled_change"]) < 0
+    assert 0.0 < float(pairs[1]["sign_kept_share"]) < 1.0
+    assert pairs[0]["same_sign_as_thesis"] == "true"
+
+
+def test_table_stage_errors_name_the_file(tmp_path: Path) -> None:
+    scores = make_scores(tmp_path, {"v01": 1.0, "v02": 0.5})
+    with pytest.raises(PipelineError, match="v03"):
+        table_stage.write_tables(scores, VARIANTS, tmp_path / "t.csv", tmp_path / "c.csv")
+    stray = tmp_path / "mystery.json"
+    stray.write_text(json.dumps({"warping_error": 1.0}))
+    with pytest.raises(PipelineError, match="mystery.json.*which variant"):
+        table_stage.write_tables(scores, {k: VARIANTS[k] for k in ("v01", "v02")}, tmp_path / "t.csv",
+                                 tmp_path / "c.csv", warping_paths=[stray])
+    assert not (tmp_path / "t.csv").exists()
+    other = json.loads(scores[1].read_text())
+    scores[1].write_text(json.dumps(dict(other, i3d=dict(I3D, sha256="another"))))
+    with pytest.raises(PipelineError, match="v02.json.*another I3D"):
+        table_stage.write_tables(scores, {k: VARIANTS[k] for k in ("v01", "v02")}, tmp_path / "t.csv",
+                                 tmp_path / "c.csv")
+    other["bootstrap"]["indices_sha256"] = "different"
+    scores[1].write_text(json.dumps(other))
+    with pytest.raises(PipelineError, match="v02.json.*do not pair"):
+        table_stage.write_tables(scores, {k: VARIANTS[k] for k in ("v01", "v02")}, tmp_path / "t.csv",
+                                 tmp_path / "c.csv")
