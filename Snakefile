@@ -22,6 +22,15 @@ include: "workflow/rules/pack.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/synthesize.smk"
 include: "workflow/rules/fvd.smk"
+include: "workflow/rules/report.smk"
+
+
+# Light rules run where Snakemake runs (the login node on a cluster).
+localrules:
+    all,
+    select_subset,
+    fvd,
+    fvd_table,
 
 
 rule all:

@@ -1,0 +1,510 @@
+"""The lengau profile (PBS Pro through cluster-generic) without a PBS server.
+
+* lengau/status.py on qstat -x -f outputs of every job state (tests/data/qstat/cases.yaml);
+* the qsub line of each job from its properties (lengau/pbs.py: qsub_command);
+* Snakemake itself driving the profile against a fake PBS written here (qsub, qstat, qdel on
+  PATH): on the real graph every rule's job reaches qsub with its own queue, select statement
+  and walltime; on a small workflow the jobs really run, a server without job history is
+  answered from the exit marker, and a failed job is reported as failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import BIN, REPO
+from pipeline.config import load_config
+from pipeline.data.fake_tree import make_fake_tree
+
+sys.path.insert(0, str(REPO / "lengau"))
+import pbs  # noqa: E402  (the profile's module, beside its scripts)
+
+QSTAT_DATA = Path(__file__).parent / "data" / "qstat"
+CASES = yaml.safe_load((QSTAT_DATA / "cases.yaml").read_text())
+
+
+def write_site(path: Path, **changes) -> Path:
+    site = {
+        "project": "CSCI1166",
+        "queues": {"gpu": {"name": "gpu_1", "max_walltime": "12:00:00"},
+                   "cpu": {"name": "serial", "max_walltime": "48:00:00"}},
+        "setup": f"export PATH={BIN}:$PATH\nexport FROM_SITE_SETUP=yes\n",
+        "log_dir": "logs/pbs",
+        "unknown_job_grace_s": 300,
+        "qstat_timeout_s": 10,
+    }
+    site.update(changes)
+    path.write_text(yaml.safe_dump(site))
+    return path
+
+
+@pytest.fixture
+def site(tmp_path) -> pbs.Site:
+    return pbs.load_site(write_site(tmp_path / "site.yaml"), workdir=tmp_path)
+
+
+def recorded(name: str) -> pbs.QstatResult:
+    code, stream, _ = CASES[name]
+    text = (QSTAT_DATA / name).read_text()
+    return pbs.QstatResult(code, text if stream == "stdout" else "", text if stream == "stderr" else "")
+
+
+# --- status -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(n for n, case in CASES.items() if case[2] != "unknown"))
+def test_status_of_each_recorded_state(name, site, tmp_path):
+    status, why = pbs.job_status("4012345.sched01", site, tmp_path, qstat=lambda *_: recorded(name))
+    assert status == CASES[name][2]
+    if status == "failed" and "walltime" in name:
+        assert "walltime" in why or "SIGTERM" in why
+
+
+def test_unknown_job_is_settled_by_its_exit_marker(site, tmp_path):
+    unknown = lambda *_: recorded("unknown.txt")            # noqa: E731
+    markers = pbs.exit_marker_dir(tmp_path)
+    markers.mkdir(parents=True)
+    (markers / "7.sched01").write_text("0\n")
+    (markers / "8.sched01").write_text("1\n")
+    assert pbs.job_status("7.sched01", site, tmp_path, qstat=unknown)[0] == "success"
+    assert pbs.job_status("8.sched01", site, tmp_path, qstat=unknown)[0] == "failed"
+
+
+def test_unknown_job_without_marker_fails_only_after_the_grace_period(site, tmp_path):
+    clock = [1000.0]
+    ask = lambda: pbs.job_status("9.sched01", site, tmp_path, qstat=lambda *_: recorded("unknown.txt"),  # noqa: E731
+                                 now=lambda: clock[0])[0]
+    assert ask() == "running"
+    clock[0] += site.unknown_job_grace_s - 1
+    assert ask() == "running"
+    clock[0] += 2
+    assert ask() == "failed"
+
+
+def test_qstat_that_hangs_or_is_missing_means_running(site, tmp_path):
+    silent = pbs.QstatResult(None, "", "timed out after 10 s")
+    assert pbs.job_status("1.sched01", site, tmp_path, qstat=lambda *_: silent)[0] == "running"
+
+
+def test_exit_status_is_explained():
+    assert "SIGTERM" in pbs.explain_exit(271)
+    assert pbs.explain_exit(-29) == "walltime exceeded"
+    assert pbs.explain_exit(3) == "exited 3"
+
+
+def fake_qstat_bin(folder: Path, name: str) -> Path:
+    """A qstat that replays one recorded output with its exit code."""
+    code, stream, _ = CASES[name]
+    folder.mkdir(exist_ok=True)
+    script = folder / "qstat"
+    redirect = "" if stream == "stdout" else " >&2"
+    script.write_text(f"#!/bin/sh\ncat {QSTAT_DATA / name}{redirect}\nexit {code}\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return folder
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_status_script_prints_exactly_one_word(name, tmp_path):
+    """What Snakemake runs: `status.py 'ID'` in the workdir, one line on stdout, exit 0."""
+    bin_dir = fake_qstat_bin(tmp_path / "bin", name)
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}",
+               LENGAU_SITE=str(write_site(tmp_path / "site.yaml")))
+    done = subprocess.run(f"{REPO / 'lengau' / 'status.py'} '4012345.sched01'", shell=True, cwd=tmp_path,
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    expected = CASES[name][2]
+    assert done.stdout == ("running\n" if expected == "unknown" else f"{expected}\n")
+
+
+# --- the qsub line --------------------------------------------------------------------------
+
+def properties(rule="train", threads=2, wildcards=None, **resources):
+    return {"type": "single", "rule": rule, "wildcards": wildcards if wildcards is not None else {"variant": "v07"},
+            "threads": threads, "resources": {"mem_mb": 16000, "runtime": 2880, "gpu": 1, **resources},
+            "jobid": 12}
+
+
+def test_gpu_job_goes_to_the_gpu_queue_with_walltime_capped(site):
+    line = pbs.qsub_command(properties(), site, attempt=2)
+    assert line[:3] == ["qsub", "-S", "/bin/bash"] and line[line.index("-N") + 1] == "train-v07"
+    assert line[line.index("-P") + 1] == "CSCI1166"
+    assert line[line.index("-q") + 1] == "gpu_1"
+    selects = [line[i + 1] for i, arg in enumerate(line) if arg == "-l"]
+    assert selects == ["select=1:ncpus=2:ngpus=1:mem=16000mb", "walltime=12:00:00"]   # 48 h asked, 12 h cap
+    assert line[line.index("-o") + 1] == str(site.log_dir / "train-v07.attempt2.pbs.log")
+    assert "-V" not in line and line[line.index("-j") + 1] == "oe"
+
+
+def test_cpu_job_goes_to_the_cpu_queue_without_gpus(site):
+    line = pbs.qsub_command(properties("pack", wildcards={"split": "train"}, gpu=0, runtime=240, mem_mb=8000), site)
+    assert line[line.index("-q") + 1] == "serial"
+    assert "select=1:ncpus=2:mem=8000mb" in line and "walltime=04:00:00" in line
+    assert line[line.index("-N") + 1] == "pack-train"
+
+
+def test_walltime_and_names():
+    assert pbs.walltime(90, 12 * 3600) == "01:30:00"
+    assert pbs.walltime(None, 12 * 3600) == "12:00:00"
+    assert pbs.walltime(0.5, 3600) == "00:00:30"
+    assert pbs.job_name({"rule": "label_semantic", "wildcards": {"split": "train", "city": "la/x y"}}) \
+        == "label_semantic-train-la_x_y"
+    assert pbs.job_name({"type": "group", "groupid": "3d1f"}) == "group-3d1f"
+
+
+def test_a_job_without_memory_is_refused(site):
+    job = properties()
+    del job["resources"]["mem_mb"]
+    with pytest.raises(ValueError, match="mem_mb"):
+        pbs.qsub_command(job, site)
+
+
+def test_site_file_errors_name_the_file(tmp_path):
+    bad = write_site(tmp_path / "bad.yaml", project="")
+    with pytest.raises(pbs.SiteError, match="bad.yaml.*project"):
+        pbs.load_site(bad)
+    typo = write_site(tmp_path / "typo.yaml", queue={"gpu": "gpu_1"})
+    with pytest.raises(pbs.SiteError, match="typo.yaml: unknown setting"):
+        pbs.load_site(typo)
+    hms = write_site(tmp_path / "hms.yaml", queues={"gpu": {"name": "g", "max_walltime": "12h"},
+                                                   "cpu": {"name": "c", "max_walltime": "1:00:00"}})
+    with pytest.raises(pbs.SiteError, match="HH:MM:SS"):
+        pbs.load_site(hms)
+
+
+def test_the_shipped_site_file_wants_a_project_code(tmp_path):
+    shipped = yaml.safe_load((REPO / "lengau" / "site.yaml").read_text())
+    with pytest.raises(pbs.SiteError, match="programme code"):
+        pbs.load_site(REPO / "lengau" / "site.yaml", workdir=tmp_path)
+    filled = tmp_path / "site.yaml"
+    filled.write_text(yaml.safe_dump({**shipped, "project": "CSCI1166"}))
+    site = pbs.load_site(filled, workdir=tmp_path)
+    assert site.gpu == pbs.Queue("gpu_1", 12 * 3600) and site.log_dir == tmp_path / "logs" / "pbs"
+
+
+# --- Snakemake driving the profile against a fake PBS ----------------------------------------
+
+FAKE_PBS = r'''
+"""A fake PBS for tests: qsub records and (FAKE_PBS_MODE=outputs) creates the job's outputs or
+(run) runs the script in the background; qstat -x -f reports it; qdel sends SIGTERM."""
+import fcntl, json, os, signal, subprocess, sys, time
+from pathlib import Path
+
+STATE = Path(os.environ["FAKE_PBS_DIR"])
+JOBS = STATE / "jobs"
+
+
+def new_id():
+    JOBS.mkdir(parents=True, exist_ok=True)
+    with open(STATE / "counter.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        counter = STATE / "counter"
+        number = int(counter.read_text()) + 1 if counter.exists() else 1
+        counter.write_text(str(number))
+    return f"{number}.fakepbs"
+
+
+def save(job_id, **record):
+    path = JOBS / f"{job_id}.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data.update(record)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+
+
+def qsub(args):
+    options, script = args[:-1], Path(args[-1])
+    text = script.read_text()
+    job_id = new_id()
+    save(job_id, id=job_id, argv=["qsub", *args], script=text, workdir=os.getcwd(), state="Q")
+    if os.environ.get("FAKE_PBS_MODE") == "outputs":
+        props = json.loads(next(l for l in text.splitlines() if l.startswith("# properties = "))[15:])
+        benchmarks = json.loads(Path(os.environ["FAKE_PBS_BENCHMARKS"]).read_text())
+        for output in props["output"] + [benchmarks[o] for o in props["output"] if o in benchmarks]:
+            path = Path(output)
+            if path.suffix:                   # a file; an output without a suffix is a directory()
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("fake\n")
+            else:
+                path.mkdir(parents=True, exist_ok=True)
+        save(job_id, state="F", exit=0)
+    else:
+        subprocess.Popen([sys.executable, __file__, "_run", job_id], start_new_session=True,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    print(job_id)
+
+
+def run(job_id):
+    job = json.loads((JOBS / f"{job_id}.json").read_text())
+    argv = job["argv"]
+    log = argv[argv.index("-o") + 1]
+    home = STATE / "home"
+    home.mkdir(exist_ok=True)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "PBS_JOBID": job_id, "PBS_O_WORKDIR": job["workdir"]}
+    with open(log, "w") as out:
+        child = subprocess.Popen(["bash", argv[-1]], cwd=home, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+        save(job_id, state="R", pid=child.pid)
+        code = child.wait()
+    try:                                  # like PBS's mom: what outlives the job script is killed
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    save(job_id, state="F", exit=256 - code if code < 0 else code)   # 256 + signal, as PBS reports
+
+
+def qstat(args):
+    job_id = args[-1]
+    path = JOBS / f"{job_id}.json"
+    job = json.loads(path.read_text()) if path.exists() else None
+    if job is None or (job["state"] == "F" and os.environ.get("FAKE_PBS_HISTORY") == "0"):
+        print(f"qstat: Unknown Job Id {job_id}", file=sys.stderr)
+        sys.exit(153)
+    print(f"Job Id: {job_id}\n    job_state = {job['state']}")
+    if "exit" in job:
+        print(f"    Exit_status = {job['exit']}")
+
+
+def qdel(args):
+    for job_id in args:
+        job = json.loads((JOBS / f"{job_id}.json").read_text())
+        try:
+            os.killpg(job["pid"], signal.SIGTERM)
+        except ProcessLookupError:
+            print(f"qdel: Job has finished {job_id}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    command, *rest = sys.argv[1:]
+    {"qsub": qsub, "qstat": qstat, "qdel": qdel, "_run": lambda a: run(a[0])}[command](rest)
+'''
+
+
+def fake_pbs(tmp_path: Path, mode: str, history: bool) -> dict[str, str]:
+    """qsub, qstat, qdel on PATH; returns the environment Snakemake runs in."""
+    bin_dir = tmp_path / "fakepbs_bin"
+    bin_dir.mkdir()
+    (bin_dir / "fakepbs.py").write_text(FAKE_PBS)
+    for command in ("qsub", "qstat", "qdel"):
+        tool = bin_dir / command
+        tool.write_text(f'#!/bin/sh\nexec {sys.executable} {bin_dir / "fakepbs.py"} {command} "$@"\n')
+        tool.chmod(0o755)
+    return dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}",
+                FAKE_PBS_DIR=str(tmp_path / "fakepbs"), FAKE_PBS_MODE=mode,
+                FAKE_PBS_HISTORY="1" if history else "0", LENGAU_SITE=str(write_site(tmp_path / "site.yaml")))
+
+
+def submissions(tmp_path: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((tmp_path / "fakepbs" / "jobs").glob("*.json"))]
+
+
+def snakemake_lengau(*args: str, env: dict, workdir: Path, snakefile: Path = REPO / "Snakefile",
+                     timeout: int = 300) -> subprocess.CompletedProcess:
+    """`snakemake --profile lengau` from the repository root (where the profile is found by name)."""
+    command = [str(BIN / "snakemake"), "--profile", "lengau", "-s", str(snakefile), "-d", str(workdir),
+               "--seconds-between-status-checks", "1", "--max-status-checks-per-second", "100",
+               "--latency-wait", "2", *args]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+VARIANTS = ("v01", "v04")        # a plain CRN and one with a feature encoder (cluster_features)
+
+
+@pytest.fixture(scope="module")
+def graph_workdir(tmp_path_factory) -> Path:
+    """The demo study on a small Cityscapes-shaped tree, subset selected, as on a login node.
+
+    Two variants instead of 14 keep the job count small; every rule is still in the graph.
+    """
+    work = tmp_path_factory.mktemp("lengau_graph")
+    root = make_fake_tree(work / "cityscapes", {"train": {"aachen": 3, "bremen": 2}, "val": {"lindau": 4}})
+    study = load_config([REPO / "config.yaml", REPO / "config" / "demo.yaml"])
+    study["variants"] = {name: entry for name, entry in study["variants"].items() if name in VARIANTS}
+    study["data"].update(source="cityscapes", cityscapes_root=str(root))
+    study["subset"].update(train_cities=["aachen", "bremen"], test_sequences=4)
+    (work / "study.yaml").write_text(yaml.safe_dump(study))
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    subprocess.run([str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(work), "--cores", "1",
+                    "results/data/subset.json", *graph_args(work)], cwd=work, env=env, check=True, capture_output=True)
+    return work
+
+
+def graph_args(workdir: Path) -> list[str]:
+    # The whole config from study.yaml; only missing outputs make jobs, so code edits elsewhere
+    # cannot rerun the selected subset.
+    return ["--replace-workflow-config", "--configfile", str(workdir / "study.yaml"),
+            "--rerun-triggers", "mtime"]
+
+
+def dry_run_rules(workdir: Path, env: dict) -> tuple[dict[str, int], set[str], dict[str, str]]:
+    """(rule -> job count, local rules, output -> its job's benchmark file) of `snakemake -n`."""
+    done = snakemake_lengau("-n", *graph_args(workdir), env=env, workdir=workdir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = done.stdout.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    counts = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
+    local = set(re.findall(r"^localrule (\w+):", done.stdout, re.M))
+    benchmarks = {}
+    for block in re.split(r"^(?:local)?(?:rule|checkpoint) \w+:$", done.stdout, flags=re.M)[1:]:
+        outputs = re.search(r"^    output: (.*)$", block, re.M)
+        benchmark = re.search(r"^    benchmark: (.*)$", block, re.M)
+        if outputs and benchmark:
+            benchmarks.update({output: benchmark[1] for output in outputs[1].split(", ")})
+    return counts, local, benchmarks
+
+
+def test_every_rule_reaches_qsub_with_its_resources(graph_workdir, tmp_path):
+    """The study graph through the profile: each job's qsub line, printed for the reader (-s)."""
+    env = fake_pbs(tmp_path, mode="outputs", history=True)
+    counts, local, benchmarks = dry_run_rules(graph_workdir, env)
+    # The fake PBS writes each job's outputs and, as the job's Snakemake would, its benchmark.
+    env["FAKE_PBS_BENCHMARKS"] = str(tmp_path / "benchmarks.json")
+    Path(env["FAKE_PBS_BENCHMARKS"]).write_text(json.dumps(benchmarks))
+    done = snakemake_lengau(*graph_args(graph_workdir), env=env, workdir=graph_workdir)
+    jobs = submissions(tmp_path)
+    submitted: dict[str, int] = {}
+    for job in jobs:
+        props = pbs.read_job_properties(job["script"])
+        argv, resources = job["argv"], props["resources"]
+        submitted[props["rule"]] = submitted.get(props["rule"], 0) + 1
+        print(" ".join(argv[:-1]))
+        gpu = int(resources.get("gpu") or 0)
+        assert argv[argv.index("-q") + 1] == ("gpu_1" if gpu else "serial")
+        gpus = f":ngpus={gpu}" if gpu else ""
+        chunk = f"select=1:ncpus={props['threads']}{gpus}:mem={resources['mem_mb']}mb"
+        cap = 12 * 60 if gpu else 48 * 60
+        minutes = min(int(resources["runtime"]), cap)
+        assert argv[argv.index(chunk) - 1] == "-l"
+        assert f"walltime={minutes // 60:02d}:{minutes % 60:02d}:00" in argv
+        assert argv[argv.index("-P") + 1] == "CSCI1166" and "-V" not in argv
+        assert "FROM_SITE_SETUP=yes" in job["script"], props["rule"]
+        assert "--attempt 1" in job["script"], (props["rule"], done.stdout[-5000:] + done.stderr[-5000:])
+    remote = {rule: n for rule, n in counts.items() if rule not in local and rule != "all"}
+    assert submitted == remote, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "reference_flow" in submitted and "pack" in submitted      # a GPU and a CPU rule at least
+
+
+SMALL_WORKFLOW = textwrap.dedent('''
+    rule all:
+        input: "ok.txt", "failed.txt"
+
+    rule ok:
+        output: "ok.txt"
+        log: "logs/ok.log"
+        threads: 1
+        resources: mem_mb=500, runtime=5
+        shell: "echo site=$FROM_SITE_SETUP > {output}"
+
+    rule fails:
+        output: "failed.txt"
+        log: "logs/fails.log"
+        threads: 1
+        resources: mem_mb=500, runtime=5, gpu=1
+        shell: "exit 3"
+''')
+
+
+@pytest.mark.slow
+def test_jobs_run_and_a_server_without_history_is_answered_from_the_marker(tmp_path):
+    """Real job scripts run (in the background, like PBS); finished jobs vanish from qstat."""
+    work = tmp_path / "work"
+    work.mkdir()
+    snakefile = work / "Snakefile"
+    snakefile.write_text(SMALL_WORKFLOW)
+    env = fake_pbs(tmp_path, mode="run", history=False)
+    done = snakemake_lengau("--retries", "0", env=env, workdir=work, snakefile=snakefile, timeout=240)
+    log = done.stdout + done.stderr
+    assert done.returncode != 0                                  # `fails` failed and was reported so
+    assert (work / "ok.txt").read_text() == "site=yes\n"         # the site setup ran before the job
+    assert re.search(r"status\.py \d+\.fakepbs: success: unknown to qstat .*exit status from", log), log
+    assert re.search(r"status\.py \d+\.fakepbs: failed: unknown to qstat", log), log
+    by_rule = {pbs.read_job_properties(job["script"])["rule"]: job for job in submissions(tmp_path)}
+    assert by_rule["fails"]["exit"] == 1 and by_rule["ok"]["exit"] == 0
+    assert by_rule["fails"]["argv"][by_rule["fails"]["argv"].index("-q") + 1] == "gpu_1"
+    pbs_log = Path(by_rule["ok"]["argv"][by_rule["ok"]["argv"].index("-o") + 1])
+    assert pbs_log.parent == work / "logs" / "pbs" and pbs_log.exists()
+
+
+@pytest.mark.slow
+def test_a_job_killed_like_at_walltime_fails_and_ctrl_c_cancels_the_rest(tmp_path):
+    """qdel of one job (SIGTERM, as at walltime): the job script waits while the rule saves, leaves
+    143 and qstat reports it, so Snakemake sees it fail. Ctrl-C then makes Snakemake qdel the other
+    through cancel.sh."""
+    work = tmp_path / "work"
+    work.mkdir()
+    snakefile = work / "Snakefile"
+    snakefile.write_text(textwrap.dedent('''
+        rule all:
+            input: "a.txt", "b.txt"
+
+        rule sleeper:
+            output: "{name}.txt"
+            log: "logs/{name}.log"
+            resources: mem_mb=500, runtime=5
+            shell: "python slow_saver.py {wildcards.name} && touch {output}"
+    '''))
+    (work / "slow_saver.py").write_text(textwrap.dedent('''
+        import pathlib, signal, sys, time
+        name = sys.argv[1]
+
+        def save(*_):                      # like training: a resume file that takes a while to write
+            time.sleep(3)
+            pathlib.Path(f"{name}.saved").touch()
+            sys.exit(143)
+
+        signal.signal(signal.SIGTERM, save)
+        pathlib.Path(f"{name}.started").touch()
+        time.sleep(60)
+    '''))
+    env = fake_pbs(tmp_path, mode="run", history=True)
+    console = tmp_path / "snakemake.out"
+    with console.open("w") as out:
+        process = subprocess.Popen(
+            [str(BIN / "snakemake"), "--profile", "lengau", "-s", str(snakefile), "-d", str(work), "--retries", "0",
+             "--seconds-between-status-checks", "6", "--latency-wait", "1"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(1200):                              # both rules' shells are running
+            if (work / "a.started").exists() and (work / "b.started").exists():
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the jobs never started")
+        ids = {pbs.read_job_properties(job["script"])["wildcards"]["name"]: job["id"] for job in submissions(tmp_path)}
+        subprocess.run(["qdel", ids["a"]], env=env, check=True)
+        for _ in range(300):                               # Snakemake has seen it fail
+            if any("Error in rule sleeper" in log.read_text() for log in (work / ".snakemake" / "log").glob("*.log")):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("Snakemake never reported the killed job")
+        # Ctrl-C between two polls: during a poll Snakemake holds its job list aside and would
+        # cancel nothing (a race in snakemake-interface-executor-plugins' RemoteExecutor).
+        time.sleep(2)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = console.read_text()
+    assert process.returncode != 0
+    assert re.search(rf"status\.py {re.escape(ids['a'])}: failed: Exit_status 143: .*SIGTERM", output), output
+    markers = pbs.exit_marker_dir(work)
+    assert (markers / ids["a"]).read_text().strip() == "143"
+    for _ in range(100):                                   # cancel.sh's qdel runs in the background
+        if (markers / ids["b"]).exists():
+            break
+        time.sleep(0.1)
+    assert (markers / ids["b"]).is_file() and (markers / ids["b"]).read_text().strip() == "143", output
+    # Both saved before their job scripts ended (the fake PBS, like PBS, then kills what is left).
+    assert (work / "a.saved").exists() and (work / "b.saved").exists()

@@ -1,0 +1,32 @@
+"""The three profiles are found by name from the repository root, and none applies by itself.
+
+`snakemake --profile NAME` looks in the working directory first (reference/snakemake-cluster.md
+section 1); a `default/` or `profiles/default/` folder would be applied to every run as a
+workflow profile and override the cluster profiles' settings.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from conftest import BIN, REPO
+
+
+@pytest.mark.parametrize("name", ["lengau", "slurm", "local"])
+def test_profile_is_found_by_name_and_parses(name, tmp_path):
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run(
+        [str(BIN / "snakemake"), "--profile", name, "-n", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+         "results/data/subset.json", "--configfile", str(REPO / "config" / "demo.yaml")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"Using profile {name} for setting default command line arguments" in done.stdout + done.stderr
+    assert "select_subset" in done.stdout
+
+
+def test_no_profile_is_applied_without_being_named():
+    for folder in ("default", "profiles/default"):
+        assert not (REPO / folder).exists(), f"{folder} would be applied to every run, --profile lengau included"
