@@ -36,12 +36,14 @@ def prepare(work: Path, counts: dict | None) -> None:
     weights.mkdir()
     for name in ("deeplab.pt", "d2.pkl"):
         (weights / name).touch()
+    (weights / "i3d").mkdir()
     override = {
         "data": {"cityscapes_root": str(root)},
         "subset": {"train_cities": None if counts else ["aachen", "bremen", "hanover", "zurich"],
                    "test_sequences": 2 if counts else 128},
         "labels": {"semantic": {"checkpoint": str(weights / "deeplab.pt")},
                    "instance": {"checkpoint": str(weights / "d2.pkl")}},
+        "fvd": {"i3d": str(weights / "i3d")},
     }
     (work / "override.yaml").write_text(yaml.safe_dump(override))
     snakemake(work, "select_subset", "--cores", "1")

@@ -32,11 +32,13 @@ def full_size_workdir(tmp_path_factory):
     weights.mkdir()
     for name in ("deeplab.pt", "model_final_af9cf5.pkl", "flownet2.ckpt"):
         (weights / name).touch()
+    (weights / "i3d").mkdir()
     override = {
         "data": {"cityscapes_root": str(root)},
         "labels": {"semantic": {"checkpoint": str(weights / "deeplab.pt")},
                    "instance": {"checkpoint": str(weights / "model_final_af9cf5.pkl")}},
         "flow": {"checkpoint": str(weights / "flownet2.ckpt")},
+        "fvd": {"i3d": str(weights / "i3d")},
     }
     (work / "override.yaml").write_text(yaml.safe_dump(override))
     run_snakemake("select_subset", "--cores", "1", "-d", str(work), "--configfile", "override.yaml",
@@ -51,4 +53,8 @@ def test_full_size_dag_fans_out_per_city(full_size_workdir):
     # 4 train cities and the 3 val cities that hold the 128 test snippets.
     assert counts["label_semantic"] == counts["label_instance"] == counts["reference_flow"] == 7
     assert counts["pack"] == 2
+    for rule in ("train", "synthesize", "embed", "fvd"):
+        assert counts[rule] == 14, rule
+    assert counts["cluster_features"] == 10            # the feature-encoder variants
+    assert counts["embed_real"] == counts["fvd_table"] == 1
     assert "fit_segmenter" not in counts and "fit_instances" not in counts    # checkpoints given
