@@ -106,5 +106,16 @@ def variant_outputs(pattern):
     return expand(pattern, variant=sorted(config["variants"]))
 
 
+def get_report_output():
+    """Every picture of the report (workflow/rules/report.smk)."""
+    names = ("fvd_table.html", "fvd.png", "warping.png", "timing.png")
+    pictures = [f"results/report/{name}" for name in names]
+    for pattern in ("strips/{variant}.png", "videos/{variant}.html", "losses/{variant}.png"):
+        pictures += variant_outputs(f"results/report/{pattern}")
+    if SYNTHETIC:
+        pictures += ["results/report/label_quality.png", "results/report/flow_quality.png"]
+    return pictures
+
+
 def get_final_output():
-    return ["results/fvd_table.csv"]
+    return ["results/fvd_table.csv", *get_report_output()]

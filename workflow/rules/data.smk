@@ -3,6 +3,8 @@ rule synthetic_city:
         directory(config["data"]["synthetic_root"]),
     log:
         "logs/synthetic_city.log",
+    benchmark:
+        "results/timing/synthetic_city.tsv"
     params:
         settings=json.dumps(
             {
@@ -32,6 +34,8 @@ checkpoint select_subset:
         subset="results/data/subset.json",
     log:
         "logs/select_subset.log",
+    benchmark:
+        "results/timing/select_subset.tsv"
     params:
         root=DATA_ROOT,
         frames=config["data"]["frames_per_snippet"],

@@ -5,6 +5,8 @@ rule reference_flow:
         flow="results/flow/{split}/{city}.h5",
     log:
         "logs/reference_flow/{split}/{city}.log",
+    benchmark:
+        "results/timing/reference_flow/{split}/{city}.tsv"
     params:
         settings=settings("flow"),
         code=code_version("flow", "data"),

@@ -7,6 +7,8 @@ rule local_i3d:
         i3d=directory("results/models/i3d_local"),
     log:
         "logs/local_i3d.log",
+    benchmark:
+        "results/timing/local_i3d.tsv"
     params:
         width=config["fvd"]["local_i3d_width"],
         seed=config["fvd"]["seed"],
@@ -30,6 +32,8 @@ rule embed_real:
         embeddings="results/fvd/embeddings/real.npz",
     log:
         "logs/embed/real.log",
+    benchmark:
+        "results/timing/embed_real.tsv"
     params:
         settings=settings_of("fvd", *EMBED_KEYS),
         code=code_version("fvd"),
@@ -53,6 +57,8 @@ use rule embed_real as embed with:
         embeddings="results/fvd/embeddings/{variant}.npz",
     log:
         "logs/embed/{variant}.log",
+    benchmark:
+        "results/timing/embed/{variant}.tsv"
 
 
 rule fvd:
@@ -63,6 +69,8 @@ rule fvd:
         scores="results/fvd/scores/{variant}.json",
     log:
         "logs/fvd/{variant}.log",
+    benchmark:
+        "results/timing/fvd/{variant}.tsv"
     params:
         settings=settings_of("fvd", *SCORE_KEYS),
         code=code_version("fvd"),
@@ -87,6 +95,8 @@ rule fvd_table:
         comparisons="results/fvd_comparisons.csv",
     log:
         "logs/fvd_table.log",
+    benchmark:
+        "results/timing/fvd_table.tsv"
     params:
         variants=settings("variants"),
         settings=settings_of("fvd", *TABLE_KEYS),

@@ -5,6 +5,8 @@ rule fit_segmenter:
         model="results/models/segmenter.pt",
     log:
         "logs/fit_segmenter.log",
+    benchmark:
+        "results/timing/fit_segmenter.tsv"
     params:
         settings=settings_of("labels", "semantic", "label_set"),
         code=code_version("labels", "data"),
@@ -27,6 +29,8 @@ rule fit_instances:
         model="results/models/instances.pt",
     log:
         "logs/fit_instances.log",
+    benchmark:
+        "results/timing/fit_instances.tsv"
     params:
         settings=settings_of("labels", "instance"),
         code=code_version("labels", "data"),
@@ -50,6 +54,8 @@ rule label_semantic:
         labels=directory("results/labels/semantic/{split}/{city}"),
     log:
         "logs/label_semantic/{split}/{city}.log",
+    benchmark:
+        "results/timing/label_semantic/{split}/{city}.tsv"
     params:
         settings=settings_of("labels", "semantic", "label_set", "keep_gtfine"),
         code=code_version("labels", "data"),
@@ -75,6 +81,8 @@ rule label_instance:
         labels=directory("results/labels/instance/{split}/{city}"),
     log:
         "logs/label_instance/{split}/{city}.log",
+    benchmark:
+        "results/timing/label_instance/{split}/{city}.tsv"
     params:
         settings=settings_of("labels", "instance", "keep_gtfine"),
         code=code_version("labels", "data"),

@@ -8,6 +8,8 @@ rule pack:
         data="results/data/{split}.h5",
     log:
         "logs/pack/{split}.log",
+    benchmark:
+        "results/timing/pack/{split}.tsv"
     params:
         frames_root=DATA_ROOT,
         settings=json.dumps(

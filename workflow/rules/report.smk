@@ -4,27 +4,7 @@
 # MP4 only as a download but shows an HTML result in a frame.
 
 REPORT_DIR = "results/report"
-
-
-def report_outputs():
-    """Every picture of the report: what `rule all` builds besides the FVD table."""
-    pictures = [
-        f"{REPORT_DIR}/fvd_table.html",
-        f"{REPORT_DIR}/fvd.png",
-        f"{REPORT_DIR}/warping.png",
-        f"{REPORT_DIR}/timing.png",
-    ]
-    pictures += variant_outputs(f"{REPORT_DIR}/strips/{{variant}}.png")
-    pictures += variant_outputs(f"{REPORT_DIR}/videos/{{variant}}.html")
-    pictures += variant_outputs(f"{REPORT_DIR}/losses/{{variant}}.png")
-    if SYNTHETIC:
-        pictures += [f"{REPORT_DIR}/label_quality.png", f"{REPORT_DIR}/flow_quality.png"]
-    return pictures
-
-
-def every_city(pattern):
-    """Input function: ``pattern`` for every city of the train and test splits of the subset."""
-    return lambda wildcards: [pattern.format(split=split, city=city) for split in SPLITS for city in subset_cities(split)]
+# Every picture is listed by get_report_output() in common.smk, which `rule all` builds.
 
 
 rule report_fvd_table:
@@ -235,8 +215,13 @@ if SYNTHETIC:
     rule report_label_quality:
         input:
             subset="results/data/subset.json",
-            semantic=every_city("results/labels/semantic/{split}/{city}"),
-            instance=every_city("results/labels/instance/{split}/{city}"),
+            # every city of the train and test splits of the subset
+            semantic=lambda wildcards: [
+                f"results/labels/semantic/{split}/{city}" for split in SPLITS for city in subset_cities(split)
+            ],
+            instance=lambda wildcards: [
+                f"results/labels/instance/{split}/{city}" for split in SPLITS for city in subset_cities(split)
+            ],
         output:
             picture=report(
                 f"{REPORT_DIR}/label_quality.png",
@@ -263,7 +248,9 @@ if SYNTHETIC:
     rule report_flow_quality:
         input:
             subset="results/data/subset.json",
-            flow=every_city("results/flow/{split}/{city}.h5"),
+            flow=lambda wildcards: [
+                f"results/flow/{split}/{city}.h5" for split in SPLITS for city in subset_cities(split)
+            ],
         output:
             picture=report(
                 f"{REPORT_DIR}/flow_quality.png",

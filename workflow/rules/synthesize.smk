@@ -8,6 +8,8 @@ rule synthesize:
         warping="results/fvd/warping/{variant}.json",
     log:
         "logs/synthesize/{variant}.log",
+    benchmark:
+        "results/timing/synthesize/{variant}.tsv"
     params:
         clusters=clusters_arg,
         settings=settings("fvd"),
@@ -31,6 +33,8 @@ rule real_videos:
         videos="results/videos/real.h5",
     log:
         "logs/real_videos.log",
+    benchmark:
+        "results/timing/real_videos.tsv"
     params:
         settings=settings("fvd"),
         code=code_version("synthesize", "pack"),

@@ -7,6 +7,8 @@ rule train:
         summary="results/train/{variant}/summary.json",
     log:
         "logs/train/{variant}.log",
+    benchmark:
+        "results/timing/train/{variant}.tsv"
     params:
         settings=lambda wildcards: train_settings(wildcards.variant),
         code=code_version("train", "models", "pack", "flow/warp.py"),
@@ -34,6 +36,8 @@ rule cluster_features:
         clusters="results/train/{variant}/clusters.pt",
     log:
         "logs/cluster_features/{variant}.log",
+    benchmark:
+        "results/timing/cluster_features/{variant}.tsv"
     params:
         settings=json.dumps({"clusters": 10, "seed": config["train"]["seed"]}),
         code=code_version("train", "models"),

@@ -1,0 +1,87 @@
+"""FVD per variant with its bootstrap interval, beside the thesis's figure (table 5.1).
+
+Left: this run. Bars are the pooled FVD of all test videos (mean over the three crops) with the
+bootstrap interval of :mod:`pipeline.fvd.protocol`; dots are the thesis's protocol (FVD per batch
+of 16, mean over batches and crops, thesis 4.5.4). Right: the FVD table 5.1 reports for the same
+variant. The two panels have their own scales: the demo's narrow random I3D gives numbers that
+compare only with each other, so the reader compares orderings, not values.
+
+    python -m pipeline.report.fvd_chart --table results/fvd_table.csv \\
+        --provenance results/fvd/scores/*.json --output results/report/fvd.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.cli import run_main
+from pipeline.errors import PipelineError
+from pipeline.report.figures import NETWORK_COLOURS, figure, number, read_csv_rows, save_figure, title
+from pipeline.report.provenance import load_record, notes_line, weight_notes
+
+__all__ = ["SIZE", "chart_rows", "draw_fvd_chart", "main"]
+
+SIZE = (1400, 640)
+TABLE_COLUMNS = ("variant", "index", "network", "fvd", "fvd_pooled", "fvd_pooled_ci_low", "fvd_pooled_ci_high",
+                 "thesis_fvd")
+
+
+def chart_rows(table_path: str | Path) -> list[dict]:
+    """The table's rows with the chart's columns as numbers, in table order."""
+    rows = read_csv_rows(table_path)
+    if not rows:
+        raise PipelineError("the FVD table has no rows", table_path)
+    missing = [column for column in TABLE_COLUMNS if column not in rows[0]]
+    if missing:
+        raise PipelineError(f"the FVD table lacks columns {missing}", table_path)
+    numeric = TABLE_COLUMNS[3:]
+    return [{"variant": row["variant"], "index": row["index"], "network": row["network"],
+             **{key: number(row[key]) for key in numeric}} for row in rows]
+
+
+def draw_fvd_chart(rows: Sequence[dict], notes: str, output: str | Path) -> None:
+    fig, axes = figure(*SIZE, 1, 2)
+    ours, thesis = axes[0]
+    names = [f"{row['index']}\n{row['variant']}" for row in rows]
+    positions = np.arange(len(rows))
+    colours = [NETWORK_COLOURS.get(row["network"], "grey") for row in rows]
+    pooled = np.array([row["fvd_pooled"] for row in rows])
+    low = np.array([row["fvd_pooled_ci_low"] for row in rows])
+    high = np.array([row["fvd_pooled_ci_high"] for row in rows])
+    errors = np.vstack([np.clip(pooled - low, 0, None), np.clip(high - pooled, 0, None)])
+    ours.bar(positions, pooled, color=colours, yerr=np.nan_to_num(errors), capsize=3, label="pooled FVD, interval")
+    ours.plot(positions, [row["fvd"] for row in rows], "k.", markersize=9, label="thesis protocol (batch mean)")
+    ours.set_title("this run")
+    ours.set_ylabel("FVD (lower is better)")
+    ours.legend(loc="upper right", fontsize=8)
+    values = [row["thesis_fvd"] for row in rows]
+    thesis.bar(positions, [0.0 if math.isnan(v) else v for v in values], color=colours)
+    for x, value in zip(positions, values):
+        if math.isnan(value):
+            thesis.annotate("n/a", (x, 0), ha="center", va="bottom", fontsize=8)
+    thesis.set_title("thesis, table 5.1")
+    for axis in (ours, thesis):
+        axis.set_xticks(positions, names, fontsize=7)
+        axis.grid(axis="y", alpha=0.3)
+    title(fig, "FVD per variant (blue: CRN, orange: pix2pixHD)", notes)
+    fig.subplots_adjust(top=0.82, bottom=0.12, left=0.06, right=0.98, wspace=0.15)
+    save_figure(fig, output)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.report.fvd_chart", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--table", required=True, help="results/fvd_table.csv")
+    parser.add_argument("--provenance", nargs="*", default=[], help="files whose provenance names the weights")
+    parser.add_argument("--output", required=True, help="PNG to write")
+    args = parser.parse_args(argv)
+    notes = notes_line(weight_notes(load_record(path) for path in args.provenance))
+    draw_fvd_chart(chart_rows(args.table), notes, args.output)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,114 @@
+"""Pseudo-label quality on the synthetic city, where the true labels of every frame are known.
+
+The thesis trained on gtFine labels but tested every variant on pseudo-labels of all 30 frames
+(thesis 4.4); how good those are bounds what the variants can learn. Per split and city: the
+mean IoU of the semantic labels over the 19 evaluated classes and the share of true instances
+matched at IoU >= 0.5 (:mod:`pipeline.labels.quality`), and the IoU of each class over all
+cities. With ``labels.keep_gtfine`` the annotated frame of each snippet keeps its true labels.
+
+    python -m pipeline.report.label_quality --subset results/data/subset.json \\
+        --semantic results/labels/semantic/*/* --instance results/labels/instance/*/* \\
+        --output results/report/label_quality.png --record results/report/label_quality.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.cli import run_main
+from pipeline.data.labels import label_colors, label_table
+from pipeline.data.subset import load_subset, subset_snippets
+from pipeline.errors import PipelineError
+from pipeline.io import write_json
+from pipeline.labels.quality import Quality, evaluate_city, mean_iou
+from pipeline.provenance import code_version, provenance
+from pipeline.report.figures import figure, save_figure, title
+from pipeline.report.provenance import load_record, notes_line, weight_notes
+
+__all__ = ["SIZE", "city_folders", "evaluate_labels", "draw_label_quality", "main"]
+
+SIZE = (1400, 600)
+
+
+def city_folders(paths: Sequence[str | Path]) -> dict[tuple[str, str], Path]:
+    """``{(split, city): folder}`` of label folders laid out as ``.../{split}/{city}``."""
+    return {(Path(path).parent.name, Path(path).name): Path(path) for path in paths}
+
+
+def evaluate_labels(subset_path: str | Path, semantic: Sequence[str | Path],
+                    instance: Sequence[str | Path] = ()) -> dict[str, Any]:
+    """Per city and overall: mIoU, instance match share and frame count; per class IoU overall."""
+    subset = load_subset(subset_path)
+    instances = city_folders(instance)
+    total, cities = Quality(), {}
+    for (split, city), folder in tqdm(sorted(city_folders(semantic).items()), desc="label quality", unit="city"):
+        quality = evaluate_city(subset_snippets(subset, split, city), folder, instances.get((split, city)))
+        cities[f"{split}/{city}"] = {"miou": quality.miou, "instance_match_share": quality.match_share,
+                                     "frames": quality.frames}
+        total.counts += quality.counts
+        total.matched, total.instances, total.frames = (total.matched + quality.matched,
+                                                        total.instances + quality.instances,
+                                                        total.frames + quality.frames)
+    if not cities:
+        raise PipelineError("no semantic label folders given", subset_path)
+    _, class_iou = mean_iou(total.counts)
+    return {"cities": cities, "miou": total.miou, "instance_match_share": total.match_share,
+            "frames": total.frames, "class_iou": {int(label): iou for label, iou in class_iou.items()}}
+
+
+def draw_label_quality(result: dict[str, Any], notes: str, output: str | Path) -> None:
+    fig, axes = figure(*SIZE, 1, 2, gridspec_kw={"width_ratios": [1, 1.6]})
+    per_city, per_class = axes[0]
+    names = list(result["cities"])
+    positions = np.arange(len(names))
+    miou = [result["cities"][name]["miou"] for name in names]
+    share = [result["cities"][name]["instance_match_share"] for name in names]
+    per_city.bar(positions - 0.2, miou, 0.4, label="semantic mIoU")
+    per_city.bar(positions + 0.2, [0.0 if math.isnan(v) else v for v in share], 0.4,
+                 label="instances matched (IoU >= 0.5)")
+    per_city.set_xticks(positions, names, rotation=30, ha="right", fontsize=8)
+    per_city.set_ylim(0, 1.2)
+    per_city.legend(fontsize=8, loc="upper center", ncol=2)
+    per_city.set_title(f"per city: overall mIoU {result['miou']:.3f}, "
+                       f"instances {result['instance_match_share']:.3f}", fontsize=10)
+    names_by_id = {row["id"]: row["name"] for row in label_table()}
+    labels = sorted(result["class_iou"])
+    colours = label_colors()[labels] / 255.0 if labels else []
+    per_class.bar(np.arange(len(labels)), [result["class_iou"][label] for label in labels], color=colours,
+                  edgecolor="black", linewidth=0.5)
+    per_class.set_xticks(np.arange(len(labels)), [names_by_id[label] for label in labels], rotation=45,
+                         ha="right", fontsize=8)
+    per_class.set_ylim(0, 1.05)
+    per_class.set_title(f"IoU per class present in the truth ({result['frames']} frames)", fontsize=10)
+    for axis in (per_city, per_class):
+        axis.grid(axis="y", alpha=0.3)
+    title(fig, "Pseudo-labels against the synthetic city's truth", notes)
+    fig.subplots_adjust(top=0.84, bottom=0.22, left=0.05, right=0.98, wspace=0.15)
+    save_figure(fig, output)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.report.label_quality",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--subset", required=True, help="results/data/subset.json (its root holds the truth)")
+    parser.add_argument("--semantic", nargs="+", required=True, help="semantic label folders {split}/{city}")
+    parser.add_argument("--instance", nargs="*", default=[], help="instance label folders {split}/{city}")
+    parser.add_argument("--output", required=True, help="PNG to write")
+    parser.add_argument("--record", required=True, help="JSON of the numbers to write")
+    args = parser.parse_args(argv)
+    result = evaluate_labels(args.subset, args.semantic, args.instance)
+    notes = notes_line(weight_notes(load_record(path) for path in [*args.semantic, *args.instance]))
+    draw_label_quality(result, notes, args.output)
+    write_json(args.record, {**result, "weights": notes, "provenance": provenance(
+        "report.label_quality", {}, code_version("report", "labels"), None, subset=str(args.subset))})
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,112 @@
+"""The time each stage and each variant's training took.
+
+Stages: Snakemake's benchmark files (a rule's ``benchmark:`` line writes
+``results/timing/{rule}/{wildcards}.tsv``, or ``results/timing/{rule}.tsv`` for a rule without
+wildcards; column ``s`` is the job's wall-clock seconds), summed over each rule's jobs, with the
+job count and the longest job. Training: ``training_seconds`` of each variant's summary.json,
+which counts only the time spent training, across resumed jobs (a benchmark file sees only the
+last attempt).
+
+    python -m pipeline.report.timing --timing results/timing \\
+        --summaries results/train/*/summary.json --output results/report/timing.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.cli import run_main
+from pipeline.errors import PipelineError
+from pipeline.io import read_json
+from pipeline.report.figures import figure, number, save_figure, title
+from pipeline.report.provenance import notes_line, weight_notes
+
+__all__ = ["SIZE", "benchmark_seconds", "stage_times", "training_times", "draw_timing", "main"]
+
+SIZE = (1400, 640)
+
+
+def benchmark_seconds(path: str | Path) -> float:
+    """Wall-clock seconds of a Snakemake benchmark TSV (the mean over repeats)."""
+    path = Path(path)
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    if not rows or "s" not in rows[0]:
+        raise PipelineError("not a Snakemake benchmark file (no column 's')", path)
+    return float(np.mean([number(row["s"]) for row in rows]))
+
+
+def stage_times(root: str | Path) -> dict[str, dict[str, float]]:
+    """``{rule: {"seconds": total, "jobs": count, "longest": seconds}}`` of the benchmark files under ``root``."""
+    root = Path(root)
+    stages: dict[str, dict[str, float]] = {}
+    for path in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
+        relative = path.relative_to(root)
+        rule = relative.parts[0] if len(relative.parts) > 1 else path.stem
+        seconds = benchmark_seconds(path)
+        entry = stages.setdefault(rule, {"seconds": 0.0, "jobs": 0, "longest": 0.0})
+        entry["seconds"] += seconds
+        entry["jobs"] += 1
+        entry["longest"] = max(entry["longest"], seconds)
+    return stages
+
+
+def training_times(paths: Sequence[str | Path]) -> tuple[dict[str, float], list[dict]]:
+    """``({variant: training seconds}, summaries)`` of the train stage's summary.json files."""
+    times, summaries = {}, []
+    for path in map(Path, paths):
+        summary = read_json(path)
+        if not isinstance(summary, dict) or "training_seconds" not in summary:
+            raise PipelineError("not a training summary (no 'training_seconds')", path)
+        times[str(summary.get("variant") or path.parent.name)] = float(summary["training_seconds"])
+        summaries.append(summary)
+    return dict(sorted(times.items())), summaries
+
+
+def draw_timing(stages: dict[str, dict[str, float]], training: dict[str, float], notes: str,
+                output: str | Path) -> None:
+    fig, axes = figure(*SIZE, 1, 2)
+    by_stage, by_variant = axes[0]
+    if stages:
+        names = sorted(stages, key=lambda rule: stages[rule]["seconds"])
+        totals = [stages[rule]["seconds"] / 60 for rule in names]
+        by_stage.barh(np.arange(len(names)), totals, color="#6a9f58")
+        by_stage.set_yticks(np.arange(len(names)), names, fontsize=8)
+        for y, rule in enumerate(names):
+            by_stage.annotate(f" {int(stages[rule]['jobs'])} job(s), longest {stages[rule]['longest'] / 60:.1f} min",
+                              (totals[y], y), va="center", fontsize=7)
+        by_stage.set_xlim(0, max(totals) * 1.45 if max(totals) > 0 else 1)
+    else:
+        by_stage.text(0.5, 0.5, "no benchmark files\n(stages ran before their benchmark: lines)",
+                      ha="center", va="center", transform=by_stage.transAxes)
+    by_stage.set_xlabel("minutes, summed over the rule's jobs")
+    by_stage.set_title("stages (Snakemake benchmark files)", fontsize=10)
+    names = list(training)
+    by_variant.bar(np.arange(len(names)), [training[name] / 60 for name in names], color="#8c6bb1")
+    by_variant.set_xticks(np.arange(len(names)), names, fontsize=8)
+    by_variant.set_ylabel("minutes of training")
+    by_variant.set_title("training per variant (summary.json)", fontsize=10)
+    for axis in (by_stage, by_variant):
+        axis.grid(alpha=0.3)
+    title(fig, "Where the time went", notes)
+    fig.subplots_adjust(top=0.84, bottom=0.1, left=0.12, right=0.98, wspace=0.25)
+    save_figure(fig, output)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.report.timing", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--timing", required=True, help="folder of benchmark files (results/timing)")
+    parser.add_argument("--summaries", nargs="+", required=True, help="summary.json of every variant")
+    parser.add_argument("--output", required=True, help="PNG to write")
+    args = parser.parse_args(argv)
+    training, summaries = training_times(args.summaries)
+    draw_timing(stage_times(args.timing), training, notes_line(weight_notes(summaries)), args.output)
+
+
+if __name__ == "__main__":
+    run_main(main)

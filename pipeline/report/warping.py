@@ -1,0 +1,81 @@
+"""The flow-warping error of each variant's test videos (temporal consistency).
+
+For every synthesised video, frame t-1 warped onto frame t by the real video's reference flow is
+compared with frame t where the real frames agree with that flow (:mod:`pipeline.synthesize.warping`).
+A flickering variant has a large error; a variant that ignores motion altogether can still be
+consistent, so this figure is read beside the FVD. Bars: mean over videos; whiskers: standard
+deviation over videos; dots: single videos.
+
+    python -m pipeline.report.warping --table results/fvd_table.csv \\
+        --warping results/fvd/warping/*.json --provenance ... --output results/report/warping.png
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.cli import run_main
+from pipeline.errors import PipelineError
+from pipeline.io import read_json
+from pipeline.report.figures import NETWORK_COLOURS, figure, read_csv_rows, save_figure, title
+from pipeline.report.provenance import load_record, notes_line, weight_notes
+
+__all__ = ["SIZE", "read_warping", "draw_warping", "main"]
+
+SIZE = (1200, 560)
+
+
+def read_warping(paths: Sequence[str | Path]) -> dict[str, dict]:
+    """``{variant: record}`` of the synthesize stage's warping JSONs (keys ``warping_error``,
+    ``warping_error_std``, ``per_video``); the variant is the ``variant`` key or the file stem."""
+    records = {}
+    for path in map(Path, paths):
+        record = read_json(path)
+        if not isinstance(record, dict) or "warping_error" not in record:
+            raise PipelineError("not a warping-error JSON (no 'warping_error')", path)
+        records[str(record.get("variant") or path.stem)] = record
+    return records
+
+
+def draw_warping(order: Sequence[Mapping[str, str]], records: Mapping[str, dict], notes: str,
+                 output: str | Path) -> None:
+    """One bar a variant, in the order (and with the network) of the FVD table's rows."""
+    missing = [row["variant"] for row in order if row["variant"] not in records]
+    if missing:
+        raise PipelineError(f"no warping error for variant(s) {', '.join(missing)}")
+    fig, axes = figure(*SIZE)
+    axis = axes[0][0]
+    positions = np.arange(len(order))
+    means = [records[row["variant"]]["warping_error"] for row in order]
+    spread = [records[row["variant"]].get("warping_error_std", 0.0) for row in order]
+    colours = [NETWORK_COLOURS.get(row.get("network", ""), "grey") for row in order]
+    axis.bar(positions, means, yerr=spread, color=colours, capsize=3)
+    jitter = np.random.default_rng(0)     # fixed: the picture is deterministic
+    for x, row in zip(positions, order):
+        per_video = np.asarray(records[row["variant"]].get("per_video", []), dtype=float)
+        axis.plot(x + jitter.uniform(-0.2, 0.2, len(per_video)), per_video, "k.", markersize=3, alpha=0.5)
+    axis.set_xticks(positions, [f"{row['index']}\n{row['variant']}" for row in order], fontsize=7)
+    axis.set_ylabel("mean |warped frame t-1 - frame t| (RGB in [0, 1])")
+    axis.grid(axis="y", alpha=0.3)
+    title(fig, "Warping error per variant (lower: more temporally consistent; blue: CRN, orange: pix2pixHD)", notes)
+    fig.subplots_adjust(top=0.84, bottom=0.12, left=0.07, right=0.98)
+    save_figure(fig, output)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.report.warping", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--table", required=True, help="results/fvd_table.csv (variant order and networks)")
+    parser.add_argument("--warping", nargs="+", required=True, help="warping-error JSON of every variant")
+    parser.add_argument("--provenance", nargs="*", default=[], help="files whose provenance names the weights")
+    parser.add_argument("--output", required=True, help="PNG to write")
+    args = parser.parse_args(argv)
+    notes = notes_line(weight_notes(load_record(path) for path in args.provenance))
+    draw_warping(read_csv_rows(args.table), read_warping(args.warping), notes, args.output)
+
+
+if __name__ == "__main__":
+    run_main(main)

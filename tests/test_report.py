@@ -1,0 +1,632 @@
+"""The report (issue 11): the picture rules on a small finished workdir, then Snakemake's report
+opened in headless Chromium.
+
+The workdir holds what the graph would have made, in the graph's formats, at tiny sizes: a
+synthetic city, its subset, label folders (the truth with a known corruption, so the measured
+mIoU is known), DIS flow, the packed test split, real videos cut from it, 14 variants' videos
+(the real ones altered), warping and FVD JSONs (FVD from random embeddings by the real protocol),
+the FVD table, training summaries, loss logs and benchmark files. The report rules then run
+with Snakemake (only they may run: the stages' outputs are given), `snakemake --report` builds
+the HTML, and Chromium loads it through the DevTools protocol, which reports console errors and
+uncaught exceptions.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+import yaml
+
+from pipeline.data.subset import load_subset, select_subset, subset_snippets
+from pipeline.flow.backends import make_backend
+from pipeline.flow.stage import write_city_flow
+from pipeline.fvd.protocol import score_crops
+from pipeline.fvd.table import write_tables
+from pipeline.fvd.videos import read_videos, write_videos
+from pipeline.io import write_json
+from pipeline.labels.frames import city_frames, write_label_png
+from pipeline.labels.quality import read_truth
+from pipeline.pack.writer import PackInputs, pack
+from pipeline.provenance import provenance
+from pipeline.report import figures, flow_quality, fvd_chart, label_quality, losses, strip, timing, video, warping
+from pipeline.report.provenance import notes_line, weight_notes
+from pipeline.synthesize.video import real_videos
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SIZE = (32, 64)                     # frames, packed labels and flow, and the scored videos
+FRAMES, ANNOTATED, VIDEO_FRAMES, START = 8, 4, 4, 2
+REPORT_RULES = ["report_fvd_table", "report_fvd_chart", "report_warping", "report_strip", "report_video",
+                "report_losses", "report_timing", "report_label_quality", "report_flow_quality"]
+SHOWN = ["v01", "v12"]              # variants whose strip, video and losses the test builds
+TEST_CONFIG = {
+    "data": {"source": "synthetic", "frame_height": SIZE[0], "frame_width": SIZE[1],
+             "frames_per_snippet": FRAMES, "annotated_frame": ANNOTATED,
+             "synthetic": {"seed": 0, "cities": {"train": {"alpha": 1}, "val": {"beta": 2, "gamma": 2}}}},
+    "subset": {"train_cities": None, "test_sequences": 4},
+    "labels": {"instance": {"backend": "torchvision"}},
+    "flow": {"backend": "dis", "height": SIZE[0], "width": SIZE[1]},
+    "pack": {"resolutions": [list(SIZE)]},
+    "weights": {"allow_random": True},
+    "fvd": {"local_i3d_width": 0.25, "height": SIZE[0], "width": SIZE[1], "frames": VIDEO_FRAMES,
+            "batch_size": 2, "batches": 2, "bootstrap": 50, "start_frame": START, "warmup_frames": 2},
+}
+CORRUPTED_FRAME = 1                 # this frame of every snippet gets wrong semantic labels
+RANDOM_I3D = {"kind": "local_random", "width_multiplier": 0.25, "seed": 0, "sha256": "0" * 64, "path": "i3d"}
+
+
+def _variants() -> dict:
+    return yaml.safe_load((REPO / "config.yaml").read_text())["variants"]
+
+
+# ---- the finished workdir ---------------------------------------------------------------------
+
+
+def _labels(work: Path, subset_path: Path) -> None:
+    """Label folders in the label stages' layout: the truth, with one frame a snippet corrupted."""
+    subset = load_subset(subset_path)
+    for split, cities in subset["splits"].items():
+        for city in cities:
+            snippets = subset_snippets(subset, split, city)
+            for kind in ("semantic", "instance"):
+                folder = work / "results" / "labels" / kind / split / city
+                folder.mkdir(parents=True)
+                write_json(folder / "provenance.json", {
+                    "stage": f"label_{kind}", "weights": {"path": "results/models/x.pt", "self_trained": True}})
+            truths = {snippet.id: read_truth(snippet.root, snippet) for snippet in snippets}
+            for frame in city_frames(snippets):
+                labels, instances = (t[frame.index] for t in truths[frame.snippet.id])
+                if frame.index == CORRUPTED_FRAME:
+                    labels = np.where(labels == 7, 8, labels).astype(np.uint8)     # road labelled sidewalk
+                write_label_png(work / "results/labels/semantic" / split / city / frame.output_name("labelIds"),
+                                labels.astype(np.uint8))
+                write_label_png(work / "results/labels/instance" / split / city / frame.output_name("instanceIds"),
+                                instances.astype(np.uint16))
+
+
+def _flow(work: Path, subset_path: Path) -> None:
+    subset = load_subset(subset_path)
+    settings = {"backend": "dis", "height": SIZE[0], "width": SIZE[1], "dtype": "float16", "batch_size": 4}
+    backend = make_backend(settings)
+    for split, cities in subset["splits"].items():
+        for city in cities:
+            record = provenance("reference_flow", settings, "test", None, backend=backend.describe(),
+                                weights_real=True)
+            write_city_flow(subset_snippets(subset, split, city), backend, settings,
+                            work / "results/flow" / split / f"{city}.h5", record)
+
+
+def _variant_videos(real: np.ndarray, index: int) -> np.ndarray:
+    """The real videos, blurred and shifted in colour by the variant index (a distinct set each)."""
+    blurred = np.stack([cv2.GaussianBlur(frame, (0, 0), 0.5 + 0.2 * index)
+                        for frame in real.reshape(-1, *real.shape[2:])]).reshape(real.shape)
+    return np.clip(blurred.astype(np.int16) + 4 * index, 0, 255).astype(np.uint8)
+
+
+def _train_record(variant: str, steps: int) -> dict:
+    return provenance("train", {}, "test", 0, variant=variant, steps=steps,
+                      backbone_weights={"perceptual": "random"}, data_provenance=json.dumps(
+                          {"inputs": {"semantic": {"beta": {"stage": "label_semantic",
+                                                            "weights": {"self_trained": True}}}}}))
+
+
+def _variant_outputs(work: Path, name: str, entry: dict, real: np.ndarray, real_embeddings: dict) -> dict:
+    """Videos, warping JSON, training summary, loss log, embeddings-based scores of one variant."""
+    results, index = work / "results", entry["index"]
+    steps = 5 if entry["network"] == "crn" else 3
+    record = _train_record(name, steps)
+    write_videos(results / "videos" / f"{name}.h5", _variant_videos(real, index),
+                 provenance("synthesize", {}, "test", 0, variant=name, model_provenance=record))
+    rng = np.random.default_rng(index)
+    per_video = rng.uniform(0.01, 0.05, len(real)).tolist()
+    write_json(results / "fvd/warping" / f"{name}.json", {
+        "variant": name, "warping_error": float(np.mean(per_video)), "warping_error_std": float(np.std(per_video)),
+        "per_video": per_video})
+    write_json(results / "train" / name / "summary.json",
+               {"variant": name, "training_seconds": 30.0 + index, "steps": steps, "provenance": record})
+    names = ["feature_matching", "gan", "perceptual"]
+    rows = ["step,stage,epoch,sample,lr,snippet," + ",".join(names)]
+    for step in range(1, steps + 1):
+        stage = 0 if step <= 3 else 1
+        rows.append(f"{step},{stage},0,{step - 1},0.0001,beta_000000_000204," +
+                    ",".join(f"{(k + 1) * 10.0 / step:.4g}" for k in range(len(names))))
+    (results / "train" / name / "losses.csv").write_text("\n".join(rows) + "\n")
+    fake = {crop: values + rng.normal(0.3 * index / 14, 1.0, values.shape) for crop, values in real_embeddings.items()}
+    score = {"variant": name, **score_crops(real_embeddings, fake, list(fake), 2, 50, 0), "i3d": RANDOM_I3D,
+             "provenance": provenance("fvd.score", {}, "test", 0, fake_videos={"model_provenance": record})}
+    path = results / "fvd/scores" / f"{name}.json"
+    write_json(path, score)
+    return {"scores": path, "warping": results / "fvd/warping" / f"{name}.json",
+            "training": results / "train" / name / "summary.json"}
+
+
+def _benchmarks(work: Path) -> dict[str, float]:
+    """Snakemake benchmark files for a few stages; returns each rule's total seconds."""
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    files = {"synthetic_city.tsv": 12.5, "reference_flow/val/beta.tsv": 40.0, "reference_flow/val/gamma.tsv": 20.0,
+             "train/v01.tsv": 95.0}
+    totals: dict[str, float] = {}
+    for name, seconds in files.items():
+        path = work / "results/timing" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header + f"{seconds}\t0:00:{int(seconds):02d}\t100\t200\t90\t95\t1\t1\t50\t{seconds}\n")
+        rule = name.split("/")[0].removesuffix(".tsv")
+        totals[rule] = totals.get(rule, 0.0) + seconds
+    return totals
+
+
+def make_workdir(work: Path) -> dict:
+    """Every input of the report rules, in the graph's formats; returns what the test checks."""
+    from pipeline.data.synthetic import generate
+
+    results = work / "results"
+    config = TEST_CONFIG
+    root = results / "synthetic_city"
+    generate(root, config["data"]["synthetic"]["cities"], 0, *SIZE, frames=FRAMES, annotated=ANNOTATED)
+    subset_path = results / "data/subset.json"
+    write_json(subset_path, select_subset(root.resolve(), {"train_cities": None, "test_sequences": 4, "seed": 0,
+                                                           "test_split": "val"}, FRAMES, ANNOTATED))
+    _labels(work, subset_path)
+    _flow(work, subset_path)
+    subset = load_subset(subset_path)
+    cities = sorted(subset["splits"]["val"])
+    inputs = PackInputs.from_paths(root, [results / "labels/semantic/val" / c for c in cities],
+                                   [results / "labels/instance/val" / c for c in cities],
+                                   [results / "flow/val" / f"{c}.h5" for c in cities])
+    pack(subset_path, "val", inputs, results / "data/val.h5",
+         {"pack": {"resolutions": [list(SIZE)], "compression": "lz4"}, "label_set": "train19_other"}, progress=False)
+    fvd_settings = {"height": SIZE[0], "width": SIZE[1], "frames": VIDEO_FRAMES, "start_frame": START,
+                    "batch_size": 2, "batches": 2}
+    real, record = real_videos(results / "data/val.h5", fvd_settings)
+    write_videos(results / "videos/real.h5", real, provenance("real_videos", fvd_settings, "test", None, **record))
+    rng = np.random.default_rng(0)
+    real_embeddings = {crop: rng.normal(0.0, 1.0, (len(real), 6)) for crop in ("left", "center", "right")}
+    variants = _variants()
+    paths = {name: _variant_outputs(work, name, entry, real, real_embeddings) for name, entry in variants.items()}
+    write_tables([p["scores"] for p in paths.values()], variants, results / "fvd_table.csv",
+                 results / "fvd_comparisons.csv", {}, [p["warping"] for p in paths.values()],
+                 [p["training"] for p in paths.values()])
+    (work / "test.yaml").write_text(yaml.safe_dump(config))
+    return {"real": real, "variants": variants, "timing": _benchmarks(work)}
+
+
+# ---- running the rules and the report ---------------------------------------------------------
+
+
+def _targets() -> list[str]:
+    pictures = ["fvd_table.html", "fvd.png", "warping.png", "timing.png", "label_quality.png", "flow_quality.png"]
+    for name in SHOWN:
+        pictures += [f"strips/{name}.png", f"videos/{name}.html", f"losses/{name}.png"]
+    return [f"results/report/{picture}" for picture in pictures]
+
+
+def _snakemake(work: Path, *arguments: str) -> subprocess.CompletedProcess:
+    """Snakemake on the project's Snakefile in ``work``; only the report rules may run (the
+    stages' outputs are given, without Snakemake's records of how they were made)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(work), "--configfile", str(work / "test.yaml"),
+               "--cores", "2", "--allowed-rules", *REPORT_RULES, *arguments, "--", *_targets()]
+    done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    work = tmp_path_factory.mktemp("report")
+    facts = make_workdir(work)
+    _snakemake(work)
+    _snakemake(work, "--report", str(work / "report.html"))
+    return {"work": work, "results": work / "results", "report": work / "report.html", **facts}
+
+
+def _report_results(report: Path) -> dict:
+    """The ``results`` object Snakemake's report embeds: path -> entry with its data URI."""
+    text = report.read_text(encoding="utf-8")
+    match = re.search(r"var results = (\{.*?\});\s*</script>", text, re.S)
+    assert match, "no results in the report"
+    return json.loads(match.group(1))
+
+
+def _picture(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    assert image is not None, path
+    return image[..., ::-1]
+
+
+# ---- the pictures -------------------------------------------------------------------------------
+
+STRIP_SCALE = 4                      # 32-pixel frames shown 128 high
+VIDEO_SCALE = 6                      # ... and 192 high in the videos
+
+
+def _expected_sizes() -> dict[str, tuple[int, int]]:
+    """(height, width) of every picture the test builds."""
+    def hw(size):
+        return size[1], size[0]
+
+    rows, columns = len(strip.ROWS), VIDEO_FRAMES
+    strip_size = (strip.HEADER_LINES * strip.LINE_HEIGHT + rows * SIZE[0] * STRIP_SCALE + (rows - 1) * strip.GAP,
+                  strip.MARGIN + columns * SIZE[1] * STRIP_SCALE + (columns - 1) * strip.GAP)
+    sizes = {"fvd.png": hw(fvd_chart.SIZE), "warping.png": hw(warping.SIZE), "timing.png": hw(timing.SIZE),
+             "label_quality.png": hw(label_quality.SIZE), "flow_quality.png": hw(flow_quality.SIZE)}
+    for name in SHOWN:
+        sizes[f"strips/{name}.png"] = strip_size
+        sizes[f"losses/{name}.png"] = hw(losses.SIZE)
+    return sizes
+
+
+def test_pictures_have_content_and_their_size(built):
+    for name, size in _expected_sizes().items():
+        picture = _picture(built["results"] / "report" / name)
+        assert picture.shape == (*size, 3), name
+        assert picture.std() > 10, f"{name} is blank"
+        colours = np.unique(picture.reshape(-1, 3).astype(np.int32) @ np.array([1 << 16, 1 << 8, 1]))
+        assert len(colours) > 50, f"{name} has hardly any content"
+
+
+def test_strip_shows_the_real_and_synthesised_frames_labels_and_flow(built):
+    """Each row holds what it names: the frames of video 0, the packed labels, a flow picture."""
+    real = built["real"][0]
+    fake, _ = read_videos(built["results"] / "videos/v12.h5")
+    picture = _picture(built["results"] / "report/strips/v12.png")
+    top = strip.HEADER_LINES * strip.LINE_HEIGHT
+    cell_h, cell_w = SIZE[0] * STRIP_SCALE, SIZE[1] * STRIP_SCALE
+
+    def cell(row: int, column: int) -> np.ndarray:
+        y, x = top + row * (cell_h + strip.GAP), strip.MARGIN + column * (cell_w + strip.GAP)
+        return picture[y:y + cell_h, x:x + cell_w]
+
+    for column, t in enumerate(strip.strip_columns(VIDEO_FRAMES, 4)):
+        np.testing.assert_array_equal(cell(0, column), figures.upscale(real[t], STRIP_SCALE))
+        np.testing.assert_array_equal(cell(1, column), figures.upscale(fake[0, t], STRIP_SCALE))
+    from pipeline.data.labels import colorize
+    from pipeline.pack.dataset import PackedFile
+
+    packed = PackedFile(built["results"] / "data/val.h5", SIZE)
+    snippet = packed.snippets.index(read_videos(built["results"] / "videos/real.h5")[1]["snippets"][0])
+    labels = packed.read(snippet, START, START + VIDEO_FRAMES)["labels"]
+    np.testing.assert_array_equal(cell(2, 0), figures.upscale(colorize(labels[0]), STRIP_SCALE))
+    assert cell(3, 0).std() > 0                     # motion in the synthetic city: not a white panel
+
+
+def test_videos_play_beside_the_real_ones(built):
+    count = 4
+    for name in SHOWN:
+        reader = imageio.get_reader(built["results"] / "report/videos" / f"{name}.mp4", format="FFMPEG")
+        try:
+            meta = reader.get_meta_data()
+            assert meta["codec"] == "h264" and meta["pix_fmt"].startswith("yuv420p")
+            assert reader.count_frames() == count * VIDEO_FRAMES
+            header = video.HEADER_LINES * video.LINE_HEIGHT
+            assert meta["size"] == (2 * SIZE[1] * VIDEO_SCALE + video.GAP, header + SIZE[0] * VIDEO_SCALE)
+            frame = reader.get_data(VIDEO_FRAMES + 1)          # video 1, frame 1
+        finally:
+            reader.close()
+        fake, _ = read_videos(built["results"] / "videos" / f"{name}.h5")
+        width = SIZE[1] * VIDEO_SCALE
+        left = frame[header:, :width].astype(float)
+        right = frame[header:, width + video.GAP:].astype(float)
+        expected_left = figures.upscale(built["real"][1, 1], VIDEO_SCALE)
+        expected_right = figures.upscale(fake[1, 1], VIDEO_SCALE)
+        assert np.abs(left - expected_left).mean() < 4            # H.264 at crf 18: close, not exact
+        assert np.abs(right - expected_right).mean() < 4
+        assert np.abs(right - expected_left).mean() > np.abs(right - expected_right).mean()
+        page = (built["results"] / "report/videos" / f"{name}.html").read_text()
+        assert "data:video/mp4;base64," in page and "random perceptual backbone" in page
+
+
+def test_quality_on_the_synthetic_city(built):
+    """The labels are the truth but for one frame a snippet with road called sidewalk; DIS tracks
+    the synthetic city's motion."""
+    labels = json.loads((built["results"] / "report/label_quality.json").read_text())
+    snippets = 5
+    assert labels["frames"] == snippets * FRAMES
+    assert labels["instance_match_share"] == 1.0
+    road, sidewalk, sky = labels["class_iou"]["7"], labels["class_iou"]["8"], labels["class_iou"]["23"]
+    assert road < 1.0 and sidewalk < 1.0 and sky == 1.0
+    assert 0.5 < labels["miou"] < 1.0
+    assert "self-trained semantic labeller" in labels["weights"]
+    flow = json.loads((built["results"] / "report/flow_quality.json").read_text())
+    assert flow["pairs"] == snippets * (FRAMES - 1)
+    assert flow["epe"] < flow["zero_flow_epe"]
+    assert flow["backends"] == ["dis"]
+
+
+def test_titles_name_the_weights(built):
+    """The weights notes reach the pictures' inputs: the I3D for the FVD, the rest everywhere."""
+    page = (built["results"] / "report/fvd_table.html").read_text()
+    assert "narrow random I3D (width 0.25)" in page and "<table>" in page
+    log = (built["work"] / "logs/report/fvd_chart.log").read_text()
+    assert "Traceback" not in log
+
+
+def test_timing_reads_the_benchmark_files(built):
+    stages = timing.stage_times(built["results"] / "timing")
+    assert {rule: entry["seconds"] for rule, entry in stages.items()} == pytest.approx(built["timing"])
+    assert stages["reference_flow"]["jobs"] == 2 and stages["reference_flow"]["longest"] == 40.0
+
+
+def test_report_embeds_every_picture(built):
+    """The report holds each rule output byte for byte, in its category."""
+    results = _report_results(built["report"])
+    expected = [*_expected_sizes(), "fvd_table.html", *(f"videos/{name}.{ext}" for name in SHOWN
+                                                         for ext in ("html", "mp4"))]
+    assert sorted(results) == sorted(f"results/report/{name}" for name in expected)
+    for path, entry in results.items():
+        data = base64.b64decode(entry["data_uri"].split("base64,", 1)[1])
+        assert hashlib.sha256(data).digest() == hashlib.sha256((built["work"] / path).read_bytes()).digest(), path
+        assert entry["caption"].strip(), f"{path} has no caption"
+
+
+def test_a_change_reruns_only_the_pictures_that_show_it(built):
+    """New losses of one variant: its loss curves are redrawn, nothing else."""
+    losses_csv = built["results"] / "train/v12/losses.csv"
+    original = losses_csv.read_text()
+    try:
+        losses_csv.write_text(original + "4,0,1,0,0.0002,beta_000000_000204,1.0,2.0,3.0\n")
+        done = _snakemake(built["work"], "--dry-run")
+    finally:
+        losses_csv.write_text(original)
+    jobs = re.findall(r"^rule (report_\w+):", done.stdout, re.M)
+    assert jobs == ["report_losses"], done.stdout[-2000:]
+    assert "wildcards: variant=v12" in done.stdout
+
+
+# ---- headless Chromium --------------------------------------------------------------------------
+
+
+class DevTools:
+    """A minimal client of Chromium's DevTools protocol: JSON messages over a websocket (RFC 6455),
+    standard library only. Events received while waiting for a reply are kept in ``events``."""
+
+    def __init__(self, url: str, timeout: float = 60.0):
+        host, rest = url.removeprefix("ws://").split("/", 1)
+        hostname, port = host.rsplit(":", 1)
+        self.socket = socket.create_connection((hostname, int(port)), timeout=timeout)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.socket.sendall((f"GET /{rest} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        self.buffer = b""
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self._read()
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        assert b" 101 " in head.split(b"\r\n")[0], head
+        self.last_id, self.events = 0, []
+
+    def _read(self) -> bytes:
+        chunk = self.socket.recv(1 << 16)
+        if not chunk:
+            raise ConnectionError("Chromium closed the DevTools connection")
+        return chunk
+
+    def _take(self, count: int) -> bytes:
+        while len(self.buffer) < count:
+            self.buffer += self._read()
+        data, self.buffer = self.buffer[:count], self.buffer[count:]
+        return data
+
+    def _send(self, opcode: int, payload: bytes) -> None:
+        size = len(payload)
+        length = (bytes([0x80 | size]) if size < 126 else bytes([0x80 | 126]) + struct.pack(">H", size)
+                  if size < 1 << 16 else bytes([0x80 | 127]) + struct.pack(">Q", size))
+        mask = os.urandom(4)          # a client masks every frame
+        masked = (np.frombuffer(payload, np.uint8) ^ np.resize(np.frombuffer(mask, np.uint8), size)).tobytes()
+        self.socket.sendall(bytes([0x80 | opcode]) + length + mask + masked)
+
+    def _message(self) -> dict:
+        parts = []
+        while True:
+            first, second = self._take(2)
+            size = second & 0x7F
+            if size == 126:
+                size = struct.unpack(">H", self._take(2))[0]
+            elif size == 127:
+                size = struct.unpack(">Q", self._take(8))[0]
+            opcode, payload = first & 0x0F, self._take(size)
+            if opcode == 0x9:                          # ping
+                self._send(0xA, payload)
+                continue
+            if opcode == 0x8:
+                raise ConnectionError("Chromium closed the DevTools connection")
+            parts.append(payload)
+            if first & 0x80:
+                return json.loads(b"".join(parts))
+
+    def call(self, method: str, **params) -> dict:
+        self.last_id += 1
+        self._send(0x1, json.dumps({"id": self.last_id, "method": method, "params": params}).encode())
+        while True:
+            message = self._message()
+            if message.get("id") == self.last_id:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message.get("result", {})
+            self.events.append(message)
+
+    def evaluate(self, expression: str):
+        """The value of a JavaScript expression (a promise is awaited); a thrown error fails."""
+        reply = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        assert "exceptionDetails" not in reply, reply["exceptionDetails"]
+        return reply["result"].get("value")
+
+    def errors(self) -> list[str]:
+        """Console errors, uncaught exceptions and browser log errors seen so far."""
+        found = []
+        for event in self.events:
+            method, params = event.get("method"), event.get("params", {})
+            if method == "Runtime.exceptionThrown":
+                found.append(json.dumps(params["exceptionDetails"])[:500])
+            elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
+                found.append(json.dumps(params.get("args"))[:500])
+            elif method == "Log.entryAdded" and params["entry"].get("level") == "error":
+                found.append(json.dumps(params["entry"])[:500])
+        return found
+
+
+@pytest.fixture
+def chromium(tmp_path):
+    """Headless Chromium (Debian's package) with a fresh profile; yields a DevTools client of its page."""
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    profile = tmp_path / "profile"
+    process = subprocess.Popen(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+         "--remote-debugging-port=0", "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        port_file = profile / "DevToolsActivePort"     # Chromium writes the port it chose here
+        deadline = time.monotonic() + 30
+        while not (port_file.is_file() and port_file.read_text().strip()):
+            assert process.poll() is None and time.monotonic() < deadline, "chromium did not start"
+            time.sleep(0.05)
+        connection = http.client.HTTPConnection("127.0.0.1", int(port_file.read_text().split()[0]), timeout=30)
+        connection.request("GET", "/json/list")
+        page = next(t for t in json.loads(connection.getresponse().read()) if t["type"] == "page")
+        client = DevTools(page["webSocketDebuggerUrl"])
+        for domain in ("Runtime", "Log", "Page"):
+            client.call(f"{domain}.enable")
+        yield client
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# Walk the report as a reader would: every category and subcategory, every result's view button;
+# an image must decode, an HTML result must open in a frame, an MP4 is a download link. Then play
+# the video embedded in each video page. Returns {path: what was seen}.
+WALK = r"""(async () => {
+  const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
+  const until = async (test, what) => {
+    for (let i = 0; i < 200; i++) { const value = test(); if (value) return value; await sleep(25); }
+    throw new Error('timed out waiting for ' + what);
+  };
+  const link = text => [...document.querySelectorAll('#app a')].find(a => a.innerText.trim() === text);
+  const pathOf = uri => Object.keys(results).find(path => results[path].data_uri === uri);
+  const seen = {};
+  for (const [category, subcategories] of Object.entries(categories)) {
+    for (const subcategory of Object.keys(subcategories)) {
+      if (link('Results')) {
+        link('Results').click();
+        await until(() => !link('Results'), 'the list of categories');
+      }
+      (await until(() => link(category), category)).click();
+      // A category with one subcategory lists its results at once.
+      const next = await until(() => link(subcategory) || document.querySelector('nav table tbody tr'), subcategory);
+      if (next.tagName === 'A') next.click();
+      const rows = await until(() => document.querySelectorAll('nav table tbody tr').length
+                                     && document.querySelectorAll('nav table tbody tr'), 'rows');
+      for (let i = 0; i < rows.length; i++) {
+        const eye = document.querySelectorAll('nav table tbody tr')[i].querySelector('a[iconname=eye]');
+        if (eye.hasAttribute('download')) {
+          seen[pathOf(eye.getAttribute('href'))] = {download: eye.getAttribute('href').split(';')[0]};
+          continue;
+        }
+        const before = new Set([...document.querySelectorAll('#app img, #app iframe')].map(e => e.src));
+        eye.click();
+        const shown = await until(() => [...document.querySelectorAll('#app img, #app iframe')]
+                                        .find(e => !before.has(e.src) && pathOf(e.src)), 'view ' + i);
+        if (shown.tagName === 'IMG') {
+          await shown.decode();
+          seen[pathOf(shown.src)] = {image: [shown.naturalWidth, shown.naturalHeight]};
+        } else {
+          seen[pathOf(shown.src)] = {frame: true};
+        }
+      }
+    }
+  }
+  for (const [path, entry] of Object.entries(results)) {
+    if (entry.mime_type !== 'text/html') continue;
+    const bytes = Uint8Array.from(atob(entry.data_uri.split('base64,')[1]), c => c.charCodeAt(0));
+    const page = new DOMParser().parseFromString(new TextDecoder().decode(bytes), 'text/html');
+    const source = page.querySelector('video');
+    if (!source) { seen[path].tables = page.querySelectorAll('table').length; continue; }
+    const player = document.createElement('video');
+    player.muted = true;
+    await new Promise((played, failed) => {
+      player.onloadeddata = played;
+      player.onerror = () => failed(new Error(path + ': video error ' + player.error.code));
+      player.src = source.getAttribute('src');
+    });
+    seen[path].video = [player.videoWidth, player.videoHeight, player.duration];
+  }
+  return JSON.stringify(seen);
+})()"""
+
+
+def test_report_opens_in_chromium(built, chromium):
+    chromium.call("Page.navigate", url=built["report"].as_uri())
+    deadline = time.monotonic() + 60
+    while "2. Variants" not in (chromium.evaluate("document.getElementById('app')?.innerText || ''") or ""):
+        assert time.monotonic() < deadline, "the report did not render"
+        time.sleep(0.1)
+    seen = json.loads(chromium.evaluate(WALK))
+    assert chromium.errors() == []
+    sizes = _expected_sizes()
+    assert sorted(seen) == sorted(_report_results(built["report"]))
+    for name, (height, width) in sizes.items():
+        assert seen[f"results/report/{name}"] == {"image": [width, height]}, name
+    assert seen["results/report/fvd_table.html"] == {"frame": True, "tables": 2}
+    header = video.HEADER_LINES * video.LINE_HEIGHT
+    for name in SHOWN:
+        assert seen[f"results/report/videos/{name}.mp4"] == {"download": "data:video/mp4"}
+        page = seen[f"results/report/videos/{name}.html"]
+        assert page["frame"] is True
+        assert page["video"][:2] == [2 * SIZE[1] * VIDEO_SCALE + video.GAP, header + SIZE[0] * VIDEO_SCALE]
+        assert page["video"][2] == pytest.approx(4 * VIDEO_FRAMES / video.FPS, abs=0.1)
+
+
+# ---- small parts ---------------------------------------------------------------------------------
+
+
+def test_weight_notes_read_nested_provenance():
+    labeller = {"stage": "label_semantic", "weights": {"path": "m.pt", "self_trained": True}}
+    videos = {"stage": "synthesize", "model_provenance": {
+        "stage": "train", "variant": "v03", "steps": 7, "backbone_weights": {"perceptual": "random"},
+        "data_provenance": json.dumps({"inputs": {"semantic": {"a": labeller}},
+                                       "flow": {"stage": "reference_flow", "weights_real": False}})}}
+    notes = weight_notes([{"i3d": RANDOM_I3D}, videos])
+    assert notes == ["narrow random I3D (width 0.25): FVD not comparable to published", "random perceptual backbone",
+                     "self-trained semantic labeller", "random-weight flow network",
+                     "generators trained here (7 steps)"]
+    real = {"stage": "train", "backbone_weights": {"perceptual": "path:vgg.pth sha256:ab"},
+            "i3d": {"kind": "tfhub"}}
+    assert weight_notes([real]) == []
+    assert notes_line([]) == "Weights: no random or self-trained weights"
+
+
+def test_bad_inputs_name_the_file(tmp_path):
+    from pipeline.errors import PipelineError
+
+    write_videos(tmp_path / "a.h5", np.zeros((2, 3, 8, 8, 3), np.uint8), {"variant": "v01"})
+    write_videos(tmp_path / "real.h5", np.zeros((2, 4, 8, 8, 3), np.uint8), {})
+    with pytest.raises(PipelineError, match="do not pair") as error:
+        strip.paired_videos(tmp_path / "a.h5", tmp_path / "real.h5")
+    assert error.value.path == tmp_path / "a.h5"
+    (tmp_path / "losses.csv").write_text("step,stage,epoch,sample,lr,snippet\n1,0,0,0,0.1,x\n")
+    with pytest.raises(PipelineError, match="no loss columns"):
+        losses.loss_series(tmp_path / "losses.csv")
+    (tmp_path / "b.tsv").write_text("x\ty\n1\t2\n")
+    with pytest.raises(PipelineError, match="benchmark"):
+        timing.benchmark_seconds(tmp_path / "b.tsv")
