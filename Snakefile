@@ -29,8 +29,12 @@ include: "workflow/rules/report.smk"
 localrules:
     all,
     select_subset,
-    fvd,
     fvd_table,
+    report_fvd_table,
+    report_fvd_chart,
+    report_warping,
+    report_losses,
+    report_timing,
 
 
 rule all:

@@ -184,8 +184,11 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
                     dataset.set_epoch(position.epoch)
                 in_epoch = min(len(dataset), samples_total - position.epoch * len(dataset))
                 order = _order(train["seed"], position.stage, position.epoch, len(dataset))[position.sample:in_epoch]
+                # The loader's own generator: creating a loader must not draw from the global RNG,
+                # or a resumed epoch (one more loader) would diverge from an unbroken one.
                 loader = DataLoader(dataset, batch_size=None, sampler=order,
-                                    num_workers=4 if device.type == "cuda" else 0, pin_memory=device.type == "cuda")
+                                    num_workers=4 if device.type == "cuda" else 0, pin_memory=device.type == "cuda",
+                                    generator=torch.Generator().manual_seed(train["seed"]))
                 for sample in loader:
                     batch = _to(_batched(sample), device)
                     if not dataset.expand:
@@ -255,7 +258,10 @@ def _grow(models: Models, optimizers: Optimizers, plan: StagePlan, train: Mappin
     if not hasattr(models.generator, "grow"):
         raise PipelineError(f"{models.entry['network']} has a second stage in train.{models.entry['network']}.stages "
                             "but its generator cannot grow; only the CRN adds a refinement module")
-    return models.generator.grow(plan.output_images).to(device)
+    # The new module's initial weights depend on (seed, stage) only, not on the RNG's history.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(train["seed"] * 1000 + plan.index)
+        return models.generator.grow(plan.output_images).to(device)
 
 
 def _regrow_optimizers(models: Models, old: Optimizers, entry, train, device) -> Optimizers:
