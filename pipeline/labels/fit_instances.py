@@ -1,0 +1,125 @@
+"""fit_instances: train torchvision's Mask R-CNN on the gtFine instances of the train split.
+
+The ``torchvision`` instance backend's weights where no checkpoint is configured (the demo): the
+annotated frames, each instance of the 8 evaluated thing classes from the instanceIds PNG as a
+box and mask (``pipeline.labels.gtfine.instance_targets``), horizontal flips, SGD with a linear
+warm-up and poly decay, gradients clipped (random weights, small batches), bfloat16 autocast
+where the hardware has it. The model's own
+transform resizes to ``min_size``/``max_size`` as labelling does. The checkpoint's meta says it is
+self-trained.
+
+Usage::
+
+    python -m pipeline.labels.fit_instances --subset results/data/subset.json \\
+        --output results/labels/instances.pt --settings JSON     # config['labels']
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from pipeline.cli import add_settings_arguments, read_settings, run_main
+from pipeline.data.labels import THING_LABEL_IDS
+from pipeline.errors import PipelineError
+from pipeline.labels.checkpoint import save_checkpoint
+from pipeline.labels.frames import FrameRef
+from pipeline.labels.fit_segmenter import autocast
+from pipeline.labels.gtfine import annotated_frames, instance_sample, instance_targets, sample_store
+from pipeline.labels.runtime import epoch_batches, fit_steps, pick_device, seed_everything, warmup_poly_lr
+from pipeline.labels.torchvision_backend import NUM_CLASSES, build_mask_rcnn, frames_to_tensors
+from pipeline.provenance import code_version, provenance
+
+__all__ = ["flip_sample", "fit_instances", "instances_meta", "main"]
+
+MOMENTUM, WEIGHT_DECAY = 0.9, 1e-4   # torchvision's detection reference recipe
+WARMUP_FRACTION = 0.1
+GRAD_CLIP = 10.0                     # random weights and batches of 2: keep early steps bounded
+
+
+def flip_sample(image: np.ndarray, instance_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The left-right mirror of a training pair (instances stay whole, so targets follow)."""
+    return image[:, ::-1].copy(), instance_ids[:, ::-1].copy()
+
+
+def fit_instances(frames: Sequence[FrameRef], instance: dict[str, Any], device: torch.device | str = "cpu"
+                  ) -> tuple[nn.Module, dict[str, Any]]:
+    """Train Mask R-CNN from random weights on the annotated frames; return it and a summary."""
+    if not frames:
+        raise PipelineError("fit_instances: no gtFine frames to train on")
+    fit = instance["fit"]
+    rng = seed_everything(fit["seed"])
+    sample = sample_store(frames, instance_sample)
+    model = build_mask_rcnn(instance["min_size"], instance["max_size"]).to(device).train()
+    # RoIs sampled per image for the box and mask heads (Detectron2's and torchvision's 512):
+    # fewer keep a CPU step affordable; the weights do not depend on it.
+    model.roi_heads.fg_bg_sampler.batch_size_per_image = fit["rois_per_image"]
+    optimiser = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=fit["lr"],
+                                momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    steps = fit_steps(fit["epochs"], len(frames), fit["batch_size"])
+    warmup = max(1, round(WARMUP_FRACTION * steps))
+    losses: list[float] = []
+    start = time.perf_counter()
+    with tqdm(total=steps, desc="fit_instances", unit="step", disable=None) as progress:
+        for step, picks in zip(range(steps), epoch_batches(len(frames), fit["batch_size"], rng)):
+            pairs = [sample(i) for i in picks]
+            pairs = [flip_sample(*pair) if rng.random() < 0.5 else pair for pair in pairs]
+            images = frames_to_tensors(np.stack([image for image, _ in pairs]), torch.device(device))
+            targets = [{k: v.to(device) for k, v in instance_targets(ids).items()} for _, ids in pairs]
+            for group in optimiser.param_groups:
+                group["lr"] = warmup_poly_lr(step, steps, fit["lr"], warmup)
+            with autocast(device, fit["amp"]):
+                loss = sum(model(images, targets).values())
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+            optimiser.step()
+            losses.append(loss.item())
+            progress.set_postfix(loss=f"{losses[-1]:.3f}")
+            progress.update()
+    summary = {"steps": steps, "train_frames": len(frames), "seconds": round(time.perf_counter() - start, 1),
+               "final_loss": float(np.mean(losses[-max(1, steps // 10):]))}
+    return model.eval(), summary
+
+
+def instances_meta(instance: dict[str, Any], summary: dict[str, Any],
+                   record: dict[str, Any]) -> dict[str, Any]:
+    """What the checkpoint says about itself: the network, its classes, that it is self-trained."""
+    return {
+        "architecture": "maskrcnn_resnet50_fpn", "classes": NUM_CLASSES,
+        "thing_label_ids": list(THING_LABEL_IDS), "min_size": instance["min_size"],
+        "max_size": instance["max_size"], "self_trained": True,
+        "source": (f"fit_instances: trained from random weights on the instances of "
+                   f"{summary['train_frames']} gtFine frames of the train split (no pretrained weights)"),
+        "fit": summary, "provenance": record,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.labels.fit_instances", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subset", required=True, help="results/data/subset.json")
+    parser.add_argument("--output", required=True, help="checkpoint file to write (.pt)")
+    add_settings_arguments(parser)
+    args = parser.parse_args(argv)
+    settings = read_settings(args, lambda config: config["labels"])
+    try:
+        instance = settings["instance"]
+        seed = instance["fit"]["seed"]
+    except KeyError as err:
+        raise PipelineError(f"--settings lacks labels key {err}") from err
+    frames = annotated_frames(args.subset, "train")
+    model, summary = fit_instances(frames, instance, pick_device())
+    record = provenance("fit_instances", settings, code_version("labels", "data"), seed)
+    save_checkpoint(args.output, model.state_dict(), instances_meta(instance, summary, record))
+
+
+if __name__ == "__main__":
+    run_main(main)

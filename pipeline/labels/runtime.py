@@ -1,0 +1,64 @@
+"""What the labellers and their fits share: the device, seeding, batching, the lr schedule."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+__all__ = ["pick_device", "seed_everything", "batched", "warmup_poly_lr", "fit_steps", "epoch_batches"]
+
+T = TypeVar("T")
+
+
+def pick_device() -> torch.device:
+    """The device of a labelling run: the first GPU where there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed python, numpy and torch; return the numpy generator the fit draws its crops from."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of ``size`` items (the last may be shorter)."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def fit_steps(epochs: float, samples: int, batch_size: int) -> int:
+    """Optimiser steps of a fit: ``epochs`` passes (fractions allowed) over ``samples``."""
+    return max(1, math.ceil(epochs * samples / batch_size))
+
+
+def warmup_poly_lr(step: int, total: int, base: float, warmup: int, power: float = 0.9) -> float:
+    """Linear warm-up, then DeepLab's "poly" decay ``(1 - t)^0.9`` (Chen et al. 2018)."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * (1.0 - min(progress, 1.0)) ** power
+
+
+
+def epoch_batches(samples: int, batch_size: int, rng: np.random.Generator) -> Iterator[list[int]]:
+    """Endless batches of sample indices: each epoch a fresh seeded permutation, batches may
+    span two epochs so every step is full."""
+    def indices() -> Iterator[int]:
+        while True:
+            yield from rng.permutation(samples).tolist()
+
+    return batched(indices(), batch_size)

@@ -1,0 +1,158 @@
+"""label_semantic: DeepLabV3+ label ids for every frame of a split's city.
+
+DeepLabV3+ (Chen et al. 2018, "Encoder-Decoder with Atrous Separable Convolution"), the thesis's
+semantic labeller (4.4), from segmentation-models-pytorch. It is built offline
+(``encoder_weights=None``: smp would fetch weights and preprocessing from a hub) and the ImageNet
+normalisation lives here (reference/cityscapes.md section 4). Frames are resized to
+``input_height x input_width`` (multiples of 16, the output stride), the 19 outputs are train
+ids, and the argmax is mapped to Cityscapes label ids and resized back to the frame by nearest.
+
+Usage::
+
+    python -m pipeline.labels.semantic --subset results/data/subset.json --split train \\
+        --city aachen [--checkpoint FILE] --output results/labels/semantic/train/aachen \\
+        --settings JSON        # config['labels'] (only keep_gtfine and semantic are read)
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import segmentation_models_pytorch as smp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.cli import add_settings_arguments, read_settings, run_main
+from pipeline.data.labels import TRAIN_LABEL_IDS, train_id_to_label_id
+from pipeline.data.subset import load_subset, subset_snippets
+from pipeline.errors import PipelineError
+from pipeline.labels.checkpoint import check_meta, checkpoint_record, load_into, read_checkpoint
+from pipeline.labels.frames import city_frames, label_city
+from pipeline.labels.runtime import pick_device
+from pipeline.provenance import code_version, provenance
+
+__all__ = [
+    "IMAGENET_MEAN", "IMAGENET_STD", "NUM_CLASSES", "build_segmenter", "load_segmenter",
+    "normalise", "SemanticLabeller", "semantic_labeller", "main",
+]
+
+NUM_CLASSES = 19  # Cityscapes train ids 0..18
+# smp's preprocessing for every ImageNet encoder (get_preprocessing_params), kept here offline.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+OUTPUT_STRIDE = 16
+
+
+def build_segmenter(encoder: str, classes: int = NUM_CLASSES) -> nn.Module:
+    """DeepLabV3+ with random weights (smp defaults: output stride 16, 256 decoder channels)."""
+    try:
+        return smp.DeepLabV3Plus(encoder_name=encoder, encoder_weights=None, classes=classes)
+    except KeyError as err:
+        raise PipelineError(f"labels.semantic.encoder: unknown smp encoder {encoder!r}") from err
+
+
+def load_segmenter(checkpoint: str | Path, encoder: str, classes: int = NUM_CLASSES
+                   ) -> tuple[nn.Module, dict[str, Any]]:
+    """DeepLabV3+ with the checkpoint's weights, and the checkpoint's record for provenance.
+
+    Raises a PipelineError naming the file if it is missing or does not fit the encoder or
+    class count (its meta, missing/unexpected keys, or a classifier of another shape).
+    """
+    state, meta = read_checkpoint(checkpoint)
+    check_meta(meta, {"encoder": encoder, "classes": classes, "architecture": "DeepLabV3Plus"}, checkpoint)
+    if "label_ids" in meta and list(meta["label_ids"]) != list(TRAIN_LABEL_IDS[:classes]):
+        raise PipelineError(f"checkpoint's classes are label ids {meta['label_ids']}, expected the "
+                            f"Cityscapes train ids' {list(TRAIN_LABEL_IDS)}", checkpoint)
+    model = build_segmenter(encoder, classes)
+    load_into(model, state, checkpoint, f"DeepLabV3+ ({encoder}, {classes} classes)")
+    return model.eval(), checkpoint_record(checkpoint, meta)
+
+
+def normalise(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 ``[B,H,W,3]`` RGB -> ImageNet-normalised float ``[B,3,h,w]`` at the network's size.
+
+    The fit uses the same function, so training and labelling see the same scale and filter.
+    """
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
+    batch = images.permute(0, 3, 1, 2).float().div_(255.0)
+    if tuple(batch.shape[-2:]) != tuple(size):
+        batch = F.interpolate(batch, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return (batch - mean) / std
+
+
+class SemanticLabeller:
+    """Frames in, Cityscapes label ids out: ``labeller(images [B,H,W,3] uint8) -> [B,H,W] uint8``."""
+
+    def __init__(self, model: nn.Module, input_size: tuple[int, int], device: torch.device | str = "cpu"):
+        for side in input_size:
+            if side % OUTPUT_STRIDE:
+                raise PipelineError(f"labels.semantic input size {input_size} must be multiples of "
+                                    f"{OUTPUT_STRIDE} (DeepLabV3+'s output stride)")
+        self.device = torch.device(device)
+        # channels_last lets oneDNN/cuDNN pick their fast convolutions; on the CPU it is what
+        # makes a batch cheaper per frame than one frame at a time.
+        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
+        self.input_size = tuple(input_size)
+        self.to_label_id = torch.from_numpy(train_id_to_label_id()).to(self.device)
+
+    @torch.inference_mode()
+    def train_ids(self, images: np.ndarray) -> torch.Tensor:
+        """The argmax train ids ``[B,h,w]`` at the network's input size."""
+        batch = normalise(torch.from_numpy(np.ascontiguousarray(images)).to(self.device), self.input_size)
+        logits = self.model(batch.contiguous(memory_format=torch.channels_last))
+        return logits.argmax(dim=1)
+
+    @torch.inference_mode()
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        train_ids = self.train_ids(images)
+        height, width = images.shape[1:3]
+        if tuple(train_ids.shape[-2:]) != (height, width):
+            train_ids = F.interpolate(train_ids[:, None].float(), size=(height, width),
+                                      mode="nearest")[:, 0].long()
+        return self.to_label_id[train_ids].cpu().numpy()
+
+
+def semantic_labeller(semantic: dict[str, Any], checkpoint: str | Path | None = None,
+                      device: torch.device | str | None = None) -> tuple[SemanticLabeller, dict[str, Any]]:
+    """The labeller ``config['labels']['semantic']`` describes; ``checkpoint`` overrides its own."""
+    checkpoint = checkpoint or semantic.get("checkpoint")
+    if checkpoint is None:
+        raise PipelineError("labels.semantic.checkpoint is null and no --checkpoint was given "
+                            "(the graph runs fit_segmenter for it)")
+    model, record = load_segmenter(checkpoint, semantic["encoder"], NUM_CLASSES)
+    size = (semantic["input_height"], semantic["input_width"])
+    return SemanticLabeller(model, size, device or pick_device()), record
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.labels.semantic", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subset", required=True, help="results/data/subset.json")
+    parser.add_argument("--split", required=True)
+    parser.add_argument("--city", required=True)
+    parser.add_argument("--checkpoint", help="weights (overrides labels.semantic.checkpoint)")
+    parser.add_argument("--output", required=True, help="directory of labelIds PNGs to write")
+    add_settings_arguments(parser)
+    args = parser.parse_args(argv)
+    settings = read_settings(args, lambda config: config["labels"])
+    try:
+        semantic, keep_gtfine = settings["semantic"], settings["keep_gtfine"]
+        labeller, weights = semantic_labeller(semantic, args.checkpoint)
+        batch_size = semantic["batch_size"]
+    except KeyError as err:
+        raise PipelineError(f"--settings lacks labels key {err}") from err
+    snippets = subset_snippets(load_subset(args.subset), args.split, args.city)
+    record = provenance("label_semantic", settings, code_version("labels", "data"), None,
+                        split=args.split, city=args.city, weights=weights, device=str(labeller.device))
+    label_city(city_frames(snippets), lambda images, _: labeller(images), args.output, "labelIds",
+               batch_size, keep_gtfine, record, desc=f"semantic {args.split}/{args.city}")
+
+
+if __name__ == "__main__":
+    run_main(main)
