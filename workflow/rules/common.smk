@@ -34,6 +34,12 @@ def settings_of(section, *keys):
     return json.dumps({key: config[section][key] for key in keys}, sort_keys=True)
 
 
+def fit_settings(kind, *keys):
+    """What fitting a labeller reads of labels.<kind>, in the section's shape: a change to an
+    inference-only setting (batch size, score threshold) does not retrain it."""
+    return json.dumps({kind: {key: config["labels"][kind][key] for key in keys}}, sort_keys=True)
+
+
 def data_root_input(wildcards):
     """The synthetic city is built by the graph; a real Cityscapes root is not a tracked input."""
     return [DATA_ROOT] if SYNTHETIC else []

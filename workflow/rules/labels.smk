@@ -8,7 +8,7 @@ rule fit_segmenter:
     benchmark:
         "results/timing/fit_segmenter.tsv"
     params:
-        settings=settings_of("labels", "semantic", "label_set"),
+        settings=fit_settings("semantic", "encoder", "fit", "input_height", "input_width"),
         code=code_version("labels", "data"),
     threads: 2
     resources:
@@ -32,7 +32,7 @@ rule fit_instances:
     benchmark:
         "results/timing/fit_instances.tsv"
     params:
-        settings=settings_of("labels", "instance"),
+        settings=fit_settings("instance", "fit", "min_size", "max_size"),
         code=code_version("labels", "data"),
     threads: 2
     resources:
