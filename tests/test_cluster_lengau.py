@@ -328,8 +328,9 @@ def graph_workdir(tmp_path_factory) -> Path:
     Two variants instead of 14 keep the job count small; every rule is still in the graph.
     """
     work = tmp_path_factory.mktemp("lengau_graph")
-    root = make_fake_tree(work / "cityscapes", {"train": {"aachen": 3, "bremen": 2}, "val": {"lindau": 4}})
     study = load_config([REPO / "config.yaml", REPO / "config" / "demo.yaml"])
+    root = make_fake_tree(work / "cityscapes", {"train": {"aachen": 3, "bremen": 2}, "val": {"lindau": 4}},
+                          study["data"]["frames_per_snippet"], study["data"]["annotated_frame"])
     study["variants"] = {name: entry for name, entry in study["variants"].items() if name in VARIANTS}
     study["data"].update(source="cityscapes", cityscapes_root=str(root))
     study["subset"].update(train_cities=["aachen", "bremen"], test_sequences=4)
