@@ -16,7 +16,14 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 
-__all__ = ["add_settings_arguments", "read_settings", "run_main"]
+__all__ = ["add_city_arguments", "add_settings_arguments", "read_settings", "run_main"]
+
+
+def add_city_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of a per-city stage: which subset, split and city it works on."""
+    parser.add_argument("--subset", required=True, help="results/data/subset.json")
+    parser.add_argument("--split", required=True)
+    parser.add_argument("--city", required=True)
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.cli import add_settings_arguments, read_settings, run_main
+from pipeline.cli import add_city_arguments, add_settings_arguments, read_settings, run_main
 from pipeline.data.cityscapes import Snippet, read_frame
 from pipeline.data.subset import load_subset, subset_snippets
 from pipeline.errors import PipelineError
@@ -177,9 +177,7 @@ def float16_rounding_error(flow: np.ndarray) -> dict[str, float]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.flow", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--subset", required=True, help="results/data/subset.json")
-    parser.add_argument("--split", required=True)
-    parser.add_argument("--city", required=True)
+    add_city_arguments(parser)
     parser.add_argument("--output", required=True, help="results/flow/{split}/{city}.h5")
     add_settings_arguments(parser)
     args = parser.parse_args(argv)

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from pipeline.cli import add_settings_arguments, read_settings, run_main
+from pipeline.cli import add_city_arguments, add_settings_arguments, read_settings, run_main
 from pipeline.data.cityscapes import read_label_png
 from pipeline.data.subset import load_subset, subset_snippets
 from pipeline.errors import PipelineError
@@ -97,9 +97,7 @@ def _semantic_of(folder: Path, batch: list[FrameRef], size: tuple[int, int]) -> 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.labels.instance", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--subset", required=True, help="results/data/subset.json")
-    parser.add_argument("--split", required=True)
-    parser.add_argument("--city", required=True)
+    add_city_arguments(parser)
     parser.add_argument("--semantic", required=True, help="this city's label_semantic directory")
     parser.add_argument("--checkpoint", help="weights (overrides labels.instance.checkpoint)")
     parser.add_argument("--output", required=True, help="directory of instanceIds PNGs to write")

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.cli import add_settings_arguments, read_settings, run_main
+from pipeline.cli import add_city_arguments, add_settings_arguments, read_settings, run_main
 from pipeline.data.labels import TRAIN_LABEL_IDS, train_id_to_label_id
 from pipeline.data.subset import load_subset, subset_snippets
 from pipeline.errors import PipelineError
@@ -133,9 +133,7 @@ def semantic_labeller(semantic: dict[str, Any], checkpoint: str | Path | None = 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.labels.semantic", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--subset", required=True, help="results/data/subset.json")
-    parser.add_argument("--split", required=True)
-    parser.add_argument("--city", required=True)
+    add_city_arguments(parser)
     parser.add_argument("--checkpoint", help="weights (overrides labels.semantic.checkpoint)")
     parser.add_argument("--output", required=True, help="directory of labelIds PNGs to write")
     add_settings_arguments(parser)
