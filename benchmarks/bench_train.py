@@ -1,20 +1,31 @@
-"""Training step time per variant: the thesis's way (fp32, eager) against the fast path.
+"""Training step time per variant and stage: the thesis's way (fp32, eager) against the fast path.
 
-On a GPU the fast path is bf16 autocast, ``torch.compile`` of the generator and fused Adam
-(what ``pipeline.train.loop`` turns on there); both are timed in one run and printed as a ratio.
-On the CPU only the fp32 step exists (the loop keeps it exact): its steps/s is printed for every
-variant at a small size, and an estimate of the study's GPU-days follows from GPU step times.
+The fast path is what ``pipeline.train.loop`` does on a GPU: bf16 autocast, ``torch.compile``
+of the generator and fused Adam (``make_optimizers`` / ``compile_generator``, the same code).
+Both modes are timed in one run and printed as a ratio, per variant and per training stage
+(the CRN's second stage at 512x1024 with its added module). On the CPU only the fp32 step exists
+(the loop keeps it exact): its steps/s is printed at a small size.
 
-    python benchmarks/bench_train.py                 # CPU: every variant at 64x128, width / 8
-    python benchmarks/bench_train.py --full          # GPU: 256x512 CRN, 512x1024 pix2pixHD, full width
+The study's GPU-days follow from the step times and the thesis's schedule: every stage's
+optimiser steps (epochs x 808 training sequences x frames stepped per sample) times its step
+time, beside the thesis's 55.8 V100-days.
+
+    python benchmarks/bench_train.py                 # CPU: every variant at 64x128, widths / 8
+    python benchmarks/bench_train.py --full          # GPU: the thesis's sizes and widths
+    python benchmarks/bench_train.py --full --warm-only --variants v01 v11   # fill the compile cache
+
+``--warm-only`` runs the fast path once per configuration and times nothing: several such
+processes in parallel fill TorchInductor's on-disk cache, so a timing run after them does not
+spend its time compiling (benchmarks/gpu_train.sh does this).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import time
-from functools import partial
+from pathlib import Path
 
 import torch
 
@@ -22,12 +33,15 @@ from pipeline.config import DEFAULT_CONFIG, load_config
 from pipeline.data.labels import num_channels
 from pipeline.models.edges import edge_map
 from pipeline.train.__main__ import train_settings
-from pipeline.train.loop import build_models
-from pipeline.train.schedule import plan_stages
-from pipeline.train.step import Optimizers, train_window
+from pipeline.train.loop import build_models, compile_generator, make_optimizers, move_models, set_up_device
+from pipeline.train.schedule import StagePlan, optimizer_steps, plan_stages
+from pipeline.train.step import train_window
 
 # Thesis 5.2: 55.8 GPU-days on V100s for all 14 variants.
 THESIS_GPU_DAYS = 55.8
+# Thesis 4.5.1: the training set kept 808 sequences (config.yaml: subset).
+THESIS_TRAIN_SEQUENCES = 808
+SMALL = (64, 128)
 
 
 def synthetic_window(frames: int, height: int, width: int, labels: int, device) -> dict:
@@ -44,66 +58,148 @@ def synthetic_window(frames: int, height: int, width: int, labels: int, device) 
     }
 
 
-def time_steps(models, optimizers, window, repeats: int) -> float:
-    train_window(models, optimizers, window)            # warm-up (and compilation)
-    if window["image"].is_cuda:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def prepare(models, settings: dict, device: torch.device, fast: bool):
+    """Optimisers (and the compiled generator) exactly as the training loop makes them, in either mode."""
+    train = dict(settings["train"], amp="auto" if fast else "off", compile="auto" if fast else "off")
+    set_up_device(train, device)
+    compile_generator(models, train, device)
+    return make_optimizers(models, settings["entry"], train, device)
+
+
+def time_step(models, optimizers, window: dict, repeats: int) -> float:
+    """Seconds per optimiser step (one frame), after a warm-up window (and compilation)."""
+    device = window["image"].device
+    train_window(models, optimizers, window)
+    _sync(device)
     start = time.perf_counter()
     for _ in range(repeats):
         train_window(models, optimizers, window)
-    if window["image"].is_cuda:
-        torch.cuda.synchronize()
-    frames = window["image"].shape[1] - (1 if models.entry["flow"] else 0)
-    return (time.perf_counter() - start) / (repeats * frames)
+    _sync(device)
+    stepped = window["image"].shape[1] - (1 if models.entry["flow"] else 0)
+    return (time.perf_counter() - start) / (repeats * stepped)
 
 
-def prepare(settings, plan, device, fast: bool):
+def configurations(config: dict, variants: list[str], full: bool, stages: str):
+    """(variant, settings, plan) for each training stage to time: every variant's first stage,
+    then the second stages (so a deadline cuts those, which ``gpu_days`` can scale)."""
+    found = []
+    for name in variants:
+        settings = train_settings(copy.deepcopy(config), name)
+        plans = plan_stages(settings["entry"], config["train"])
+        for plan in plans if stages == "all" else plans[:1]:
+            if not full:
+                plan = StagePlan(plan.index, *SMALL, plan.epochs, None, plan.output_images, plan.decay)
+            found.append((name, settings, plan))
+    return sorted(found, key=lambda item: item[2].index)
+
+
+def measure(name: str, settings: dict, plan: StagePlan, device, labels: int, args) -> dict:
+    entry = settings["entry"]
+    frames = (3 if entry["prior"] else 1) + (1 if entry["flow"] else 0)
+    window = synthetic_window(frames, plan.height, plan.width, labels, device)
+    record = {"variant": name, "network": entry["network"], "stage": plan.index,
+              "size": f"{plan.height}x{plan.width}",
+              "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
     torch.manual_seed(0)
-    models = build_models(settings["entry"], settings, plan)
-    for module in (models.generator, models.criteria, models.encoder, models.discriminators):
-        if module is not None:
-            module.to(device)
-    adam = partial(torch.optim.Adam, fused=True) if fast else torch.optim.Adam
-    generator = adam(models.generator_parameters(), lr=1e-4)
-    discriminator = adam(models.discriminators.parameters(), lr=1e-4) if models.discriminators else None
-    autocast = partial(torch.autocast, "cuda", dtype=torch.bfloat16) if fast else None
-    if fast:
-        models.compiled = torch.compile(models.generator)
-    return models, Optimizers(generator, discriminator, 30.0, autocast)
+    models = build_models(entry, settings, plan)
+    move_models(models, device)
+    modes = ["fast"] if args.warm_only else (["eager", "fast"] if device.type == "cuda" else ["eager"])
+    for mode in modes:
+        optimizers = prepare(models, settings, device, fast=mode == "fast")
+        if args.warm_only:
+            train_window(models, optimizers, window)
+            _sync(device)
+        else:
+            record[mode] = time_step(models, optimizers, window, args.repeats)
+        del optimizers
+        if device.type == "cuda":
+            record[f"{mode}_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+            torch.cuda.reset_peak_memory_stats()
+    return record
+
+
+def gpu_days(records: list[dict], config: dict, mode: str) -> tuple[float, list[str]]:
+    """The study's GPU-days in ``mode`` from per-stage step times, and the stages estimated.
+
+    A second stage that was not timed takes its first stage's time times the mean ratio of the
+    second stages that were (same network); a stage with neither is left out and named.
+    """
+    timed = {(r["variant"], r["stage"]): r[mode] for r in records if mode in r}
+    ratios = [timed[(v, 1)] / timed[(v, 0)] for v, stage in timed if stage == 1 and (v, 0) in timed]
+    seconds, estimated = 0.0, []
+    for name in sorted(config["variants"]):
+        settings = train_settings(copy.deepcopy(config), name)
+        for plan in plan_stages(settings["entry"], config["train"]):
+            step = timed.get((name, plan.index))
+            if step is None and plan.index > 0 and ratios and (name, 0) in timed:
+                step = timed[(name, 0)] * sum(ratios) / len(ratios)
+                estimated.append(f"{name}/stage{plan.index} scaled")
+            if step is None:
+                estimated.append(f"{name}/stage{plan.index} left out")
+                continue
+            seconds += optimizer_steps(plan, settings["entry"], config["train"], THESIS_TRAIN_SEQUENCES) * step
+    return seconds / 86400, estimated
+
+
+def report(records: list[dict], config: dict, device) -> None:
+    print("\nvariant net       stage size       fp32 eager s/step   fast s/step   speed-up")
+    for r in records:
+        line = f"{r['variant']}     {r['network']:9s} {r['stage']}     {r['size']:10s} {r['eager']:10.4f}"
+        if "fast" in r:
+            line += f"        {r['fast']:10.4f}   {r['eager'] / r['fast']:6.2f}x"
+        print(line)
+    if device == "cpu":
+        return
+    for mode in ("eager", "fast"):
+        days, estimated = gpu_days(records, config, mode)
+        note = f" (not timed: {', '.join(estimated)})" if estimated else ""
+        print(f"study GPU-days, {mode}: {days:.1f} on {device} (thesis: {THESIS_GPU_DAYS} on V100s){note}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--full", action="store_true", help="thesis sizes and widths (a GPU)")
+    parser.add_argument("--full", action="store_true", help="the thesis's sizes and widths (a GPU)")
     parser.add_argument("--variants", nargs="*", help="default: all of config.yaml")
+    parser.add_argument("--stages", choices=["first", "all"], help="default: all with --full, else first")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warm-only", action="store_true", help="compile once per configuration, time nothing")
+    parser.add_argument("--deadline", type=float, default=None, help="seconds; start no configuration after it")
+    parser.add_argument("--json", type=Path, help="append one JSON line per configuration here")
+    parser.add_argument("--from-json", type=Path, help="print the table and GPU-days of an earlier --json run")
     args = parser.parse_args()
+    if args.from_json:
+        records = [json.loads(line) for line in args.from_json.read_text().splitlines() if line.strip()]
+        report(records, load_config([DEFAULT_CONFIG]), device=records[0].get("device", "cpu"))
+        return
+    began = time.perf_counter()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     config = load_config([DEFAULT_CONFIG])
     config["weights"]["allow_random"] = True
     if not args.full:
         config["train"]["model_overrides"] = {"generator": {"width_divisor": 8}, "discriminator": {"width_divisor": 4}}
     labels = num_channels(config["labels"]["label_set"])
-    total_fp32 = total_fast = 0.0
-    print(f"device: {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}; "
-          f"{'thesis sizes' if args.full else '64x128, widths / 8'}; seconds per training step (one frame)")
-    for name in args.variants or sorted(config["variants"]):
-        settings = train_settings(copy.deepcopy(config), name)
-        plan = plan_stages(settings["entry"], config["train"])[0]
-        size = (plan.height, plan.width) if args.full else (64, 128)
-        plan = type(plan)(plan.index, *size, plan.epochs, None, plan.output_images, plan.decay)
-        frames = (3 if settings["entry"]["prior"] else 1) + (1 if settings["entry"]["flow"] else 0)
-        window = synthetic_window(frames, *size, labels, device)
-        eager = time_steps(*prepare(settings, plan, device, fast=False), window, args.repeats)
-        line = f"{name} {settings['entry']['network']:9s} {size[0]}x{size[1]}  fp32 eager {eager:.4f} s ({1 / eager:6.2f} it/s)"
-        if device.type == "cuda":
-            fast = time_steps(*prepare(settings, plan, device, fast=True), window, args.repeats)
-            line += f"   bf16+compile+fused {fast:.4f} s   speed-up {eager / fast:.2f}x"
-            total_fp32, total_fast = total_fp32 + eager, total_fast + fast
-        print(line, flush=True)
-    if device.type == "cuda" and args.full:
-        print(f"sum of step times over variants: fp32 {total_fp32:.3f} s, fast {total_fast:.3f} s; "
-              f"the thesis's {THESIS_GPU_DAYS} GPU-days scale to about {THESIS_GPU_DAYS * total_fast / total_fp32:.1f}")
+    print(f"device: {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}; torch {torch.__version__}; "
+          f"{'thesis sizes and widths' if args.full else '64x128, widths / 8'}; random weights; "
+          "seconds per optimiser step (one frame)", flush=True)
+    records = []
+    stages = args.stages or ("all" if args.full else "first")
+    for name, settings, plan in configurations(config, args.variants or sorted(config["variants"]), args.full, stages):
+        if args.deadline and time.perf_counter() - began > args.deadline:
+            print(f"deadline reached: {name} stage {plan.index} not run", flush=True)
+            continue
+        record = measure(name, settings, plan, device, labels, args)
+        records.append(record)
+        print(json.dumps(record), flush=True)
+        if args.json:
+            with args.json.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+    if not args.warm_only:
+        report(records, config, records[0]["device"] if records else "cpu")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import signal
 import subprocess
@@ -18,8 +19,8 @@ from conftest import make_packed_city
 from pipeline.config import DEFAULT_CONFIG, load_config
 from pipeline.errors import PipelineError
 from pipeline.train.__main__ import train_settings
-from pipeline.train.loop import TERMINATED_EXIT, load_trained, train_variant
-from pipeline.train.schedule import lr_factor, plan_stages, uses_decay
+from pipeline.train.loop import TERMINATED_EXIT, build_models, load_trained, train_variant
+from pipeline.train.schedule import lr_factor, optimizer_steps, plan_stages, uses_decay
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +57,31 @@ def test_thesis_schedules(study):
     # pix2pixHD: constant for 100 epochs, then linear towards (never reaching) zero.
     assert lr_factor(99, 200) == 1.0 and lr_factor(100, 200) == pytest.approx(1 - 1 / 101)
     assert 0 < lr_factor(199, 200) < 0.011
+
+
+def test_optimizer_steps_follow_the_schedule(study):
+    train = study["train"]
+    v01, v07 = study["variants"]["v01"], study["variants"]["v07"]
+    first, second = plan_stages(v01, train)
+    assert optimizer_steps(first, v01, train, 808) == 200 * 808
+    assert optimizer_steps(second, v01, train, 808) == 50 * 808
+    # Prior-frame variants: 60% of the epochs, one step per frame of a 6-frame window.
+    assert optimizer_steps(plan_stages(v07, train)[0], v07, train, 808) == 120 * 808 * 6
+    capped = type(first)(0, 16, 32, 200, 5, 1, False)
+    assert optimizer_steps(capped, v07, train, 808) == 5 * 6
+
+
+def test_a_compiled_generator_gives_the_generators_output(study):
+    """The fast path's torch.compile wrapper (here with dynamo's eager backend, so the test
+    needs no compiler) is called in place of the generator and computes the same images."""
+    settings = tiny(study, "v05")
+    plan = plan_stages(settings["entry"], settings["train"])[0]
+    models = build_models(settings["entry"], settings, plan)
+    labels = torch.nn.functional.one_hot(torch.randint(0, 20, (1, 16, 32)), 20).permute(0, 3, 1, 2).float()
+    inputs = {"labels": labels, "edge": torch.zeros(1, 1, 16, 32), "features": torch.zeros(1, 3, 16, 32)}
+    expected = models.generate(inputs)["image"]
+    models.compiled = torch.compile(models.generator, backend="eager")
+    assert torch.allclose(models.generate(inputs)["image"], expected, atol=1e-6)
 
 
 def run_training(variant: str, settings: dict, packed: dict, work: Path, kill_when=None) -> subprocess.CompletedProcess:
@@ -115,6 +141,8 @@ def test_outputs_record_provenance_and_reload(study, packed, tmp_path):
     path = train_variant("v11", settings, packed["train"], tmp_path / "out", tmp_path / "resume", "cpu", progress=False)
     models, checkpoint = load_trained(path)
     assert "random" in checkpoint["provenance"]["backbone_weights"]["perceptual"]
+    assert checkpoint["provenance"]["hardware"] == {"device": "cpu", "precision": "fp32", "compiled": False,
+                                                    "torch": torch.__version__}
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["training_seconds"] > 0 and summary["steps"] == 2 * 4
     header = (tmp_path / "out" / "losses.csv").read_text().splitlines()[0].split(",")
@@ -147,3 +175,21 @@ def test_a_resume_folder_of_another_run_is_refused(study, packed, tmp_path):
         train_variant("v02", other, packed["train"], tmp_path / "out", resume, "cpu")
     with pytest.raises(PipelineError, match="belongs to another run.*variant"):
         train_variant("v03", tiny(study, "v03", crn_epochs=(1, 1)), packed["train"], tmp_path / "out", resume, "cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the fast path: bf16, compile, fused Adam)")
+@pytest.mark.parametrize("variant", ["v06", "v14"])
+def test_the_fast_path_trains_on_a_gpu(study, packed, tmp_path, variant):
+    """Both CRN stages (the grown generator is compiled again) and the twin pix2pixHD with flow,
+    through bf16 autocast, torch.compile and fused Adam: finite losses, a checkpoint that loads."""
+    settings = tiny(study, variant)
+    path = train_variant(variant, settings, packed["train"], tmp_path / "out", tmp_path / "resume", "cuda",
+                         progress=False)
+    models, checkpoint = load_trained(path)
+    assert checkpoint["provenance"]["hardware"]["precision"] == "bf16 autocast"
+    assert checkpoint["provenance"]["hardware"]["compiled"]
+    rows = (tmp_path / "out" / "losses.csv").read_text().splitlines()
+    header, values = rows[0].split(","), [row.split(",") for row in rows[1:]]
+    generator = header.index("generator")
+    assert len(values) > 2 and all(math.isfinite(float(row[generator])) for row in values)
+    assert {row[1] for row in values} == ({"0", "1"} if variant == "v06" else {"0"})

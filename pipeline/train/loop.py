@@ -39,7 +39,8 @@ from pipeline.train.schedule import StagePlan, plan_stages
 from pipeline.train.state import Position, fingerprint, load_resume, restore_rng, save_resume
 from pipeline.train.step import Models, Optimizers, train_window
 
-__all__ = ["train_variant", "build_models", "load_trained", "TERMINATED_EXIT"]
+__all__ = ["train_variant", "build_models", "move_models", "set_up_device", "compile_generator", "make_optimizers",
+           "fast_path", "load_trained", "TERMINATED_EXIT"]
 
 TERMINATED_EXIT = 143      # 128 + SIGTERM: Snakemake sees a failure and retries
 LOG_NAME = "losses.csv"
@@ -75,16 +76,30 @@ def build_models(entry: Mapping[str, Any], settings: Mapping[str, Any], plan: St
     )
 
 
-def _optimizers(models: Models, entry: Mapping, train: Mapping, device: torch.device) -> Optimizers:
-    adam = partial(torch.optim.Adam, fused=True) if device.type == "cuda" else torch.optim.Adam
+def fast_path(train: Mapping, device: torch.device) -> bool:
+    """bf16 autocast (with fused Adam) on a GPU unless ``train.amp`` is off; fp32 elsewhere."""
+    return device.type == "cuda" and train.get("amp", "auto") in ("auto", "bf16")
+
+
+def set_up_device(train: Mapping, device: torch.device) -> None:
+    """CPU: deterministic algorithms (resumes are exact). Fast path: cuDNN picks its fastest
+    kernels once per input size, which is fixed within a stage."""
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = fast_path(train, device)
+
+
+def make_optimizers(models: Models, entry: Mapping, train: Mapping, device: torch.device) -> Optimizers:
+    """Adam per the thesis's schedule; fused with bf16 autocast on the fast path, plain otherwise
+    (the thesis's way, which ``benchmarks/bench_train.py`` compares against)."""
+    fast = fast_path(train, device)
+    adam = partial(torch.optim.Adam, fused=True) if fast else torch.optim.Adam
     settings = optimizer_settings(entry, train)
     generator = adam(models.generator_parameters(), **settings["generator"])
     discriminator = None
     if models.discriminators is not None:
         discriminator = adam(models.discriminators.parameters(), **settings["discriminator"])
-    autocast = None
-    if device.type == "cuda" and train.get("amp", "auto") in ("auto", "bf16"):
-        autocast = partial(torch.autocast, "cuda", dtype=torch.bfloat16)
+    autocast = partial(torch.autocast, "cuda", dtype=torch.bfloat16) if fast else None
     return Optimizers(generator, discriminator, train.get("grad_clip"), autocast)
 
 
@@ -140,8 +155,7 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
     open_packed(data_path).close()          # a missing or corrupt file stops here, named
     device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                           ("cpu" if device == "auto" else device))
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    set_up_device(train, device)
     code = code_version("train", "models", "pack", "flow/warp.py")
     expected = fingerprint(variant, settings, code)
     plans = plan_stages(entry, train)
@@ -151,9 +165,9 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
     models = build_models(entry, settings, plans[0])
     for plan in plans[1:position.stage + 1]:
         models.generator = models.generator.grow(plan.output_images)
-    _move(models, device)
-    _compile(models, train, device)
-    optimizers = _optimizers(models, entry, train, device)
+    move_models(models, device)
+    compile_generator(models, train, device)
+    optimizers = make_optimizers(models, entry, train, device)
     elapsed = 0.0
     if state:
         for name, module in models.trained().items():
@@ -215,7 +229,7 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
             _next_stage(position)
             if position.stage < len(plans):
                 models.generator = _grow(models, optimizers, plans[position.stage], train, device)
-                _compile(models, train, device)
+                compile_generator(models, train, device)
                 optimizers = _regrow_optimizers(models, optimizers, entry, train, device)
             log.flush()
             save()
@@ -223,7 +237,8 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
         terminate.restore()
         log.close()
     elapsed += time.monotonic() - started
-    return _write_outputs(variant, settings, models, plans[-1], data_path, output_dir, resume_dir, elapsed, code, position)
+    return _write_outputs(variant, settings, models, plans[-1], data_path, output_dir, resume_dir, elapsed, code, position,
+                          _hardware(models, train, device))
 
 
 def _batched(sample: dict) -> dict:
@@ -240,13 +255,13 @@ def _next_stage(position: Position) -> None:
     position.epoch = position.sample = position.stage_step = 0
 
 
-def _move(models: Models, device: torch.device) -> None:
+def move_models(models: Models, device: torch.device) -> None:
     for module in [models.generator, models.criteria, models.encoder, models.discriminators]:
         if module is not None:
             module.to(device)
 
 
-def _compile(models: Models, train: Mapping, device: torch.device) -> None:
+def compile_generator(models: Models, train: Mapping, device: torch.device) -> None:
     """torch.compile the generator's forward on a GPU; the module (and its state) stays as is."""
     wanted = train.get("compile", "auto")
     models.compiled = torch.compile(models.generator) if wanted == "on" or (
@@ -267,7 +282,7 @@ def _grow(models: Models, optimizers: Optimizers, plan: StagePlan, train: Mappin
 def _regrow_optimizers(models: Models, old: Optimizers, entry, train, device) -> Optimizers:
     """Fresh Adam for the grown generator (thesis); keep the moments of carried-over parameters
     when ``train.keep_optimizer_state_on_grow``."""
-    new = _optimizers(models, entry, train, device)
+    new = make_optimizers(models, entry, train, device)
     if old.discriminator is not None:
         new.discriminator.load_state_dict(old.discriminator.state_dict())
     if train.get("keep_optimizer_state_on_grow"):
@@ -311,14 +326,21 @@ class _LossLog:
         self.handle.close()
 
 
+def _hardware(models: Models, train: Mapping, device: torch.device) -> dict:
+    """Where and how the last stage trained (a resumed run may have started elsewhere)."""
+    return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "precision": "bf16 autocast" if fast_path(train, device) else "fp32",
+            "compiled": models.compiled is not None, "torch": torch.__version__}
+
+
 def _write_outputs(variant, settings, models: Models, plan: StagePlan, data_path: Path, output_dir: Path,
-                   resume_dir: Path, elapsed: float, code: str, position: Position) -> Path:
+                   resume_dir: Path, elapsed: float, code: str, position: Position, hardware: dict) -> Path:
     with open_packed(data_path) as packed:
         data_provenance = packed.attrs.get("provenance", "")
     record = provenance("train", settings, code, settings["train"]["seed"], variant=variant,
                         data=str(data_path), data_provenance=data_provenance,
                         backbone_weights=models.criteria.provenance(), elapsed_seconds=round(elapsed, 1),
-                        steps=position.step)
+                        steps=position.step, hardware=hardware)
     checkpoint = {
         "variant": variant, "entry": dict(models.entry), "height": plan.height, "width": plan.width,
         "output_images": plan.output_images, "label_set": settings["label_set"],

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-__all__ = ["StagePlan", "plan_stages", "uses_decay", "lr_factor"]
+__all__ = ["StagePlan", "plan_stages", "uses_decay", "lr_factor", "optimizer_steps"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,16 @@ def plan_stages(entry: Mapping[str, Any], train: Mapping[str, Any]) -> list[Stag
         plans.append(StagePlan(index, stage["height"], stage["width"], stage["epochs"] * fraction,
                                stage.get("max_steps"), images, uses_decay(entry)))
     return plans
+
+
+def optimizer_steps(plan: StagePlan, entry: Mapping[str, Any], train: Mapping[str, Any], samples: int) -> int:
+    """Generator steps of a stage over ``samples`` training samples: one per sample, or one per
+    frame of the window for prior-frame variants; ``max_steps`` caps the samples (demo)."""
+    per_sample = train["window"] if entry["prior"] else 1
+    taken = math.ceil(plan.epochs * samples)
+    if plan.max_steps is not None:
+        taken = min(taken, plan.max_steps)
+    return taken * per_sample
 
 
 def lr_factor(epoch: int, epochs: int) -> float:

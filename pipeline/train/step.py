@@ -41,7 +41,8 @@ class Models:
     compiled: Any = None          # torch.compile(generator) on a GPU; same parameters
 
     def generate(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return (self.compiled or self.generator)(inputs)
+        # ``is not None``: truth-testing a compiled module calls len(), which CRN lacks.
+        return (self.compiled if self.compiled is not None else self.generator)(inputs)
 
     def trained(self) -> dict[str, nn.Module]:
         modules = {"generator": self.generator}
@@ -144,15 +145,16 @@ def _train_frame(models: Models, optimizers: Optimizers, frame: dict, previous: 
             terms.update(_generator_gan_terms(models, discriminator_inputs))
         loss = sum(terms.values())
     _step(optimizers.generator, loss, models.generator_parameters(), optimizers.grad_clip)
-    values = {name: float(term.detach()) for name, term in terms.items()}
-    values["generator"] = float(loss.detach())
+    logged = {**terms, "generator": loss}
     if "flow" in output and has_prior:
-        values["flow_epe"] = float(end_point_error(output["flow"].detach().float(), frame["flow"]))
+        logged["flow_epe"] = end_point_error(output["flow"].detach().float(), frame["flow"])
     if discriminator_inputs is not None:
-        values["discriminator"] = _discriminator_step(models, optimizers, discriminator_inputs, autocast)
+        logged["discriminator"] = _discriminator_step(models, optimizers, discriminator_inputs, autocast)
     if fake_priors is not None:
         fake_priors.push(output["image"], frame["labels"])
-    return values
+    # One device-to-host copy per frame: each float() would wait for the GPU on its own.
+    numbers = torch.stack([value.detach().float() for value in logged.values()]).tolist()
+    return dict(zip(logged, numbers))
 
 
 def _discriminator_inputs(models: Models, inputs: dict, frame: dict, fake: torch.Tensor,
@@ -188,7 +190,7 @@ def _generator_gan_terms(models: Models, pairs: dict) -> dict[str, torch.Tensor]
     return terms
 
 
-def _discriminator_step(models: Models, optimizers: Optimizers, pairs: dict, autocast) -> float:
+def _discriminator_step(models: Models, optimizers: Optimizers, pairs: dict, autocast) -> torch.Tensor:
     with autocast():
         loss = 0.0
         for name, (real_input, fake_input) in pairs.items():
@@ -197,7 +199,7 @@ def _discriminator_step(models: Models, optimizers: Optimizers, pairs: dict, aut
             loss = loss + models.criteria[f"{prefix}gan"].discriminator(
                 discriminator(real_input), discriminator(fake_input.detach()))
     _step(optimizers.discriminator, loss, list(models.discriminators.parameters()), optimizers.grad_clip)
-    return float(loss.detach())
+    return loss.detach()
 
 
 class _no_autocast:
