@@ -50,7 +50,7 @@ def demo_config(extra: list[str]) -> dict:
 def make_city(work: Path, config: dict) -> Path:
     settings = settings_from_config(config)
     generate(work / "city", **{k: settings[k] for k in ("seed", "cities", "height", "width", "frames", "annotated")})
-    subset = select_subset(work / "city", config["subset"])
+    subset = select_subset(work / "city", config["subset"], settings["frames"], settings["annotated"])
     write_json(work / "subset.json", subset)
     return work / "subset.json"
 

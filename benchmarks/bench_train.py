@@ -1,10 +1,15 @@
 """Training step time per variant and stage: the thesis's way (fp32, eager) against the fast path.
 
-The fast path is what ``pipeline.train.loop`` does on a GPU: bf16 autocast, ``torch.compile``
-of the generator and fused Adam (``make_optimizers`` / ``compile_generator``, the same code).
-Both modes are timed in one run and printed as a ratio, per variant and per training stage
-(the CRN's second stage at 512x1024 with its added module). On the CPU only the fp32 step exists
-(the loop keeps it exact): its steps/s is printed at a small size.
+Three modes on a GPU, timed in one run and printed as ratios, per variant and per training stage
+(the CRN's second stage at 512x1024 with its added module):
+
+- ``fp32``: the thesis's arithmetic, eager, IEEE float32 (its V100s and the PyTorch of its day had
+  no TF32, so TF32 is switched off);
+- ``tf32``: eager with today's PyTorch defaults (cuDNN convolutions in TF32);
+- ``fast``: what ``pipeline.train.loop`` does on a GPU (the same functions): bf16 autocast,
+  channels-last, ``torch.compile`` of the generator, fused Adam.
+
+On the CPU only the fp32 step exists (the loop keeps it exact): its steps/s is printed at a small size.
 
 The study's GPU-days follow from the step times and the thesis's schedule: every stage's
 optimiser steps (epochs x 808 training sequences x frames stepped per sample) times its step
@@ -63,10 +68,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def prepare(models, settings: dict, device: torch.device, fast: bool):
-    """Optimisers (and the compiled generator) exactly as the training loop makes them, in either mode."""
+MODES = ("fp32", "tf32", "fast")
+
+
+def prepare(models, settings: dict, device: torch.device, mode: str):
+    """Place the models and make the optimisers (and the compiled generator) as the training loop
+    does, in ``mode``; channels-last stays once set, so the eager modes go first."""
+    fast = mode == "fast"
     train = dict(settings["train"], amp="auto" if fast else "off", compile="auto" if fast else "off")
+    torch.backends.cudnn.allow_tf32 = mode != "fp32"
     set_up_device(train, device)
+    move_models(models, train, device)
     compile_generator(models, train, device)
     return make_optimizers(models, settings["entry"], train, device)
 
@@ -107,20 +119,33 @@ def measure(name: str, settings: dict, plan: StagePlan, device, labels: int, arg
               "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
     torch.manual_seed(0)
     models = build_models(entry, settings, plan)
-    move_models(models, device)
-    modes = ["fast"] if args.warm_only else (["eager", "fast"] if device.type == "cuda" else ["eager"])
+    modes = ["fast"] if args.warm_only else (list(MODES) if device.type == "cuda" else ["fp32"])
     for mode in modes:
-        optimizers = prepare(models, settings, device, fast=mode == "fast")
+        optimizers = prepare(models, settings, device, mode)
         if args.warm_only:
             train_window(models, optimizers, window)
             _sync(device)
         else:
             record[mode] = time_step(models, optimizers, window, args.repeats)
+        if args.profile and mode == modes[-1]:
+            profile(models, optimizers, window, args.profile)
         del optimizers
         if device.type == "cuda":
             record[f"{mode}_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
             torch.cuda.reset_peak_memory_stats()
     return record
+
+
+def profile(models, optimizers, window: dict, rows: int) -> None:
+    """The kernels of one window, most device time first."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if window["image"].is_cuda:
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        train_window(models, optimizers, window)
+        _sync(window["image"].device)
+    key = "self_cuda_time_total" if window["image"].is_cuda else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60), flush=True)
 
 
 def gpu_days(records: list[dict], config: dict, mode: str) -> tuple[float, list[str]]:
@@ -146,16 +171,19 @@ def gpu_days(records: list[dict], config: dict, mode: str) -> tuple[float, list[
     return seconds / 86400, estimated
 
 
-def report(records: list[dict], config: dict, device) -> None:
-    print("\nvariant net       stage size       fp32 eager s/step   fast s/step   speed-up")
+def report(records: list[dict], config: dict, device: str) -> None:
+    modes = [m for m in MODES if any(m in r for r in records)]
+    print("\nvariant net       stage size      " + "".join(f"{m + ' s/step':>14s}" for m in modes)
+          + ("   fast vs fp32   fast vs tf32" if "fast" in modes else ""))
     for r in records:
-        line = f"{r['variant']}     {r['network']:9s} {r['stage']}     {r['size']:10s} {r['eager']:10.4f}"
+        line = f"{r['variant']}     {r['network']:9s} {r['stage']}     {r['size']:9s} "
+        line += "".join(f"{r[m]:14.4f}" if m in r else f"{'-':>14s}" for m in modes)
         if "fast" in r:
-            line += f"        {r['fast']:10.4f}   {r['eager'] / r['fast']:6.2f}x"
+            line += "".join(f"{r[m] / r['fast']:13.2f}x" if m in r else f"{'-':>14s}" for m in ("fp32", "tf32"))
         print(line)
     if device == "cpu":
         return
-    for mode in ("eager", "fast"):
+    for mode in modes:
         days, estimated = gpu_days(records, config, mode)
         note = f" (not timed: {', '.join(estimated)})" if estimated else ""
         print(f"study GPU-days, {mode}: {days:.1f} on {device} (thesis: {THESIS_GPU_DAYS} on V100s){note}")
@@ -170,6 +198,8 @@ def main() -> None:
     parser.add_argument("--warm-only", action="store_true", help="compile once per configuration, time nothing")
     parser.add_argument("--deadline", type=float, default=None, help="seconds; start no configuration after it")
     parser.add_argument("--json", type=Path, help="append one JSON line per configuration here")
+    parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
+                        help="print the top kernels of one window in the last mode")
     parser.add_argument("--from-json", type=Path, help="print the table and GPU-days of an earlier --json run")
     args = parser.parse_args()
     if args.from_json:

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # The training benchmark on one GPU within a fixed time: fill TorchInductor's on-disk cache with
 # several compiling processes at once, then time every variant and stage in one process.
-#   bash benchmarks/gpu_train.sh OUTDIR [SECONDS]   (default 540: the whole script's budget; PYTHON=python3)
+#   bash benchmarks/gpu_train.sh OUTDIR [SECONDS [VARIANT...]]
+# SECONDS: the whole script's budget (default 540); VARIANTS: default all, in an order that times
+# the most telling ones first. PYTHON names the interpreter (default python3); STAGES=first times
+# the first stage only; BENCH_ARGS go to the timing run (e.g. --profile 12).
 set -uo pipefail
-out=${1:?usage: gpu_train.sh OUTDIR [SECONDS]}
+out=${1:?usage: gpu_train.sh OUTDIR [SECONDS [VARIANT...]]}
 budget=${2:-540}
+shift $(( $# < 2 ? $# : 2 ))
+order=("$@")
 mkdir -p "$out"
 start=$SECONDS
 python=${PYTHON:-python3}
@@ -13,17 +18,22 @@ export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-/tmp/inductor-cache}
 export TORCHINDUCTOR_FX_GRAPH_CACHE=1 TORCHINDUCTOR_AUTOGRAD_CACHE=1
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm --format=csv | tee "$out/gpu.txt"
 
-# Five groups of about equal compile work (the CRN variants compile two stages).
-groups=("v01 v11 v02" "v09 v03 v10" "v14 v04 v12" "v05 v06 v13" "v07 v08")
+# Compiling processes: five groups of about equal work (CRN variants compile two stages), or one
+# per variant asked for.
+if (( ${#order[@]} )); then
+    groups=("${order[@]}")
+else
+    groups=("v01 v11 v02" "v09 v03 v10" "v14 v04 v12" "v05 v06 v13" "v07 v08")
+    order=(v01 v11 v09 v14 v03 v10 v02 v04 v05 v06 v07 v08 v12 v13)
+fi
 warm=$(( budget * 2 / 5 ))
 for i in "${!groups[@]}"; do
-    TORCHINDUCTOR_COMPILE_THREADS=3 timeout "$warm" "$python" benchmarks/bench_train.py --full --warm-only \
+    TORCHINDUCTOR_COMPILE_THREADS=3 timeout "$warm" "$python" benchmarks/bench_train.py --full --warm-only --stages "${STAGES:-all}" \
         --variants ${groups[$i]} >"$out/warm_$i.log" 2>&1 &
 done
 wait
 echo "cache filled in $(( SECONDS - start )) s"
 
 left=$(( budget - (SECONDS - start) ))
-timeout "$left" "$python" benchmarks/bench_train.py --full --repeats 3 --deadline $(( left - 70 )) \
-    --json "$out/train.jsonl" --variants v01 v11 v09 v14 v03 v10 v02 v04 v05 v06 v07 v08 v12 v13 \
-    2>&1 | tee "$out/bench_train.log"
+timeout "$left" "$python" benchmarks/bench_train.py --full --stages "${STAGES:-all}" --repeats 3 --deadline $(( left - 70 )) \
+    --json "$out/train.jsonl" --variants "${order[@]}" ${BENCH_ARGS:-} 2>&1 | tee "$out/bench_train.log"

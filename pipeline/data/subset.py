@@ -5,13 +5,21 @@ which; here the choice is config (an explicit list, or cities added greedily, la
 up to a target count) and is written down in ``results/data/subset.json`` with the test
 snippets for FVD, chosen by a seed from the test split.
 
+With ``fvd.draw_choice.auto`` on, the stage also picks ``heldout_sequences`` snippets of the test
+split that are *not* test snippets (the same seeded generator, after the test draw, so the test
+snippets do not change), on which the feature draw is chosen. They form a split of their own,
+``heldout``, whose snippets live in the test split's folders (``split_dirs``), so the label, flow
+and pack rules run on them like on any split and the test pack stays as it was. With the option
+off the record is exactly what it was without it.
+
 Usage: ``python -m pipeline.data.subset --root ROOT --output results/data/subset.json --settings JSON``
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import copy
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +30,9 @@ from pipeline.errors import PipelineError
 from pipeline.io import read_json, write_json
 from pipeline.provenance import code_version, provenance
 
-__all__ = ["select_subset", "choose_cities", "load_subset", "subset_snippets"]
+__all__ = ["HELDOUT_SPLIT", "stage_settings", "select_subset", "choose_cities", "load_subset", "subset_snippets"]
+
+HELDOUT_SPLIT = "heldout"
 
 
 def choose_cities(counts: dict[str, int], cities: list[str] | None, target: int | None) -> list[str]:
@@ -66,7 +76,7 @@ def select_subset(root: str | Path, settings: dict, frames: int = 30, annotated_
     test = [test_pool[i] for i in picked]
     for city in sorted({s.city for s in test}):
         check_city([s for s in test_pool if s.city == city])
-    return {
+    subset = {
         "root": str(root),
         "frames": frames,
         "annotated_index": annotated_index,
@@ -77,6 +87,38 @@ def select_subset(root: str | Path, settings: dict, frames: int = 30, annotated_
         "test": [s.id for s in test],
         "counts": {"train": sum(len(by_city[c]) for c in cities), "test": len(test)},
     }
+    if settings.get("heldout_sequences"):
+        taken = set(picked)
+        _add_heldout(subset, [s for i, s in enumerate(test_pool) if i not in taken],
+                     settings["heldout_sequences"], rng, test_split, root)
+    return subset
+
+
+def _add_heldout(subset: dict, rest: list[Snippet], wanted: int, rng: np.random.Generator, split: str,
+                 root: str | Path) -> None:
+    """Add ``wanted`` snippets of the test split outside the test set (``rest``), drawn by the
+    subset's generator, as the split ``heldout`` (see the module docstring)."""
+    if len(rest) < wanted:
+        raise PipelineError(f"fvd.draw_choice.heldout_videos is {wanted} but split {split!r} has only "
+                            f"{len(rest)} snippets besides the test ones; lower it or subset.test_sequences"
+                            " (the synthetic city: add a val city)", Path(root) / "gtFine" / split)
+    heldout = [rest[i] for i in sorted(rng.choice(len(rest), size=wanted, replace=False).tolist())]
+    for city in sorted({s.city for s in heldout} - set(subset["splits"][split])):
+        check_city([s for s in rest if s.city == city])
+    subset["splits"][HELDOUT_SPLIT] = _group(heldout)
+    subset["split_dirs"] = {HELDOUT_SPLIT: split}
+    subset["heldout"] = [s.id for s in heldout]
+    subset["counts"]["heldout"] = len(heldout)
+
+
+def stage_settings(config: Mapping) -> dict:
+    """What select_subset reads: config ``subset``, and with ``fvd.draw_choice.auto`` on the
+    number of held-out snippets (off: exactly ``subset``, so the rule's params stay as they were)."""
+    settings = copy.deepcopy(dict(config["subset"]))
+    choice = config["fvd"]["draw_choice"]
+    if choice["auto"]:
+        settings["heldout_sequences"] = choice["heldout_videos"]
+    return settings
 
 
 def _group(snippets: list[Snippet]) -> dict[str, list[str]]:
@@ -100,7 +142,8 @@ def subset_snippets(subset: dict, split: str, city: str) -> list[Snippet]:
     except KeyError:
         raise PipelineError(f"the subset has no city {city!r} in split {split!r}") from None
     frames, annotated = subset["frames"], subset["annotated_index"]
-    return [Snippet(Path(subset["root"]), split, city, int(i.split("_")[-2]), int(i.split("_")[-1]),
+    folder = subset.get("split_dirs", {}).get(split, split)     # held-out snippets live in the test split
+    return [Snippet(Path(subset["root"]), folder, city, int(i.split("_")[-2]), int(i.split("_")[-1]),
                     frames, annotated) for i in ids]
 
 
@@ -113,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--annotated-index", type=int, default=19)
     add_settings_arguments(parser)
     args = parser.parse_args(argv)
-    settings = read_settings(args, lambda config: config["subset"])
+    settings = read_settings(args, stage_settings)
     subset = select_subset(args.root, settings, args.frames, args.annotated_index)
     subset["provenance"] = provenance("select_subset", settings, code_version("data"), settings.get("seed"))
     write_json(args.output, subset)

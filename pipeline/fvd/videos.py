@@ -8,7 +8,7 @@ Torch-free and TensorFlow-free, so both sides of the process boundary read it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import numpy as np
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_path
 
-__all__ = ["DATASET", "write_videos", "read_videos", "read_videos_header", "video_batches"]
+__all__ = ["DATASET", "write_videos", "write_video_stream", "read_videos", "read_videos_header", "video_batches"]
 
 DATASET = "videos"
 
@@ -37,10 +37,26 @@ def write_videos(path: str | Path, array: np.ndarray, provenance: dict[str, Any]
     """
     array = np.asarray(array)
     _check_layout(array.dtype, array.shape, path)
+    write_video_stream(path, iter(array), len(array), lambda: provenance)
+
+
+def write_video_stream(path: str | Path, videos: Iterator[np.ndarray], count: int,
+                       provenance: Callable[[], dict[str, Any]]) -> None:
+    """Write ``count`` uint8 videos ``[T, H, W, 3]`` as they come, atomically: a set too large for
+    memory (the draw candidates). ``provenance()`` is called after the last video."""
     with atomic_path(path, suffix=".h5") as tmp:
         with h5py.File(tmp, "w") as handle:
-            handle.create_dataset(DATASET, data=array, chunks=(1, *array.shape[1:]))
-            handle.attrs["provenance"] = json.dumps(provenance, default=str)
+            dataset = None
+            for index, video in enumerate(videos):
+                video = np.asarray(video)
+                _check_layout(video.dtype, (count, *video.shape), path)
+                if dataset is None:
+                    dataset = handle.create_dataset(DATASET, shape=(count, *video.shape), dtype=np.uint8,
+                                                    chunks=(1, *video.shape))
+                dataset[index] = video
+            if dataset is None or index + 1 != count:
+                raise PipelineError(f"{0 if dataset is None else index + 1} videos written, {count} expected", path)
+            handle.attrs["provenance"] = json.dumps(provenance(), default=str)
 
 
 def _open(path: Path) -> h5py.File:

@@ -61,10 +61,11 @@ class PriorFrames:
         self.labels = [torch.zeros_like(labels_like) for _ in range(self.count)]
 
     def push(self, image: torch.Tensor, labels: torch.Tensor) -> None:
-        """Add the newest frame (in [0, 1]; clamped and detached here) and its labels."""
+        """Add the newest frame (in [0, 1]; clamped, detached and kept in the placeholders' dtype
+        here: a bf16 frame from autocast would make a compiled generator recompile per dtype)."""
         if not self.images:
             raise RuntimeError("PriorFrames.push before reset")
-        newest = shift_prior(image.detach().clamp(0.0, 1.0), self.mode)
+        newest = shift_prior(image.detach().clamp(0.0, 1.0).to(self.images[0].dtype), self.mode)
         self.images = [newest] + self.images[: self.count - 1]
         self.labels = [labels.detach()] + self.labels[: self.count - 1]
 
