@@ -1,29 +1,45 @@
-"""Benchmark of the packed data: codecs (size, read and write speed) and readers (samples/s).
+"""Benchmark of the packed data: its layout (each array's codec, the chunks) and its readers.
 
-Part 1, the layout: every codec of ``pipeline.pack.schema.CODECS`` on the four arrays of a
-frame (RGB, label ids, instance ids, flow), chunked one frame a chunk, at 256x512 and 512x1024:
+Part 1, the layout. Every codec of ``pipeline.pack.schema.CODECS`` on each of the four arrays of
+a frame (RGB, label ids, instance ids, flow), one frame a chunk, at 256x512 and 512x1024:
 realistic random-textured frames (flat regions, shading, fine texture, sensor noise, drawn at
 1024x2048 and shrunk as the pack does; PNG compresses them 2.4x, like Cityscapes' frames), and
-the synthetic city at 256x512 (clean rendered frames, true labels and flow). Reads of 6-frame
-windows at random starts compare one-frame chunks with 6-frame chunks.
+the synthetic city at 256x512 (clean rendered frames, true labels and flow). Per array: the size
+ratio and the time to read that array of one frame; per layout (``pack.compression``: one codec
+for every array, or one per array) the sums, and the study's size (808 snippets of 30 frames at
+both sizes). Then 6-frame windows at random starts with one-frame chunks against six-frame ones.
 
-Part 2, the readers, one frame a sample, one thread, files in the page cache, at each
-resolution: the packed file through ``FrameDataset``; the same frames read from the PNG tree
-as a PNG-based dataset would (``cv2.imread`` of the 1024x2048 frame and its label PNGs, resized
-as the pack does, flow from the flow file); PNGs already stored at the training size (the
-strongest PNG reader); and a plain in-memory copy of the packed arrays (the limit). "raw" is
-the arrays alone, "sample" adds the float image, one-hot labels, edge map and float flow.
-Goal: HDF5 at least 20x the PNG reader and within 3x of the memory copy.
+Part 2, the readers: samples/s in one thread, files in the page cache, at each size. Sources:
 
-Usage: ``python benchmarks/bench_pack.py [--quick]`` (about a minute on two cores).
+- ``png``: a dataset over the tree the earlier stages wrote: decode the 1024x2048 frame and the
+  label and instance PNGs of the label stages, read the flow from the flow stage's file (gzip and
+  shuffle, 512x1024), resize all as the pack does. It yields exactly the packed samples (checked);
+- ``hdf5 LAYOUT``: the packed file through ``FrameDataset`` / ``WindowDataset``, one per layout;
+- ``memory``: the same datasets over an in-memory copy of the packed arrays (the limit).
+
+Sample kinds, all one frame a sample but the last:
+
+- ``raw``: the stored arrays alone (numpy);
+- ``compact``: what training reads on a GPU (``expand=False``: uint8 image, label and instance
+  ids, float16 flow), expanded there by ``pipeline.pack.dataset.expand``;
+- ``expanded``: what training reads on a CPU (float image, one-hot labels, edge map, float flow);
+- ``compact window``: 6-frame windows of the video variants, counted in frames/s.
+
+The readers take turns (round-robin, the best of several rounds), so a load that changes during
+the run slows all alike; ratios are within one run. Goals (issue 6), each kind: hdf5 at least 20x
+the PNG reader and within 3x of memory.
+
+Usage: ``python benchmarks/bench_pack.py [--quick] [--layouts NAME ...]`` (about two minutes on
+two cores; ``--quick`` a third of that).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import cv2
@@ -31,27 +47,51 @@ import h5py
 import numpy as np
 import torch
 
-from pipeline.pack.dataset import FrameDataset, PackedFile, compact_sample, expand
-from pipeline.pack.example_tree import make_pack_tree
+from pipeline.config import load_config
+from pipeline.pack.dataset import FrameDataset, WindowDataset
+from pipeline.pack.example_tree import PackTree, make_pack_tree
 from pipeline.pack.resize import resize_flow, resize_image, resize_labels
-from pipeline.pack.schema import ARRAYS, CODECS, codec_options
+from pipeline.pack.schema import ARRAYS, CODECS, array_codecs, codec_options
 from pipeline.pack.writer import PackInputs, pack
 
 RESOLUTIONS = [(256, 512), (512, 1024)]
 NATIVE = (1024, 2048)
 FLOW_SIZE = (512, 1024)
+STUDY_FRAMES = 808 * 30
+WINDOW = 6
+GOAL_PNG, GOAL_MEMORY = 20.0, 3.0
+
+# Candidate values of pack.compression: one codec for every array, or one per array.
+LAYOUTS: dict[str, str | dict[str, str]] = {
+    "blosc-lz4": "blosc-lz4",
+    "lz4": "lz4",
+    "none": "none",
+    "ids-lz4": {"frames": "none", "labels": "lz4", "instances": "lz4", "flow": "none"},
+    "ids-lz4,flow-blosc": {"frames": "none", "labels": "lz4", "instances": "lz4", "flow": "blosc-lz4"},
+}
 
 
 def best_rate(step: Callable[[int], object], count: int, seconds: float, rounds: int = 3) -> float:
     """Calls per second of ``step(i)`` over ``i`` in 0..count-1: the best of ``rounds`` timed runs."""
-    step(0)
-    best = 0.0
+    return turn_rates({"step": (step, count, 1)}, seconds, rounds)["step"]
+
+
+def turn_rates(steps: Mapping[str, tuple[Callable[[int], object], int, int]], seconds: float,
+               rounds: int = 3) -> dict[str, float]:
+    """Items per second of each ``name -> (step, count, items per call)``: the steps take turns for
+    ``rounds`` rounds of ``seconds / rounds`` each (at least one call), the best round counts."""
+    for step, _, _ in steps.values():
+        step(0)                                        # open files, warm caches
+    best = dict.fromkeys(steps, 0.0)
+    calls = dict.fromkeys(steps, 0)
     for _ in range(rounds):
-        calls, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds / rounds:
-            step(calls % count)
-            calls += 1
-        best = max(best, calls / (time.perf_counter() - start))
+        for name, (step, count, items) in steps.items():
+            done, start = 0, time.perf_counter()
+            while done == 0 or time.perf_counter() - start < seconds / rounds:
+                step(calls[name] % count)
+                calls[name] += 1
+                done += 1
+            best[name] = max(best[name], done * items / (time.perf_counter() - start))
     return best
 
 
@@ -59,7 +99,7 @@ def best_rate(step: Callable[[int], object], count: int, seconds: float, rounds:
 
 
 def codec_table(arrays: dict[str, np.ndarray], folder: Path, label: str, seconds: float) -> list[dict]:
-    """Size ratio per array and read/write time per frame for every codec."""
+    """Per codec and array: size ratio (raw / stored), MiB a frame stored, ms to read one frame."""
     frames = arrays["frames"].shape[0]
     rows = []
     for codec in CODECS:
@@ -68,61 +108,73 @@ def codec_table(arrays: dict[str, np.ndarray], folder: Path, label: str, seconds
         with h5py.File(path, "w") as file:
             for name, array in arrays.items():
                 file.create_dataset(name, data=array, chunks=(1, *array.shape[1:]), **codec_options(codec))
-        write_ms = (time.perf_counter() - start) / frames * 1e3
-        with h5py.File(path, "r") as file:
-            datasets = {name: file[name] for name in arrays}
-            ratios = {name: arrays[name].nbytes / max(d.id.get_storage_size(), 1)
-                      for name, d in datasets.items()}
-            stored = sum(d.id.get_storage_size() for d in datasets.values()) / frames / 2**20
-            rate = best_rate(lambda i: [d[i] for d in datasets.values()], frames, seconds)
-        rows.append({"data": label, "codec": codec, **ratios, "MiB/frame": stored,
-                     "read ms": 1e3 / rate, "write ms": write_ms})
+        row: dict = {"data": label, "codec": codec, "write ms": (time.perf_counter() - start) / frames * 1e3}
+        with h5py.File(path, "r", rdcc_nbytes=0) as file:
+            for name in arrays:
+                dataset = file[name]
+                stored = max(dataset.id.get_storage_size(), 1)
+                rate = best_rate(lambda i: dataset[i], frames, seconds)
+                row[name] = {"ratio": arrays[name].nbytes / stored, "MiB": stored / frames / 2**20,
+                             "ms": 1e3 / rate}
+        rows.append(row)
         path.unlink()
     return rows
 
 
 def print_codec_table(rows: list[dict]) -> None:
-    print(f"{'data':22s} {'codec':10s} {'frames':>7s} {'labels':>7s} {'inst':>7s} {'flow':>7s} "
-          f"{'MiB/frame':>9s} {'read ms':>8s} {'write ms':>8s}")
+    print("\ncodecs, one frame a chunk: size raw/stored, ms to read one frame's array")
+    print(f"{'data':18s} {'codec':10s}" + "".join(f"{name:>17s}" for name in ARRAYS)
+          + f" {'MiB/frame':>9s} {'read ms':>8s} {'write ms':>8s}")
     for row in rows:
-        print(f"{row['data']:22s} {row['codec']:10s} {row['frames']:6.2f}x {row['labels']:6.1f}x "
-              f"{row['instances']:6.1f}x {row['flow']:6.2f}x {row['MiB/frame']:9.3f} "
-              f"{row['read ms']:8.2f} {row['write ms']:8.1f}")
+        cells = "".join(f"{row[n]['ratio']:8.2f}x {row[n]['ms']:6.3f}ms" for n in ARRAYS)
+        mib = sum(row[n]["MiB"] for n in ARRAYS)
+        read = sum(row[n]["ms"] for n in ARRAYS)
+        print(f"{row['data']:18s} {row['codec']:10s}{cells} {mib:9.3f} {read:8.3f} {row['write ms']:8.1f}")
 
 
-def window_reads(arrays: dict[str, np.ndarray], folder: Path, codec: str, seconds: float) -> None:
+def print_layout_table(rows: list[dict]) -> None:
+    """Each layout's size and read time, summed from its arrays' rows of the codec table."""
+    by_codec = {(row["data"], row["codec"]): row for row in rows}
+    datas = list(dict.fromkeys(row["data"] for row in rows))
+    textured = [d for d in datas if d.startswith("textured")]
+    print("\nlayouts (pack.compression): MiB a frame / ms to read a frame's four arrays; study size "
+          f"({STUDY_FRAMES} frames at {' and '.join(d.split()[1] for d in textured)}, textured)")
+    print(f"{'layout':20s}" + "".join(f"{d:>28s}" for d in datas) + f" {'study GiB':>10s}")
+    for name, compression in LAYOUTS.items():
+        codecs = array_codecs(compression)
+        cells, study = "", 0.0
+        for data in datas:
+            mib = sum(by_codec[data, codec][array]["MiB"] for array, codec in codecs.items())
+            read = sum(by_codec[data, codec][array]["ms"] for array, codec in codecs.items())
+            cells += f"{mib:16.3f} MiB {read:6.3f}ms"
+            study += mib * STUDY_FRAMES / 1024 if data in textured else 0.0
+        print(f"{name:20s}{cells} {study:10.1f}")
+
+
+def window_reads(arrays: dict[str, np.ndarray], folder: Path, compression, seconds: float) -> None:
     """6-frame windows at random starts: chunks of one frame against chunks of six."""
     frames = arrays["frames"].shape[0]
-    window = min(6, frames - 1)
+    window = min(WINDOW, frames - 1)
     starts = np.random.default_rng(0).integers(0, frames - window + 1, 64)
+    codecs = array_codecs(compression)
     for chunk in (1, window):
         path = folder / f"window-{chunk}.h5"
         with h5py.File(path, "w") as file:
             for name, array in arrays.items():
                 file.create_dataset(name, data=array[None], chunks=(1, chunk, *array.shape[1:]),
-                                    **codec_options(codec))
-        with h5py.File(path, "r") as file:
+                                    **codec_options(codecs[name]))
+        with h5py.File(path, "r", rdcc_nbytes=0) as file:
             datasets = [file[name] for name in arrays]
             rate = best_rate(lambda i: [d[0, starts[i]:starts[i] + window] for d in datasets], 64, seconds)
-        print(f"  {codec}, chunks of {chunk} frame(s): {1e3 / rate:6.2f} ms per {window}-frame window")
+        print(f"  chunks of {chunk} frame(s): {1e3 / rate:6.2f} ms per {window}-frame window")
         path.unlink()
 
 
-def textured_arrays(tree, size: tuple[int, int]) -> dict[str, np.ndarray]:
+def textured_arrays(tree: PackTree, size: tuple[int, int]) -> dict[str, np.ndarray]:
     """The tree's frames, labels, instances and flow resized as the pack does, stacked."""
-    out: dict[str, list[np.ndarray]] = {name: [] for name in ARRAYS}
-    for snippet in tree.snippets:
-        with h5py.File(tree.flow_file(snippet)) as file:
-            flow = file[f"flow/{snippet.id}"][()]
-        for t, path in enumerate(snippet.frame_paths):
-            out["frames"].append(resize_image(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), size))
-            out["labels"].append(resize_labels(cv2.imread(str(tree.label_path(snippet, t, "labelIds")),
-                                                          cv2.IMREAD_UNCHANGED), size))
-            out["instances"].append(resize_labels(cv2.imread(str(tree.label_path(snippet, t, "instanceIds")),
-                                                             cv2.IMREAD_UNCHANGED), size))
-            out["flow"].append(np.zeros((*size, 2), np.float16) if t == 0
-                               else resize_flow(flow[t - 1], size).astype(np.float16))
-    return {name: np.stack(values) for name, values in out.items()}
+    reader = PngTree(tree, size)
+    per_snippet = [reader.read(index, 0, reader.frames) for index in range(len(reader))]
+    return {name: np.concatenate([arrays[name] for arrays in per_snippet]) for name in ARRAYS}
 
 
 def synthetic_arrays(folder: Path, size: tuple[int, int], frames: int) -> dict[str, np.ndarray]:
@@ -142,50 +194,61 @@ def synthetic_arrays(folder: Path, size: tuple[int, int], frames: int) -> dict[s
 # ---------------------------------------------------------------- part 2: readers
 
 
-class PngReader:
-    """What a PNG-based dataset does per frame: decode the PNGs, resize, read the flow file."""
+class PngTree:
+    """``PackedFile``'s reading side over the PNG tree, as a PNG-based dataset would read it:
+    per frame, decode the frame and the two label PNGs, take the flow from the flow stage's
+    file (kept open, one per city), resize as the pack does."""
 
-    def __init__(self, tree, size: tuple[int, int], pre_resized: Path | None = None):
-        self.tree, self.size, self.pre_resized = tree, size, pre_resized
-        self.items = [(s, t) for s in tree.snippets for t in range(s.frames)]
-        self.flow_files = {p.stem: h5py.File(p, "r") for p in tree.flow}
+    def __init__(self, tree: PackTree, size: tuple[int, int]):
+        self.tree, self.size = tree, size
+        self.snippets = [s.id for s in tree.snippets]
+        self.cities = [s.city for s in tree.snippets]
+        self.frames = tree.snippets[0].frames
+        self.annotated_index = tree.snippets[0].annotated_index
+        self.label_set = "train19_other"
+        self.flow_valid = np.ones((len(self.snippets), self.frames), dtype=bool)
+        self.flow_valid[:, 0] = False
+        self._flow_files = {path.stem: h5py.File(path, "r") for path in tree.flow}
 
-    def paths(self, index: int) -> tuple[Path, Path, Path]:
-        snippet, t = self.items[index]
-        paths = (snippet.frame_paths[t], self.tree.label_path(snippet, t, "labelIds"),
-                 self.tree.label_path(snippet, t, "instanceIds"))
-        if self.pre_resized is not None:
-            paths = tuple(self.pre_resized / p.name for p in paths)
-        return paths
+    def __len__(self) -> int:
+        return len(self.snippets)
 
-    def __call__(self, index: int) -> dict[str, np.ndarray]:
-        snippet, t = self.items[index]
-        frame_path, label_path, instance_path = self.paths(index)
-        rgb = cv2.cvtColor(cv2.imread(str(frame_path)), cv2.COLOR_BGR2RGB)
-        labels = cv2.imread(str(label_path), cv2.IMREAD_UNCHANGED)
-        instances = cv2.imread(str(instance_path), cv2.IMREAD_UNCHANGED)
-        flow = (np.zeros((*self.size, 2), np.float16) if t == 0 else resize_flow(
-            self.flow_files[snippet.city][f"flow/{snippet.id}"][t - 1], self.size).astype(np.float16))
+    def read(self, snippet: int, first: int, stop: int) -> dict[str, np.ndarray]:
+        frames = [self._frame(snippet, t) for t in range(first, stop)]
+        return {name: np.stack([f[name] for f in frames]) for name in ARRAYS}
+
+    def _frame(self, index: int, t: int) -> dict[str, np.ndarray]:
+        snippet = self.tree.snippets[index]
+        rgb = cv2.cvtColor(cv2.imread(str(snippet.frame_paths[t])), cv2.COLOR_BGR2RGB)
+        labels = cv2.imread(str(self.tree.label_path(snippet, t, "labelIds")), cv2.IMREAD_UNCHANGED)
+        instances = cv2.imread(str(self.tree.label_path(snippet, t, "instanceIds")), cv2.IMREAD_UNCHANGED)
+        if t == 0:
+            flow = np.zeros((*self.size, 2), np.float16)
+        else:
+            source = self._flow_files[snippet.city][f"flow/{snippet.id}"][t - 1]
+            flow = resize_flow(source, self.size).astype(np.float16)
         return {"frames": resize_image(rgb, self.size), "labels": resize_labels(labels, self.size),
                 "instances": resize_labels(instances, self.size), "flow": flow}
 
-    def write_pre_resized(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        saved, self.pre_resized = self.pre_resized, None
-        for index in range(len(self.items)):
-            arrays = self(index)
-            frame_path, label_path, instance_path = self.paths(index)
-            cv2.imwrite(str(folder / frame_path.name), cv2.cvtColor(arrays["frames"], cv2.COLOR_RGB2BGR))
-            cv2.imwrite(str(folder / label_path.name), arrays["labels"])
-            cv2.imwrite(str(folder / instance_path.name), arrays["instances"])
-        self.pre_resized = saved or folder
+
+def png_datasets(tree: PackTree, size: tuple[int, int], expand: bool) -> tuple[FrameDataset, WindowDataset]:
+    """The training datasets with the PNG tree in place of the packed file: the same sample code."""
+    source = PngTree(tree, size)
+    frames = FrameDataset.__new__(FrameDataset)
+    windows = WindowDataset.__new__(WindowDataset)
+    for dataset in (frames, windows):
+        dataset.packed, dataset.label_set, dataset.expand = source, source.label_set, expand
+    frames.frames = "all"
+    windows.window, windows.seed, windows.start, windows.epoch = WINDOW, 0, None, 0
+    return frames, windows
 
 
-def recode(packed: Path, codec: str, output: Path) -> Path:
-    """A copy of a packed file with every array stored under another codec."""
+def recode(packed: Path, compression, output: Path) -> Path:
+    """A copy of a packed file with its arrays stored under another layout."""
+    codecs = array_codecs(compression)
     with h5py.File(packed, "r") as source, h5py.File(output, "w") as target:
         target.attrs.update(dict(source.attrs))
-        target.attrs["compression"] = codec
+        target.attrs["compression"] = json.dumps(codecs)
         for name in ("snippets", "flow_valid"):
             source.copy(source[name], target, name)
         for resolution in source.attrs["resolutions"]:
@@ -193,74 +256,96 @@ def recode(packed: Path, codec: str, output: Path) -> Path:
             for name in ARRAYS:
                 data = source[f"{group}/{name}"]
                 target.create_dataset(f"{group}/{name}", data=data[()], chunks=data.chunks,
-                                      **codec_options(codec))
+                                      **codec_options(codecs[name]))
     return output
 
 
-def reader_rates(tree, packed: dict[str, Path], size: tuple[int, int], folder: Path,
-                 seconds: float) -> dict[str, float]:
-    """Frames/s of each reader; ``packed`` maps codec -> file, the first being the chosen one."""
-    chosen = next(iter(packed))
-    png = PngReader(tree, size)
-    small = PngReader(tree, size)
-    small.write_pre_resized(folder / f"png-{size[0]}")
-    in_memory = PackedFile(packed[chosen], size, in_memory=True)
-    frames = in_memory.frames
-    count = len(in_memory) * frames
-    valid = in_memory.flow_valid
-    window = min(6, frames)
+def reader_steps(name: str, compact: FrameDataset, expanded: FrameDataset, windows: WindowDataset
+                 ) -> dict[str, tuple[Callable[[int], object], int, int]]:
+    """The four sample kinds of one source: ``kind source -> (step, count, frames per call)``."""
+    packed, per_snippet = compact.packed, compact.packed.frames
 
-    def frame_reader(source: PackedFile) -> Callable[[int], object]:
-        return lambda i: source.read(i // frames, i % frames, i % frames + 1)
+    def window(i: int) -> object:
+        windows.set_epoch(i // len(windows))              # a new start every round of snippets
+        return windows[i % len(windows)]
 
-    def png_sample(reader: PngReader) -> Callable[[int], object]:
-        return lambda i: expand(compact_sample(reader(i), valid[i // frames, i % frames]), "train19_other")
-
-    readers: dict[str, Callable[[int], object]] = {
-        "raw png (native PNGs)": png, "raw png (pre-resized)": small}
-    for codec, path in packed.items():
-        readers[f"raw hdf5 {codec}"] = frame_reader(PackedFile(path, size))
-    readers["raw memory"] = frame_reader(in_memory)
-    on_disk = PackedFile(packed[chosen], size)
-    rates = {name: best_rate(step, count, seconds) for name, step in readers.items()}
-    for name, source in ((f"raw hdf5 {chosen}", on_disk), ("raw memory", in_memory)):
-        per_window = best_rate(lambda i: source.read(i % len(source), 0, window), len(source), seconds)
-        rates[f"{name}, {window}-frame windows"] = per_window * window
-    samples = {
-        "sample png (native PNGs)": png_sample(png),
-        "sample png (pre-resized)": png_sample(small),
-        f"sample hdf5 {chosen}": FrameDataset(packed[chosen], size, frames="all").__getitem__,
-        "sample memory": FrameDataset(packed[chosen], size, frames="all", in_memory=True).__getitem__,
+    return {
+        f"raw {name}": (lambda i: packed.read(i // per_snippet, i % per_snippet, i % per_snippet + 1),
+                        len(compact), 1),
+        f"compact {name}": (compact.__getitem__, len(compact), 1),
+        f"expanded {name}": (expanded.__getitem__, len(expanded), 1),
+        f"compact window {name}": (window, 64 * len(windows), windows.window),
     }
-    rates |= {name: best_rate(step, count, seconds) for name, step in samples.items()}
-    return rates
 
 
-def print_reader_table(size: tuple[int, int], rates: dict[str, float], chosen: str) -> None:
-    print(f"\nreaders at {size[0]}x{size[1]}, frames/s, one thread:")
-    for name, rate in rates.items():
-        print(f"  {name:40s} {rate:9.1f}")
-    for level in ("raw", "sample"):
-        hdf5 = rates[f"{level} hdf5 {chosen}"]
-        native = hdf5 / rates[f"{level} png (native PNGs)"]
-        print(f"  {level:6s} {chosen}: hdf5 / png native {native:6.1f}x   "
-              f"hdf5 / png pre-resized {hdf5 / rates[f'{level} png (pre-resized)']:5.1f}x   "
-              f"memory / hdf5 {rates[f'{level} memory'] / hdf5:5.2f}x")
-    window = next(name for name in rates if name.startswith(f"raw hdf5 {chosen},"))
-    memory = next(name for name in rates if name.startswith("raw memory,"))
-    print(f"  raw, windows: memory / hdf5 {rates[memory] / rates[window]:5.2f}x")
+def check_same_samples(png: FrameDataset, hdf5: FrameDataset) -> None:
+    """The PNG reader and the packed file give the same compact samples (like with like)."""
+    for index in (0, len(png) - 1):
+        one, two = png[index], hdf5[index]
+        for key, value in one.items():
+            same = torch.equal(value, two[key]) if torch.is_tensor(value) else value == two[key]
+            if not same:
+                raise AssertionError(f"png and hdf5 samples differ at {index}, {key}")
+
+
+def reader_rates(tree: PackTree, packed: dict[str, Path], size: tuple[int, int], seconds: float,
+                 rounds: int) -> dict[str, float]:
+    """Items/s of every kind and source; ``packed`` maps layout -> file, the first the chosen one."""
+    chosen = next(iter(packed))
+    png_compact, png_windows = png_datasets(tree, size, expand=False)
+    png_expanded, _ = png_datasets(tree, size, expand=True)
+    check_same_samples(png_compact, FrameDataset(packed[chosen], size, frames="all", expand=False))
+    steps = reader_steps("png", png_compact, png_expanded, png_windows)
+    sources = {f"hdf5 {layout}": (path, False) for layout, path in packed.items()}
+    sources["memory"] = (packed[chosen], True)
+    for name, (path, in_memory) in sources.items():
+        compact, expanded = (FrameDataset(path, size, frames="all", expand=expand, in_memory=in_memory)
+                             for expand in (False, True))
+        windows = WindowDataset(path, size, window=WINDOW, expand=False, in_memory=in_memory)
+        steps |= reader_steps(name, compact, expanded, windows)
+    return turn_rates(steps, seconds, rounds)
+
+
+KINDS = ("raw", "compact", "expanded", "compact window")
+
+
+def print_reader_table(size: tuple[int, int], rates: dict[str, float], layouts: list[str]) -> list[str]:
+    """The rates by kind and source, with the ratios to the goals; returns the goals missed."""
+    sources = ["png", *(f"hdf5 {layout}" for layout in layouts), "memory"]
+    print(f"\nreaders at {size[0]}x{size[1]}, samples/s (windows: frames/s), one thread:")
+    print(f"  {'kind':16s}" + "".join(f"{s:>22s}" for s in sources))
+    missed = []
+    for kind in KINDS:
+        print(f"  {kind:16s}" + "".join(f"{rates[f'{kind} {s}']:22.1f}" for s in sources))
+    print(f"  {'ratios':16s}" + "".join(f"{'hdf5/png  memory/hdf5':>22s}" for _ in layouts))
+    for kind in KINDS:
+        cells = ""
+        for layout in layouts:
+            hdf5 = rates[f"{kind} hdf5 {layout}"]
+            over_png, under_memory = hdf5 / rates[f"{kind} png"], rates[f"{kind} memory"] / hdf5
+            marks = ("" if over_png >= GOAL_PNG else "!") + ("" if under_memory <= GOAL_MEMORY else "!")
+            cells += f"{over_png:9.1f}x {under_memory:9.2f}x{marks:2s}"
+            if layout == layouts[0] and marks:
+                missed.append(f"{size[0]}x{size[1]} {kind}: hdf5/png {over_png:.1f}x, memory/hdf5 "
+                              f"{under_memory:.2f}x")
+        print(f"  {kind:16s}{cells}")
+    return missed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer frames, shorter timings")
-    parser.add_argument("--compression", nargs="+", default=["blosc-lz4", "lz4", "none"],
-                        help="codecs of the packed file in part 2, the chosen one first")
+    parser.add_argument("--quick", action="store_true", help="fewer frames, shorter timings, no part 1")
+    config_layout = load_config()["pack"]["compression"]
+    default = [n for n, v in LAYOUTS.items() if v == config_layout] or ["blosc-lz4"]
+    parser.add_argument("--layouts", nargs="+", choices=list(LAYOUTS),
+                        default=[*default, *(n for n in ("blosc-lz4", "none") if n not in default)],
+                        help="layouts of the packed file in part 2, the chosen one first "
+                             f"(default: config.yaml's, {default[0]}, then blosc-lz4 and none)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    frames, seconds = (4, 0.3) if args.quick else (6, 0.6)
+    frames, seconds, rounds = (6, 0.4, 3) if args.quick else (6, 1.2, 4)
     with tempfile.TemporaryDirectory(prefix="bench_pack_") as tmp:
         folder = Path(tmp)
         start = time.perf_counter()
@@ -268,25 +353,30 @@ def main() -> None:
                               size=NATIVE, flow_size=FLOW_SIZE, flow_dtype="float16")
         print(f"tree of 2 snippets x {frames} frames at {NATIVE[0]}x{NATIVE[1]} written in "
               f"{time.perf_counter() - start:.1f} s")
-        rows = []
-        for size in RESOLUTIONS:
-            rows += codec_table(textured_arrays(tree, size), folder, f"textured {size[0]}x{size[1]}",
-                                seconds / 2)
-        rows += codec_table(synthetic_arrays(folder, RESOLUTIONS[0], frames), folder,
-                            f"synthetic {RESOLUTIONS[0][0]}x{RESOLUTIONS[0][1]}", seconds / 2)
-        print("\ncodecs, one frame a chunk (size: raw / stored; read: all four arrays of a frame):")
-        print_codec_table(rows)
-        print(f"\nwindows at {RESOLUTIONS[-1][0]}x{RESOLUTIONS[-1][1]} (textured):")
-        window_reads(textured_arrays(tree, RESOLUTIONS[-1]), folder, args.compression[0], seconds / 2)
+        if not args.quick:
+            rows = []
+            for size in RESOLUTIONS:
+                rows += codec_table(textured_arrays(tree, size), folder, f"textured {size[0]}x{size[1]}",
+                                    seconds / 8)
+            rows += codec_table(synthetic_arrays(folder, RESOLUTIONS[0], frames), folder,
+                                f"synthetic {RESOLUTIONS[0][0]}x{RESOLUTIONS[0][1]}", seconds / 8)
+            print_codec_table(rows)
+            print_layout_table(rows)
+            print(f"\nwindows at {RESOLUTIONS[-1][0]}x{RESOLUTIONS[-1][1]} (textured, {args.layouts[0]}):")
+            window_reads(textured_arrays(tree, RESOLUTIONS[-1]), folder, LAYOUTS[args.layouts[0]], seconds / 2)
         inputs = PackInputs.from_paths(tree.root, tree.semantic, tree.instance, tree.flow)
         settings = {"pack": {"resolutions": [list(r) for r in RESOLUTIONS], "compression": "none",
                              "chunk_frames": 1}, "label_set": "train19_other"}
         plain = pack(tree.subset, "train", inputs, folder / "train.h5", settings, progress=False)
-        packed = {codec: recode(plain, codec, folder / f"train-{codec}.h5") for codec in args.compression}
+        packed = {layout: recode(plain, LAYOUTS[layout], folder / f"train-{layout}.h5")
+                  for layout in args.layouts}
+        missed = []
         for size in RESOLUTIONS:
-            rates = reader_rates(tree, packed, size, folder, seconds)
-            print_reader_table(size, rates, args.compression[0])
-        print(f"\ntotal {time.perf_counter() - start:.0f} s")
+            rates = reader_rates(tree, packed, size, seconds, rounds)
+            missed += print_reader_table(size, rates, args.layouts)
+        print(f"\ngoals (hdf5 >= {GOAL_PNG:.0f}x png, memory <= {GOAL_MEMORY:.0f}x hdf5) for "
+              f"{args.layouts[0]}: " + ("all met" if not missed else "missed: " + "; ".join(missed)))
+        print(f"total {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

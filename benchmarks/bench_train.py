@@ -7,7 +7,7 @@ Three modes on a GPU, timed in one run and printed as ratios, per variant and pe
   no TF32, so TF32 is switched off);
 - ``tf32``: eager with today's PyTorch defaults (cuDNN convolutions in TF32);
 - ``fast``: what ``pipeline.train.loop`` does on a GPU (the same functions): bf16 autocast,
-  channels-last, ``torch.compile`` of the generator, fused Adam.
+  ``torch.compile`` of the generator, fused Adam, cuDNN autotuning.
 
 On the CPU only the fp32 step exists (the loop keeps it exact): its steps/s is printed at a small size.
 
@@ -73,12 +73,12 @@ MODES = ("fp32", "tf32", "fast")
 
 def prepare(models, settings: dict, device: torch.device, mode: str):
     """Place the models and make the optimisers (and the compiled generator) as the training loop
-    does, in ``mode``; channels-last stays once set, so the eager modes go first."""
+    does, in ``mode``."""
     fast = mode == "fast"
     train = dict(settings["train"], amp="auto" if fast else "off", compile="auto" if fast else "off")
     torch.backends.cudnn.allow_tf32 = mode != "fp32"
     set_up_device(train, device)
-    move_models(models, train, device)
+    move_models(models, device)
     compile_generator(models, train, device)
     return make_optimizers(models, settings["entry"], train, device)
 
