@@ -70,6 +70,7 @@ def truth_as_stage_outputs(city_root: Path, subset_path: Path, work: Path, split
     from pipeline.io import write_json
 
     subset = load_subset(subset_path)
+    folder = subset.get("split_dirs", {}).get(split, split)     # the held-out split lives in val
     outputs: dict[str, list[Path]] = {"semantic": [], "instance": [], "flow": []}
     for city, ids in subset["splits"][split].items():
         semantic = work / "labels" / "semantic" / split / city
@@ -81,7 +82,7 @@ def truth_as_stage_outputs(city_root: Path, subset_path: Path, work: Path, split
         with h5py.File(flow_path, "w") as flow_file:
             flow_file.attrs["provenance"] = '{"backend": "truth", "weights_real": true}'
             for snippet_id in ids:
-                truth = np.load(city_root / "truth" / split / city / f"{snippet_id}.npz")
+                truth = np.load(city_root / "truth" / folder / city / f"{snippet_id}.npz")
                 seq, annotated = snippet_id.split("_")[-2:]
                 first = int(annotated) - subset["annotated_index"]
                 for t in range(subset["frames"]):

@@ -65,8 +65,10 @@ def test_nothing_reruns_without_a_change(ran):
         # a dry run shows the checkpoint and the rule that reads it directly.
         ({"subset": {"seed": 3}}, {"select_subset", "pack"}),
         ({"labels": {"instance": {"fit": {"epochs": 2}}}}, {"fit_instances", "label_instance", "pack"}),
+        # fvd.draw_choice while auto is off: the subset (and so everything) stays as it was.
+        ({"fvd": {"draw_choice": {"candidates": 7, "heldout_videos": 3}}}, set()),
     ],
-    ids=["instance", "semantic", "flow", "pack", "subset", "instance-fit"],
+    ids=["instance", "semantic", "flow", "pack", "subset", "instance-fit", "draw-choice-off"],
 )
 def test_a_change_reruns_its_stage_and_what_follows(ran, change, reruns):
     assert set(dry_run(ran, change)) == reruns

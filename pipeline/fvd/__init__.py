@@ -6,7 +6,8 @@ the reference implementation (google-research ``frechet_video_distance``), porte
 TensorFlow lives only in :mod:`pipeline.fvd.i3d` and :mod:`pipeline.fvd.embed`, which run in
 processes of their own (TensorFlow 2.21 and triton crash in one process). Everything else here
 (:mod:`videos`, :mod:`embeddings`, :mod:`crops`, :mod:`frechet`, :mod:`protocol`, :mod:`score`,
-:mod:`table`) is NumPy only and imports neither TensorFlow nor torch, so any process may use it.
+:mod:`draws`, :mod:`table`) is NumPy only and imports neither TensorFlow nor torch, so any
+process may use it.
 
 Two FVDs are reported side by side. The thesis's number averages FVDs of batches of 16 videos;
 at 16 videos the covariance of 400 logits has rank 15 at most and the distance is dominated by
@@ -19,6 +20,7 @@ Stages (one process each)::
     python -m pipeline.fvd.i3d    --output DIR [--width-multiplier W] [--seed S]
     python -m pipeline.fvd.embed  --videos FILE.h5 --i3d DIR --output FILE.npz --settings JSON
     python -m pipeline.fvd.score  --real R.npz --fake F.npz --output FILE.json --settings JSON
+    python -m pipeline.fvd.draws  --real R.npz --candidates C.npz --variant V --output FILE.json --settings JSON
     python -m pipeline.fvd.table  --scores A.json ... --variants-settings JSON --output FILE.csv
 """
 
@@ -27,3 +29,4 @@ Stages (one process each)::
 EMBED_KEYS = ("frames", "height", "width", "batch_size", "crops")
 SCORE_KEYS = ("batch_size", "batches", "crops", "bootstrap", "seed")
 TABLE_KEYS = ("comparisons",)
+DRAW_KEYS = ("crops", "seed", "draw_choice")

@@ -7,5 +7,8 @@ synthesised at the model's resolution and resized (bilinear) to the scoring size
 
 Feature-encoder variants draw one cluster centre per class for each whole video from the
 per-class k-means bank, with a generator seeded by ``fvd.seed`` and the video's index; the
-draw is recorded in the output's provenance (the thesis picked among 50 draws by eye).
+draw is recorded in the output's provenance (the thesis picked among 50 draws by eye). With
+``fvd.draw_choice.auto`` the draw is chosen instead: candidate draw sets are synthesised on
+held-out val snippets (:func:`video.candidate_videos`), scored by FVD in the TF stage
+:mod:`pipeline.fvd.draws`, and the test videos use the chosen set (:mod:`.draws`).
 """

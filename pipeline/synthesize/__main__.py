@@ -4,7 +4,16 @@
         --output results/videos/v01.h5 --warping results/fvd/warping/v01.json --settings JSON
     python -m pipeline.synthesize --real --data results/data/val.h5 --output results/videos/real.h5 --settings JSON
 
-``--settings`` is config.yaml's ``fvd`` section (sizes, frames, start frame, warm-up, counts, seed).
+With ``fvd.draw_choice.auto`` (feature-encoder variants): ``--heldout`` on the held-out pack writes
+the held-out videos under every candidate draw (or with ``--real`` the real held-out videos), and
+the test videos take ``--draws results/fvd/draws/v04.json``, the choice of pipeline.fvd.draws:
+
+    python -m pipeline.synthesize --heldout --model results/train/v04/model.pt \
+        --clusters results/train/v04/clusters.pt --data results/data/heldout.h5 \
+        --output results/videos/heldout/v04.h5 --settings JSON
+
+``--settings`` is config.yaml's ``fvd`` section (sizes, frames, start frame, warm-up, counts, seed;
+``draw_choice`` for ``--heldout``).
 """
 
 from __future__ import annotations
@@ -17,10 +26,11 @@ import torch
 
 from pipeline.cli import add_settings_arguments, read_settings, run_main
 from pipeline.errors import PipelineError
-from pipeline.fvd.videos import write_videos
+from pipeline.fvd.videos import write_video_stream, write_videos
 from pipeline.io import write_json
 from pipeline.provenance import code_version, provenance
-from pipeline.synthesize.video import real_videos, synthesize_videos
+from pipeline.synthesize.draws import read_draw_choice
+from pipeline.synthesize.video import candidate_videos, real_videos, synthesize_videos
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -32,20 +42,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data", required=True, help="the packed test split")
     parser.add_argument("--output", required=True, help="videos HDF5 to write")
     parser.add_argument("--warping", help="warping-error JSON to write (variants)")
+    parser.add_argument("--heldout", action="store_true",
+                        help="the held-out videos of fvd.draw_choice: every candidate draw (or --real)")
+    parser.add_argument("--draws", help="the chosen draw (results/fvd/draws/{variant}.json; fvd.draw_choice.auto)")
     parser.add_argument("--device", default="auto")
     add_settings_arguments(parser)
     args = parser.parse_args(argv)
     settings = read_settings(args, lambda config: config["fvd"])
     code = code_version("synthesize", "train", "models", "pack")
     if args.real:
-        videos, record = real_videos(args.data, settings)
-        write_videos(args.output, videos, provenance("real_videos", settings, code, data=args.data, **record))
+        videos, record = real_videos(args.data, settings, heldout=args.heldout)
+        stage = "real_heldout_videos" if args.heldout else "real_videos"
+        write_videos(args.output, videos, provenance(stage, settings, code, data=args.data, **record))
+        return
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else (
+        "cpu" if args.device == "auto" else args.device)
+    if args.heldout:
+        if not args.model or not args.clusters:
+            raise PipelineError("the draw candidates need --model and --clusters (or --real)")
+        count, videos, record = candidate_videos(args.model, args.data, settings, args.clusters, device)
+        write_video_stream(args.output, videos, count, lambda: provenance(
+            "draw_candidates", settings, code, settings["seed"], data=args.data, **record))
         return
     if not args.model or not args.warping:
         raise PipelineError("synthesizing a variant needs --model and --warping (or --real)")
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else (
-        "cpu" if args.device == "auto" else args.device)
-    videos, result = synthesize_videos(args.model, args.data, settings, args.clusters, device)
+    draw_choice = read_draw_choice(args.draws, settings["seed"]) if args.draws else None
+    videos, result = synthesize_videos(args.model, args.data, settings, args.clusters, device, draw_choice)
     record = provenance("synthesize", settings, code, settings["seed"], data=args.data, **result["record"])
     errors = np.asarray(result["warping_errors"], dtype=np.float64)
     write_json(args.warping, {"variant": result["record"]["variant"], "warping_error": float(np.nanmean(errors)),

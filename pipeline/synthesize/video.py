@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +15,11 @@ from pipeline.errors import PipelineError
 from pipeline.models.encoder import choose_centres, paint_features
 from pipeline.models.prior import PriorFrames
 from pipeline.pack.dataset import WindowDataset
+from pipeline.synthesize.draws import SEEDING, DrawSeeding
 from pipeline.synthesize.warping import non_occluded, warping_error
 from pipeline.train.loop import load_trained
 
-__all__ = ["video_count", "real_videos", "synthesize_videos"]
+__all__ = ["video_count", "real_videos", "synthesize_videos", "candidate_videos"]
 
 
 def video_count(settings: Mapping[str, Any], available: int, path: Path) -> int:
@@ -29,59 +30,134 @@ def video_count(settings: Mapping[str, Any], available: int, path: Path) -> int:
     return wanted
 
 
+def _heldout_count(settings: Mapping[str, Any], available: int, path: Path) -> int:
+    wanted = settings["draw_choice"]["heldout_videos"]
+    if available < wanted:
+        raise PipelineError(f"fvd.draw_choice.heldout_videos is {wanted} but the packed held-out file has "
+                            f"{available} snippets", path)
+    return wanted
+
+
 def _to_uint8(frames: torch.Tensor) -> np.ndarray:
     """[T, 3, H, W] in [0, 1] -> [T, H, W, 3] uint8."""
     return (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def real_videos(data_path: str | Path, settings: Mapping[str, Any]) -> tuple[np.ndarray, dict]:
-    """The real test videos at the scoring size, from the same start frame as every variant."""
+def real_videos(data_path: str | Path, settings: Mapping[str, Any], heldout: bool = False) -> tuple[np.ndarray, dict]:
+    """The real test videos at the scoring size, from the same start frame as every variant
+    (``heldout``: the real held-out videos of the draw choice)."""
     dataset = WindowDataset(data_path, (settings["height"], settings["width"]), window=settings["frames"],
                             start=settings["start_frame"], expand=False)
-    count = video_count(settings, len(dataset), Path(data_path))
+    count = (_heldout_count if heldout else video_count)(settings, len(dataset), Path(data_path))
     videos = np.stack([dataset[i]["image"].numpy() for i in range(count)])
     return videos, {"snippets": dataset.packed.snippets[:count]}
 
 
+class _Synthesizer:
+    """A trained variant and the packed inputs it synthesises from."""
+
+    def __init__(self, model_path: str | Path, data_path: str | Path, settings: Mapping[str, Any],
+                 clusters_path: str | Path | None, device: str):
+        self.models, self.checkpoint = load_trained(model_path, device)
+        self.entry, self.device = self.checkpoint["entry"], device
+        self.warmup = settings["warmup_frames"] if self.entry["prior"] else 0
+        self.start = settings["start_frame"] - self.warmup
+        if self.start < 0:
+            raise PipelineError(f"fvd.start_frame {settings['start_frame']} leaves no room for "
+                                f"{self.warmup} warm-up frames of variant {self.variant!r}")
+        self.model_size = (self.checkpoint["height"], self.checkpoint["width"])
+        self.score_size = (settings["height"], settings["width"])
+        self.inputs = WindowDataset(data_path, self.model_size, window=settings["frames"] + self.warmup,
+                                    start=self.start, label_set=self.checkpoint["label_set"])
+        self.bank = _bank(clusters_path, self.models)
+
+    @property
+    def variant(self) -> str:
+        return self.checkpoint["variant"]
+
+    def video(self, index: int, draws: DrawSeeding) -> tuple[torch.Tensor, dict | None]:
+        """Video ``index`` [T, 3, H, W] at the scoring size, and its feature draw (or None)."""
+        sample = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in self.inputs[index].items()}
+        chosen = None
+        if self.bank is not None:
+            chosen = choose_centres(self.bank, torch.Generator().manual_seed(draws.seed_of(index)))
+        frames = _synthesize(self.models, self.entry, sample, chosen)[self.warmup:]
+        frames = F.interpolate(frames, size=self.score_size, mode="bilinear", align_corners=False, antialias=True)
+        draw = None if chosen is None else {str(cls): centre.tolist() for cls, centre in chosen.items()}
+        return frames, draw
+
+    def record(self, count: int) -> dict[str, Any]:
+        features = "cluster draw" if self.bank is not None else ("encoded real frame" if self.models.encoder else None)
+        return {"variant": self.variant, "model_provenance": self.checkpoint["provenance"],
+                "start_frame": self.start, "warmup_frames": self.warmup, "model_size": list(self.model_size),
+                "features": features, "snippets": self.inputs.packed.snippets[:count]}
+
+
 @torch.inference_mode()
 def synthesize_videos(model_path: str | Path, data_path: str | Path, settings: Mapping[str, Any],
-                      clusters_path: str | Path | None = None, device: str = "cpu") -> tuple[np.ndarray, dict]:
+                      clusters_path: str | Path | None = None, device: str = "cpu",
+                      draw_choice: Mapping[str, Any] | None = None) -> tuple[np.ndarray, dict]:
     """uint8 videos [N, T, H, W, 3] at the scoring size, a record of how they were made, and the
-    warping error of each video."""
-    models, checkpoint = load_trained(model_path, device)
-    entry = checkpoint["entry"]
-    warmup = settings["warmup_frames"] if entry["prior"] else 0
-    start = settings["start_frame"] - warmup
-    if start < 0:
-        raise PipelineError(f"fvd.start_frame {settings['start_frame']} leaves no room for "
-                            f"{warmup} warm-up frames of variant {checkpoint['variant']!r}")
-    model_size = (checkpoint["height"], checkpoint["width"])
-    score_size = (settings["height"], settings["width"])
-    inputs = WindowDataset(data_path, model_size, window=settings["frames"] + warmup, start=start,
-                           label_set=checkpoint["label_set"])
-    reference = WindowDataset(data_path, score_size, window=settings["frames"], start=settings["start_frame"],
-                              label_set=checkpoint["label_set"])
-    count = video_count(settings, len(inputs), Path(data_path))
-    bank = _bank(clusters_path, models)
-    videos, errors, draws = [], [], []
-    for index in tqdm(range(count), desc=f"synthesize {checkpoint['variant']}", unit="video"):
-        sample = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in inputs[index].items()}
-        chosen = None
-        if bank is not None:
-            generator = torch.Generator().manual_seed(settings["seed"] * 1_000_003 + index)
-            chosen = choose_centres(bank, generator)
-            draws.append({str(cls): centre.tolist() for cls, centre in chosen.items()})
-        frames = _synthesize(models, entry, sample, chosen)[warmup:]
-        frames = F.interpolate(frames, size=score_size, mode="bilinear", align_corners=False, antialias=True)
+    warping error of each video. ``draw_choice``: the chosen draw (:func:`read_draw_choice`) of a
+    feature-encoder variant with ``fvd.draw_choice.auto``; without it, one draw a video."""
+    run = _Synthesizer(model_path, data_path, settings, clusters_path, device)
+    reference = WindowDataset(data_path, run.score_size, window=settings["frames"], start=settings["start_frame"],
+                              label_set=run.checkpoint["label_set"])
+    count = video_count(settings, len(run.inputs), Path(data_path))
+    if draw_choice and (draw_choice["variant"] != run.variant or run.bank is None):
+        raise PipelineError(f"a draw choice for variant {draw_choice['variant']!r}; variant {run.variant!r} "
+                            f"{'draws no cluster features' if run.bank is None else 'is another'}",
+                            draw_choice.get("file"))
+    draws = (DrawSeeding(settings["seed"], draw_choice["chosen"], draw_choice["heldout_videos"])
+             if draw_choice else DrawSeeding(settings["seed"]))
+    videos, errors, feature_draws = [], [], []
+    for index in tqdm(range(count), desc=f"synthesize {run.variant}", unit="video"):
+        frames, draw = run.video(index, draws)
         videos.append(_to_uint8(frames))
+        if draw is not None:
+            feature_draws.append(draw)
         real = reference[index]
         mask = non_occluded(real["image"], real["flow"])
         errors.append(warping_error(frames.float().cpu().clamp(0, 1), real["flow"], mask))
-    record = {"variant": checkpoint["variant"], "model_provenance": checkpoint["provenance"],
-              "start_frame": start, "warmup_frames": warmup, "model_size": list(model_size),
-              "features": "cluster draw" if bank is not None else ("encoded real frame" if models.encoder else None),
-              "feature_draws": draws, "snippets": inputs.packed.snippets[:count]}
+    record = dict(run.record(count), feature_draws=feature_draws)
+    if draw_choice:     # without the option the record stays as it always was
+        record["draw_seeding"] = draws.describe()
+        record["draw_choice"] = {key: draw_choice.get(key) for key in ("file", "chosen", "fvd", "heldout_videos")}
     return np.stack(videos), {"record": record, "warping_errors": errors}
+
+
+def candidate_videos(model_path: str | Path, data_path: str | Path, settings: Mapping[str, Any],
+                     clusters_path: str | Path, device: str = "cpu") -> tuple[int, Iterator[np.ndarray], dict]:
+    """The held-out videos under every candidate draw set of ``fvd.draw_choice`` (package docstring).
+
+    Returns ``(count, videos, record)``: ``videos`` yields uint8 [T, H, W, 3] candidate-major
+    (video ``c * H + j`` is held-out video ``j`` under candidate ``c``), one at a time since the
+    thesis's 50 x 16 videos do not fit in memory; ``record["feature_draws"]`` fills as it runs.
+    """
+    run = _Synthesizer(model_path, data_path, settings, clusters_path, device)
+    if run.bank is None:
+        raise PipelineError(f"variant {run.variant!r} draws no cluster features (feature encoder and "
+                            "--clusters needed): it has no draw to choose", model_path)
+    choice = settings["draw_choice"]
+    heldout = _heldout_count(settings, len(run.inputs), Path(data_path))
+    record = dict(run.record(heldout), candidates=choice["candidates"], heldout_videos=heldout,
+                  layout="candidate-major: video c * heldout_videos + j is held-out video j under candidate c",
+                  draw_seeding={"formula": SEEDING, "seed": settings["seed"], "candidate": "c",
+                                "slot": "held-out video index"},
+                  feature_draws=[])
+
+    @torch.inference_mode()
+    def videos() -> Iterator[np.ndarray]:
+        with tqdm(total=choice["candidates"] * heldout, desc=f"draw candidates {run.variant}", unit="video") as bar:
+            for candidate in range(choice["candidates"]):
+                draws = DrawSeeding(settings["seed"], candidate, heldout)
+                for index in range(heldout):
+                    frames, draw = run.video(index, draws)
+                    record["feature_draws"].append(draw)
+                    bar.update()
+                    yield _to_uint8(frames)
+
+    return choice["candidates"] * heldout, videos(), record
 
 
 def _bank(clusters_path: str | Path | None, models) -> dict | None:

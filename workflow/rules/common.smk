@@ -4,7 +4,8 @@ from pathlib import Path
 from snakemake.utils import validate
 
 import pipeline.config
-from pipeline.fvd import EMBED_KEYS, SCORE_KEYS, TABLE_KEYS
+from pipeline.data.subset import HELDOUT_SPLIT, stage_settings as subset_settings
+from pipeline.fvd import DRAW_KEYS, EMBED_KEYS, SCORE_KEYS, TABLE_KEYS
 from pipeline.provenance import code_version
 
 # Our validator first: its errors name the config key; it also checks variant consistency.
@@ -13,7 +14,7 @@ validate(config, "../schemas/config.schema.yaml")
 
 
 wildcard_constraints:
-    split="train|val|test",
+    split=f"train|val|test|{HELDOUT_SPLIT}",
     city="[a-z_]+",
     variant="|".join(config["variants"]),
 
@@ -22,6 +23,9 @@ SYNTHETIC = config["data"]["source"] == "synthetic"
 DATA_ROOT = config["data"]["synthetic_root"] if SYNTHETIC else config["data"]["cityscapes_root"]
 TEST_SPLIT = config["subset"]["test_split"]
 SPLITS = ["train", TEST_SPLIT]
+# fvd.draw_choice.auto: feature-encoder variants choose their cluster-feature draw on held-out
+# val snippets (split "heldout" of the subset); off, none of its rules is in the graph.
+DRAW_CHOICE = config["fvd"]["draw_choice"]["auto"]
 
 
 def settings(*keys):
@@ -104,8 +108,25 @@ def clusters_input(wildcards):
     return []
 
 
-def clusters_arg(wildcards, input):
-    return f"--clusters {input.clusters}" if input.clusters else ""
+def draws_input(wildcards):
+    """The chosen feature draw, where fvd.draw_choice.auto is on and the variant draws features."""
+    if DRAW_CHOICE and config["variants"][wildcards.variant]["feature_encoder"]:
+        return f"results/fvd/draws/{wildcards.variant}.json"
+    return []
+
+
+def feature_args(wildcards, input):
+    args = f"--clusters {input.clusters}" if input.clusters else ""
+    return f"{args} --draws {input.draws}" if input.draws else args
+
+
+def fvd_settings(draw_choice=False):
+    """config fvd as JSON for the synthesis rules: draw_choice only for the rules that choose the
+    draw, so the test videos' params are what they were before the option existed."""
+    fvd = pipeline.config.section(config, "fvd")
+    if not draw_choice:
+        del fvd["draw_choice"]
+    return json.dumps(fvd, sort_keys=True)
 
 
 def variant_outputs(pattern):

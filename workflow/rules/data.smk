@@ -40,7 +40,7 @@ checkpoint select_subset:
         root=DATA_ROOT,
         frames=config["data"]["frames_per_snippet"],
         annotated=config["data"]["annotated_frame"],
-        settings=settings("subset"),
+        settings=json.dumps(subset_settings(config), sort_keys=True),
         code=code_version("data"),
     threads: 1
     resources:

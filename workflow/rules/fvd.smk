@@ -61,6 +61,55 @@ use rule embed_real as embed with:
         "results/timing/embed/{variant}.tsv"
 
 
+use rule embed_real as embed_heldout_real with:
+    input:
+        videos="results/videos/heldout/real.h5",
+        i3d=i3d_path(),
+    output:
+        embeddings="results/fvd/embeddings/heldout/real.npz",
+    log:
+        "logs/embed/heldout/real.log",
+    benchmark:
+        "results/timing/embed/heldout/real.tsv"
+
+
+use rule embed_real as embed_draw_candidates with:
+    input:
+        videos="results/videos/heldout/{variant}.h5",
+        i3d=i3d_path(),
+    output:
+        embeddings="results/fvd/embeddings/heldout/{variant}.npz",
+    log:
+        "logs/embed/heldout/{variant}.log",
+    benchmark:
+        "results/timing/embed/heldout/{variant}.tsv"
+
+
+# fvd.draw_choice.auto: the candidate draw with the lowest FVD on the held-out videos.
+rule choose_draw:
+    input:
+        real="results/fvd/embeddings/heldout/real.npz",
+        candidates="results/fvd/embeddings/heldout/{variant}.npz",
+    output:
+        draws="results/fvd/draws/{variant}.json",
+    log:
+        "logs/choose_draw/{variant}.log",
+    benchmark:
+        "results/timing/choose_draw/{variant}.tsv"
+    params:
+        settings=settings_of("fvd", *DRAW_KEYS),
+        code=code_version("fvd"),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/tf.yaml"
+    shell:
+        "python -m pipeline.fvd.draws --real {input.real} --candidates {input.candidates}"
+        " --variant {wildcards.variant} --output {output.draws} --settings {params.settings:q} > {log} 2>&1"
+
+
 rule fvd:
     input:
         real="results/fvd/embeddings/real.npz",
