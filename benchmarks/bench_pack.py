@@ -25,12 +25,15 @@ Sample kinds, all one frame a sample but the last:
 - ``expanded``: what training reads on a CPU (float image, one-hot labels, edge map, float flow);
 - ``compact window``: 6-frame windows of the video variants, counted in frames/s.
 
-The readers take turns (round-robin, the best of several rounds), so a load that changes during
-the run slows all alike; ratios are within one run. Goals (issue 6), each kind: hdf5 at least 20x
-the PNG reader and within 3x of memory.
+Beside them, the time to allocate and fill an expanded sample's float tensors, which bounds any
+expanded reader; and where a GPU is present, the median time to copy a compact sample onto it and
+expand it there, against copying an expanded one. The readers (and in part 1 the codecs) take
+turns, round-robin, the best of several rounds, so a load that changes during the run slows all
+alike; ratios are within one run. Goals (issue 6), each kind: hdf5 at least 20x the PNG reader
+and within 3x of memory.
 
-Usage: ``python benchmarks/bench_pack.py [--quick] [--layouts NAME ...]`` (about two minutes on
-two cores; ``--quick`` a third of that).
+Usage: ``python benchmarks/bench_pack.py [--quick] [--layouts NAME ...]`` (about 2.5 minutes on
+two busy cores; ``--quick``, readers only and shorter, under one).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import cv2
 import h5py
@@ -48,7 +52,7 @@ import numpy as np
 import torch
 
 from pipeline.config import load_config
-from pipeline.pack.dataset import FrameDataset, WindowDataset
+from pipeline.pack.dataset import FrameDataset, WindowDataset, expand
 from pipeline.pack.example_tree import PackTree, make_pack_tree
 from pipeline.pack.resize import resize_flow, resize_image, resize_labels
 from pipeline.pack.schema import ARRAYS, CODECS, array_codecs, codec_options
@@ -59,6 +63,9 @@ NATIVE = (1024, 2048)
 FLOW_SIZE = (512, 1024)
 STUDY_FRAMES = 808 * 30
 WINDOW = 6
+# The packed snippets are repeated so that the arrays (90 MB at 256x512) outgrow the CPU's last
+# cache level (32 MB here), as the study's do; a memory copy that fits it reads from the cache.
+COPIES = 6
 GOAL_PNG, GOAL_MEMORY = 20.0, 3.0
 
 # Candidate values of pack.compression: one codec for every array, or one per array.
@@ -71,13 +78,8 @@ LAYOUTS: dict[str, str | dict[str, str]] = {
 }
 
 
-def best_rate(step: Callable[[int], object], count: int, seconds: float, rounds: int = 3) -> float:
-    """Calls per second of ``step(i)`` over ``i`` in 0..count-1: the best of ``rounds`` timed runs."""
-    return turn_rates({"step": (step, count, 1)}, seconds, rounds)["step"]
-
-
-def turn_rates(steps: Mapping[str, tuple[Callable[[int], object], int, int]], seconds: float,
-               rounds: int = 3) -> dict[str, float]:
+def turn_rates(steps: Mapping[Any, tuple[Callable[[int], object], int, int]], seconds: float,
+               rounds: int = 3) -> dict[Any, float]:
     """Items per second of each ``name -> (step, count, items per call)``: the steps take turns for
     ``rounds`` rounds of ``seconds / rounds`` each (at least one call), the best round counts."""
     for step, _, _ in steps.values():
@@ -98,10 +100,12 @@ def turn_rates(steps: Mapping[str, tuple[Callable[[int], object], int, int]], se
 # ---------------------------------------------------------------- part 1: codecs and chunks
 
 
-def codec_table(arrays: dict[str, np.ndarray], folder: Path, label: str, seconds: float) -> list[dict]:
-    """Per codec and array: size ratio (raw / stored), MiB a frame stored, ms to read one frame."""
+def codec_table(arrays: dict[str, np.ndarray], folder: Path, label: str, seconds: float,
+                rounds: int) -> list[dict]:
+    """Per codec and array: size ratio (raw / stored), MiB a frame stored, ms to read one frame
+    (every codec's file open at once, the reads taking turns)."""
     frames = arrays["frames"].shape[0]
-    rows = []
+    rows, files, steps = [], [], {}
     for codec in CODECS:
         path = folder / f"{label}-{codec}.h5"
         start = time.perf_counter()
@@ -109,14 +113,20 @@ def codec_table(arrays: dict[str, np.ndarray], folder: Path, label: str, seconds
             for name, array in arrays.items():
                 file.create_dataset(name, data=array, chunks=(1, *array.shape[1:]), **codec_options(codec))
         row: dict = {"data": label, "codec": codec, "write ms": (time.perf_counter() - start) / frames * 1e3}
-        with h5py.File(path, "r", rdcc_nbytes=0) as file:
-            for name in arrays:
-                dataset = file[name]
-                stored = max(dataset.id.get_storage_size(), 1)
-                rate = best_rate(lambda i: dataset[i], frames, seconds)
-                row[name] = {"ratio": arrays[name].nbytes / stored, "MiB": stored / frames / 2**20,
-                             "ms": 1e3 / rate}
+        files.append(h5py.File(path, "r"))
+        for name in arrays:
+            dataset = files[-1][name]
+            stored = max(dataset.id.get_storage_size(), 1)
+            row[name] = {"ratio": arrays[name].nbytes / stored, "MiB": stored / frames / 2**20}
+            steps[codec, name] = (lambda i, dataset=dataset: dataset[i], frames, 1)
         rows.append(row)
+    rates = turn_rates(steps, seconds, rounds)
+    for row in rows:
+        for name in arrays:
+            row[name]["ms"] = 1e3 / rates[row["codec"], name]
+    for file in files:
+        path = Path(file.filename)
+        file.close()
         path.unlink()
     return rows
 
@@ -151,22 +161,29 @@ def print_layout_table(rows: list[dict]) -> None:
         print(f"{name:20s}{cells} {study:10.1f}")
 
 
-def window_reads(arrays: dict[str, np.ndarray], folder: Path, compression, seconds: float) -> None:
-    """6-frame windows at random starts: chunks of one frame against chunks of six."""
+def window_reads(arrays: dict[str, np.ndarray], folder: Path, compression, seconds: float, rounds: int) -> None:
+    """6-frame windows at random starts: chunks of one frame against chunks of six (taking turns)."""
     frames = arrays["frames"].shape[0]
     window = min(WINDOW, frames - 1)
     starts = np.random.default_rng(0).integers(0, frames - window + 1, 64)
     codecs = array_codecs(compression)
+    files, steps = [], {}
     for chunk in (1, window):
         path = folder / f"window-{chunk}.h5"
         with h5py.File(path, "w") as file:
             for name, array in arrays.items():
                 file.create_dataset(name, data=array[None], chunks=(1, chunk, *array.shape[1:]),
                                     **codec_options(codecs[name]))
-        with h5py.File(path, "r", rdcc_nbytes=0) as file:
-            datasets = [file[name] for name in arrays]
-            rate = best_rate(lambda i: [d[0, starts[i]:starts[i] + window] for d in datasets], 64, seconds)
+        files.append(h5py.File(path, "r"))
+        datasets = [files[-1][name] for name in arrays]
+        steps[chunk] = (lambda i, datasets=datasets: [d[0, starts[i]:starts[i] + window] for d in datasets],
+                        len(starts), 1)
+    rates = turn_rates(steps, seconds, rounds)
+    for chunk, rate in rates.items():
         print(f"  chunks of {chunk} frame(s): {1e3 / rate:6.2f} ms per {window}-frame window")
+    for file in files:
+        path = Path(file.filename)
+        file.close()
         path.unlink()
 
 
@@ -243,19 +260,25 @@ def png_datasets(tree: PackTree, size: tuple[int, int], expand: bool) -> tuple[F
     return frames, windows
 
 
-def recode(packed: Path, compression, output: Path) -> Path:
-    """A copy of a packed file with its arrays stored under another layout."""
+def recode(packed: Path, compression, output: Path, copies: int = 1) -> Path:
+    """A copy of a packed file with its arrays stored under another layout, its snippets repeated
+    ``copies`` times (a file, and an in-memory copy, larger than the CPU's caches, as the study's)."""
     codecs = array_codecs(compression)
     with h5py.File(packed, "r") as source, h5py.File(output, "w") as target:
         target.attrs.update(dict(source.attrs))
         target.attrs["compression"] = json.dumps(codecs)
-        for name in ("snippets", "flow_valid"):
-            source.copy(source[name], target, name)
+        target.attrs["snippet_count"] = source.attrs["snippet_count"] * copies
+        ids = [f"{name.decode()}-{copy}" for copy in range(copies) for name in source["snippets/id"][()]]
+        target.create_dataset("snippets/id", data=np.array(ids, dtype=object), dtype=h5py.string_dtype())
+        target.create_dataset("snippets/city", data=np.tile(source["snippets/city"][()], copies),
+                              dtype=h5py.string_dtype())
+        target.create_dataset("flow_valid", data=np.tile(source["flow_valid"][()], (copies, 1)))
         for resolution in source.attrs["resolutions"]:
             group = f"{resolution[0]}x{resolution[1]}"
             for name in ARRAYS:
                 data = source[f"{group}/{name}"]
-                target.create_dataset(f"{group}/{name}", data=data[()], chunks=data.chunks,
+                tiled = np.tile(data[()], (copies,) + (1,) * (data.ndim - 1))
+                target.create_dataset(f"{group}/{name}", data=tiled, chunks=data.chunks,
                                       **codec_options(codecs[name]))
     return output
 
@@ -264,16 +287,21 @@ def reader_steps(name: str, compact: FrameDataset, expanded: FrameDataset, windo
                  ) -> dict[str, tuple[Callable[[int], object], int, int]]:
     """The four sample kinds of one source: ``kind source -> (step, count, frames per call)``."""
     packed, per_snippet = compact.packed, compact.packed.frames
+    order = np.random.default_rng(0).permutation(len(compact))       # training's order: shuffled
+    window_order = np.random.default_rng(1).permutation(len(windows))
+
+    def raw(i: int) -> object:
+        snippet, frame = divmod(int(order[i]), per_snippet)
+        return packed.read(snippet, frame, frame + 1)
 
     def window(i: int) -> object:
-        windows.set_epoch(i // len(windows))              # a new start every round of snippets
-        return windows[i % len(windows)]
+        windows.set_epoch(i // len(windows))              # new starts every round of snippets
+        return windows[int(window_order[i % len(windows)])]
 
     return {
-        f"raw {name}": (lambda i: packed.read(i // per_snippet, i % per_snippet, i % per_snippet + 1),
-                        len(compact), 1),
-        f"compact {name}": (compact.__getitem__, len(compact), 1),
-        f"expanded {name}": (expanded.__getitem__, len(expanded), 1),
+        f"raw {name}": (raw, len(compact), 1),
+        f"compact {name}": (lambda i: compact[int(order[i])], len(compact), 1),
+        f"expanded {name}": (lambda i: expanded[int(order[i])], len(expanded), 1),
         f"compact window {name}": (window, 64 * len(windows), windows.window),
     }
 
@@ -283,7 +311,9 @@ def check_same_samples(png: FrameDataset, hdf5: FrameDataset) -> None:
     for index in (0, len(png) - 1):
         one, two = png[index], hdf5[index]
         for key, value in one.items():
-            same = torch.equal(value, two[key]) if torch.is_tensor(value) else value == two[key]
+            # The packed copies' snippet ids end in "-{copy}".
+            expected = two[key].rsplit("-", 1)[0] if key == "snippet" else two[key]
+            same = torch.equal(value, expected) if torch.is_tensor(value) else value == expected
             if not same:
                 raise AssertionError(f"png and hdf5 samples differ at {index}, {key}")
 
@@ -303,7 +333,9 @@ def reader_rates(tree: PackTree, packed: dict[str, Path], size: tuple[int, int],
                              for expand in (False, True))
         windows = WindowDataset(path, size, window=WINDOW, expand=False, in_memory=in_memory)
         steps |= reader_steps(name, compact, expanded, windows)
-    return turn_rates(steps, seconds, rounds)
+    sizes = [v.numel() for v in png_expanded[0].values() if torch.is_tensor(v) and v.is_floating_point()]
+    steps["expanded floor"] = (lambda i: [np.empty(n, np.float32).fill(1.0) for n in sizes], 1, 1)
+    return turn_rates(steps, seconds, rounds) | {"expanded MB": sum(sizes) * 4 / 1e6}
 
 
 KINDS = ("raw", "compact", "expanded", "compact window")
@@ -312,24 +344,54 @@ KINDS = ("raw", "compact", "expanded", "compact window")
 def print_reader_table(size: tuple[int, int], rates: dict[str, float], layouts: list[str]) -> list[str]:
     """The rates by kind and source, with the ratios to the goals; returns the goals missed."""
     sources = ["png", *(f"hdf5 {layout}" for layout in layouts), "memory"]
+    width = max(24, *(len(s) + 2 for s in sources))
     print(f"\nreaders at {size[0]}x{size[1]}, samples/s (windows: frames/s), one thread:")
-    print(f"  {'kind':16s}" + "".join(f"{s:>22s}" for s in sources))
-    missed = []
+    print(f"  {'kind':16s}" + "".join(f"{s:>{width}s}" for s in sources))
     for kind in KINDS:
-        print(f"  {kind:16s}" + "".join(f"{rates[f'{kind} {s}']:22.1f}" for s in sources))
-    print(f"  {'ratios':16s}" + "".join(f"{'hdf5/png  memory/hdf5':>22s}" for _ in layouts))
+        print(f"  {kind:16s}" + "".join(f"{rates[f'{kind} {s}']:{width}.1f}" for s in sources))
+    print(f"  {'ratios':16s}{'hdf5/png memory/hdf5':>{width}s}" + "".join(f"{s:>{width}s}" for s in sources[1:-1]))
+    missed = []
     for kind in KINDS:
         cells = ""
         for layout in layouts:
             hdf5 = rates[f"{kind} hdf5 {layout}"]
             over_png, under_memory = hdf5 / rates[f"{kind} png"], rates[f"{kind} memory"] / hdf5
             marks = ("" if over_png >= GOAL_PNG else "!") + ("" if under_memory <= GOAL_MEMORY else "!")
-            cells += f"{over_png:9.1f}x {under_memory:9.2f}x{marks:2s}"
+            cells += f"{over_png:{width - 10}.1f}x {under_memory:5.2f}x{marks:2s}"
             if layout == layouts[0] and marks:
                 missed.append(f"{size[0]}x{size[1]} {kind}: hdf5/png {over_png:.1f}x, memory/hdf5 "
                               f"{under_memory:.2f}x")
-        print(f"  {kind:16s}{cells}")
+        print(f"  {kind:16s}{'':{width}s}{cells}")
+    floor = rates["expanded floor"]
+    print(f"  an expanded sample's float tensors are {rates['expanded MB']:.0f} MB: allocating and "
+          f"filling them alone runs {floor:.1f}/s, {floor / rates['expanded png']:.1f}x png")
     return missed
+
+
+def gpu_expand_times(path: Path, size: tuple[int, int], repeats: int = 30) -> dict[str, float]:
+    """Median ms on the GPU, for a frame and a window: copying the compact sample in,
+    expanding it there, and copying an expanded sample in instead (what a CPU loader would ship)."""
+    device = torch.device("cuda")
+    times = {}
+    for kind, dataset in (("frame", FrameDataset(path, size, frames="all", expand=False)),
+                          (f"{WINDOW}-frame window", WindowDataset(path, size, window=WINDOW, expand=False))):
+        compact = {k: v.pin_memory() for k, v in dataset[0].items() if torch.is_tensor(v)}
+        expanded = {k: v.pin_memory() for k, v in expand(compact, dataset.label_set).items()}
+        on_device = {k: v.to(device) for k, v in compact.items()}
+        steps = {"copy compact": lambda: {k: v.to(device, non_blocking=True) for k, v in compact.items()},
+                 "expand": lambda: expand(on_device, dataset.label_set),
+                 "copy expanded": lambda: {k: v.to(device, non_blocking=True) for k, v in expanded.items()}}
+        for name, step in steps.items():
+            samples = []
+            for _ in range(repeats + 3):
+                start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                step()
+                stop.record()
+                torch.cuda.synchronize()
+                samples.append(start.elapsed_time(stop))
+            times[f"{kind}: {name}"] = float(np.median(samples[3:]))
+    return times
 
 
 def main() -> None:
@@ -345,7 +407,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    frames, seconds, rounds = (6, 0.4, 3) if args.quick else (6, 1.2, 4)
+    frames, seconds, rounds = (6, 0.4, 3) if args.quick else (6, 1.5, 10)
     with tempfile.TemporaryDirectory(prefix="bench_pack_") as tmp:
         folder = Path(tmp)
         start = time.perf_counter()
@@ -357,18 +419,19 @@ def main() -> None:
             rows = []
             for size in RESOLUTIONS:
                 rows += codec_table(textured_arrays(tree, size), folder, f"textured {size[0]}x{size[1]}",
-                                    seconds / 8)
+                                    seconds / 5, rounds)
             rows += codec_table(synthetic_arrays(folder, RESOLUTIONS[0], frames), folder,
-                                f"synthetic {RESOLUTIONS[0][0]}x{RESOLUTIONS[0][1]}", seconds / 8)
+                                f"synthetic {RESOLUTIONS[0][0]}x{RESOLUTIONS[0][1]}", seconds / 5, rounds)
             print_codec_table(rows)
             print_layout_table(rows)
-            print(f"\nwindows at {RESOLUTIONS[-1][0]}x{RESOLUTIONS[-1][1]} (textured, {args.layouts[0]}):")
-            window_reads(textured_arrays(tree, RESOLUTIONS[-1]), folder, LAYOUTS[args.layouts[0]], seconds / 2)
+            for layout in dict.fromkeys([args.layouts[0], "blosc-lz4"]):
+                print(f"\nwindows at {RESOLUTIONS[-1][0]}x{RESOLUTIONS[-1][1]} (textured, {layout}):")
+                window_reads(textured_arrays(tree, RESOLUTIONS[-1]), folder, LAYOUTS[layout], seconds, rounds)
         inputs = PackInputs.from_paths(tree.root, tree.semantic, tree.instance, tree.flow)
         settings = {"pack": {"resolutions": [list(r) for r in RESOLUTIONS], "compression": "none",
                              "chunk_frames": 1}, "label_set": "train19_other"}
         plain = pack(tree.subset, "train", inputs, folder / "train.h5", settings, progress=False)
-        packed = {layout: recode(plain, LAYOUTS[layout], folder / f"train-{layout}.h5")
+        packed = {layout: recode(plain, LAYOUTS[layout], folder / f"train-{layout}.h5", COPIES)
                   for layout in args.layouts}
         missed = []
         for size in RESOLUTIONS:
@@ -376,6 +439,11 @@ def main() -> None:
             missed += print_reader_table(size, rates, args.layouts)
         print(f"\ngoals (hdf5 >= {GOAL_PNG:.0f}x png, memory <= {GOAL_MEMORY:.0f}x hdf5) for "
               f"{args.layouts[0]}: " + ("all met" if not missed else "missed: " + "; ".join(missed)))
+        if torch.cuda.is_available():
+            print(f"\non the GPU ({torch.cuda.get_device_name()}), {args.layouts[0]}, median ms:")
+            for size in RESOLUTIONS:
+                times = gpu_expand_times(packed[args.layouts[0]], size)
+                print(f"  {size[0]}x{size[1]}: " + ", ".join(f"{k} {v:.3f}" for k, v in times.items()))
         print(f"total {time.perf_counter() - start:.0f} s")
 
 

@@ -201,3 +201,25 @@ def test_every_codec_round_trips(tree, packed, tmp_path, compression):
         assert file["16x32/frames"].chunks == (1, 2, 16, 32, 3)
         for name in ("frames", "labels", "instances", "flow"):
             np.testing.assert_array_equal(file[f"32x64/{name}"][()], reference[f"32x64/{name}"][()])
+
+
+def test_each_array_takes_its_own_codec(tree, packed, tmp_path):
+    """``pack.compression`` as a mapping: every array stored with its codec, the same pixels."""
+    codecs = {"frames": "none", "labels": "lz4", "instances": "blosc-lz4", "flow": "gzip"}
+    settings = {**SETTINGS, "pack": {**SETTINGS["pack"], "compression": codecs}}
+    output = _pack(tree, tmp_path / "train.h5", settings=settings)
+    filter_ids = {"none": set(), "lz4": {32004}, "blosc-lz4": {32001}, "gzip": {1}}
+    with h5py.File(output) as file, h5py.File(packed) as reference:
+        assert json.loads(file.attrs["compression"]) == codecs
+        for name, codec in codecs.items():
+            dataset = file[f"32x64/{name}"]
+            plist = dataset.id.get_create_plist()
+            assert {plist.get_filter(i)[0] for i in range(plist.get_nfilters())} == filter_ids[codec], name
+            np.testing.assert_array_equal(dataset[()], reference[f"32x64/{name}"][()])
+    assert verify(output)["snippets"] == 3
+    for bad, message in (({"frames": "none"}, "name each of frames, labels, instances, flow"),
+                         ({**codecs, "flow": "snappy"}, "unknown compression 'snappy'")):
+        settings = {**SETTINGS, "pack": {**SETTINGS["pack"], "compression": bad}}
+        with pytest.raises(PipelineError, match=f"pack.compression: .*{message}"):
+            _pack(tree, tmp_path / "bad.h5", settings=settings)
+    assert not (tmp_path / "bad.h5").exists()

@@ -177,3 +177,54 @@ def test_one_hot_paths_agree():
         by_torch = _one_hot(label_ids, label_set, use_numpy=False)
         assert by_numpy.shape == (2, 3, by_numpy.shape[2], 8, 16) and by_numpy.dtype == torch.float32
         assert torch.equal(by_numpy, by_torch)
+
+
+def _reference_expand(compact, label_set):
+    """expand as first written (plain torch, int64 Laplacian): the faster one must equal it."""
+    lut = torch.from_numpy(channel_lut(label_set))
+    channels = int(lut.max()) + 1
+    channel = lut[compact["label_ids"].long()].unsqueeze(-3)
+    one_hot = (channel == torch.arange(channels).view(channels, 1, 1)).to(torch.float32)
+    ids = compact["instances"].long()
+    height, width = ids.shape[-2:]
+    flat = ids.reshape(-1, height, width)
+    response = (4 * flat[:, 1:-1, 1:-1] - flat[:, :-2, 1:-1] - flat[:, 2:, 1:-1]
+                - flat[:, 1:-1, :-2] - flat[:, 1:-1, 2:])
+    edge = torch.zeros(flat.shape, dtype=torch.float32)
+    edge[:, 1:-1, 1:-1] = (response != 0).float()
+    return {"image": compact["image"].movedim(-1, -3).contiguous().to(torch.float32).div_(255.0),
+            "labels": one_hot, "edge": edge.reshape(*ids.shape[:-2], 1, height, width),
+            "flow": compact["flow"].movedim(-1, -3).to(torch.float32).contiguous()}
+
+
+@pytest.mark.parametrize("leading", [(), (3,), (2, 3)])
+def test_expand_equals_the_plain_torch_expansion(leading):
+    """Random compact samples (frame, window, batch of windows) expand to the reference's tensors."""
+    generator = torch.Generator().manual_seed(len(leading))
+    shape = (*leading, 24, 40)
+    ids = torch.randint(0, 34, shape, generator=generator, dtype=torch.uint8)
+    things = torch.randint(0, 2, shape, generator=generator).bool()
+    instances = torch.where(things, 26 * 1000 + torch.randint(0, 50, shape, generator=generator),
+                            ids.long()).to(torch.int32)
+    compact = {"image": torch.randint(0, 256, (*shape, 3), generator=generator, dtype=torch.uint8),
+               "label_ids": ids, "instances": instances,
+               "flow": (torch.randn((*shape, 2), generator=generator) * 20).to(torch.float16),
+               "flow_valid": torch.ones(leading, dtype=torch.bool)}
+    for label_set in ("train19_other", "train19"):
+        expanded, reference = expand(compact, label_set), _reference_expand(compact, label_set)
+        for key, value in reference.items():
+            assert expanded[key].dtype == value.dtype and expanded[key].is_contiguous(), key
+            assert torch.equal(expanded[key], value), key
+        assert expanded["label_ids"] is ids and expanded["flow_valid"] is compact["flow_valid"]
+
+
+def test_edges_stay_exact_where_int32_would_overflow():
+    """The edge map computes in int32 only when no id can overflow it; a centre of 2**30 amid
+    zeros has a Laplacian of 2**32, which int32 arithmetic would wrap to 0 (no edge)."""
+    ids = torch.zeros(1, 5, 5, dtype=torch.int32)
+    ids[0, 2, 2] = 2**30
+    edges = edge_map(ids)[0, 0]
+    assert edges[2, 2] == 1 and edges.sum() == 5           # the centre and its four neighbours
+    small = torch.randint(0, 34000, (2, 16, 32), dtype=torch.int32)
+    assert torch.equal(edge_map(small), edge_map(small.long()))
+    assert torch.equal(edge_map(small.to(torch.uint16)), edge_map(small.long()))

@@ -117,7 +117,10 @@ def make_pack_tree(root: str | Path, cities: dict[str, int] | None = None, split
                 else:
                     flow = np.broadcast_to(np.array(constant_flow, np.float32),
                                            (frames - 1, *flow_size, 2))
-                flow_file.create_dataset(f"flow/{snippet.id}", data=flow.astype(flow_dtype))
+                # Stored as pipeline.flow.stage stores it: one flow a chunk, gzip 1 over shuffle.
+                flow_file.create_dataset(f"flow/{snippet.id}", data=flow.astype(flow_dtype),
+                                         chunks=(1, *flow.shape[1:]), compression="gzip",
+                                         compression_opts=1, shuffle=True)
         tree.semantic.append(semantic)
         tree.instance.append(instance)
         tree.flow.append(flow_path)

@@ -15,12 +15,14 @@ One HDF5 file per split (``results/data/{split}.h5``)::
                             this size; flow[:, t] warps frame t-1 onto frame t; flow[:, 0] is 0
 
 Every dataset is chunked ``(1, chunk_frames, h, w[, c])``: one frame per chunk by default, so a
-frame or a window at any start reads exactly the chunks it needs (see pipeline/pack/__init__.py
-for the measurements behind the layout and the codec).
+frame or a window at any start reads exactly the chunks it needs, and stored with its array's
+codec (``pack.compression``, one for all or one per array; the ``compression`` attribute is the
+JSON mapping array -> codec). pipeline/pack/__init__.py has the measurements behind both.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import h5py
@@ -28,8 +30,8 @@ import hdf5plugin
 import numpy as np
 
 __all__ = [
-    "SCHEMA", "SCHEMA_VERSION", "ARRAYS", "CODECS", "ROOT_ATTRS",
-    "group_name", "parse_resolution", "codec_options", "decode_attr",
+    "SCHEMA", "SCHEMA_VERSION", "ARRAYS", "CODECS", "DEFAULT_COMPRESSION", "ROOT_ATTRS",
+    "group_name", "parse_resolution", "codec_options", "array_codecs", "decode_attr",
 ]
 
 SCHEMA = "pipeline.pack"
@@ -59,6 +61,10 @@ CODECS: dict[str, dict[str, Any]] = {
 }
 
 
+# pack.compression's default (as in workflow/schemas/config.schema.yaml), chosen by measurement.
+DEFAULT_COMPRESSION: dict[str, str] = {"frames": "none", "labels": "lz4", "instances": "lz4", "flow": "none"}
+
+
 def group_name(resolution: tuple[int, int] | list[int]) -> str:
     """``(256, 512)`` -> ``"256x512"``."""
     height, width = resolution
@@ -75,10 +81,25 @@ def parse_resolution(resolution: str | tuple[int, int] | list[int]) -> tuple[int
 
 
 def codec_options(name: str) -> dict[str, Any]:
-    """``create_dataset`` keyword arguments of a codec name (``pack.compression``)."""
+    """``create_dataset`` keyword arguments of a codec name."""
     if name not in CODECS:
         raise ValueError(f"unknown compression {name!r}; choose one of {', '.join(CODECS)}")
     return dict(CODECS[name])
+
+
+def array_codecs(compression: str | Mapping[str, str]) -> dict[str, str]:
+    """Each array's codec name from ``pack.compression``: one name for every array, or a mapping
+    that names one for each of :data:`ARRAYS` (frames, labels, instances and flow compress so
+    differently that the measured best differs per array: pipeline/pack/__init__.py)."""
+    if isinstance(compression, str):
+        chosen = dict.fromkeys(ARRAYS, compression)
+    else:
+        chosen = dict(compression)
+        if set(chosen) != set(ARRAYS):
+            raise ValueError(f"compression names arrays {sorted(chosen)}; name each of {', '.join(ARRAYS)}")
+    for name in chosen.values():
+        codec_options(name)
+    return {array: chosen[array] for array in ARRAYS}
 
 
 def decode_attr(value: Any) -> Any:

@@ -37,7 +37,8 @@ from pipeline.errors import PipelineError
 from pipeline.io import atomic_path, read_json
 from pipeline.pack.resize import resize_flow, resize_image, resize_labels
 from pipeline.pack.schema import (
-    ARRAYS, CODECS, SCHEMA, SCHEMA_VERSION, codec_options, group_name, parse_resolution,
+    ARRAYS, DEFAULT_COMPRESSION, SCHEMA, SCHEMA_VERSION, array_codecs, codec_options, group_name,
+    parse_resolution,
 )
 from pipeline.provenance import code_version, provenance
 
@@ -91,7 +92,7 @@ class _Layout:
     resolutions: list[tuple[int, int]]
     frames: int
     flow_dtype: np.dtype
-    compression: str
+    codecs: dict[str, str]        # array -> codec name
     chunk_frames: int
 
 
@@ -109,9 +110,10 @@ def pack(subset_path: str | Path, split: str, inputs: PackInputs, output: str | 
     if label_set not in LABEL_SETS:
         raise PipelineError(f"unknown label set {label_set!r} in the settings; "
                             f"one of {', '.join(LABEL_SETS)}")
-    if pack_settings.get("compression", "blosc-lz4") not in CODECS:
-        raise PipelineError(f"unknown pack.compression {pack_settings['compression']!r}; "
-                            f"one of {', '.join(CODECS)}")
+    try:
+        codecs = array_codecs(pack_settings.get("compression", DEFAULT_COMPRESSION))
+    except ValueError as err:
+        raise PipelineError(f"pack.compression: {err}") from err
     subset = load_subset(subset_path)
     snippets = _split_snippets(subset, split, subset_path)
     _check_inputs(snippets, inputs)
@@ -121,7 +123,7 @@ def pack(subset_path: str | Path, split: str, inputs: PackInputs, output: str | 
         resolutions=[parse_resolution(r) for r in pack_settings.get("resolutions", DEFAULT_RESOLUTIONS)],
         frames=snippets[0].frames,
         flow_dtype=_common_flow_dtype(snippets, inputs),
-        compression=pack_settings.get("compression", "blosc-lz4"),
+        codecs=codecs,
         chunk_frames=min(int(pack_settings.get("chunk_frames", 1)), snippets[0].frames),
     )
     record = provenance("pack", settings, code_version("pack", "data"), None,
@@ -259,20 +261,20 @@ def _create(file: h5py.File, snippets: list[Snippet], layout: _Layout, split: st
     valid = np.ones((count, frames), dtype=bool)
     valid[:, 0] = False
     file.create_dataset("flow_valid", data=valid)
-    codec = codec_options(layout.compression)
     for height, width in layout.resolutions:
         group = file.create_group(group_name((height, width)))
         for name, (dtype, channels) in ARRAYS.items():
             dtype = layout.flow_dtype if name == "flow" else dtype
             shape = (count, frames, height, width, *channels)
             group.create_dataset(name, shape=shape, dtype=dtype,
-                                 chunks=(1, layout.chunk_frames, height, width, *channels), **codec)
+                                 chunks=(1, layout.chunk_frames, height, width, *channels),
+                                 **codec_options(layout.codecs[name]))
     attrs = {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "split": split, "frames": frames,
         "annotated_index": annotated_index, "snippet_count": count,
         "resolutions": np.array(layout.resolutions, dtype=np.int64),
         "label_table": json.dumps(label_table()), "label_set": label_set,
-        "compression": layout.compression, "chunk_frames": layout.chunk_frames,
+        "compression": json.dumps(layout.codecs), "chunk_frames": layout.chunk_frames,
         "provenance": json.dumps(record, default=str), "complete": False,
     }
     file.attrs.update(attrs)
