@@ -145,6 +145,20 @@ def test_instance_average_gives_one_value_per_instance_and_batch_element():
     assert torch.allclose(features.grad, torch.ones_like(features))
 
 
+def test_instance_average_equals_a_loop_over_ids_and_refuses_ids_out_of_range():
+    generator = torch.Generator().manual_seed(0)
+    instances = torch.tensor([0, 7, 26001, 65535])[torch.randint(0, 4, (2, 9, 11), generator=generator)]
+    features = torch.randn(2, 3, 9, 11, generator=generator, dtype=torch.float64)
+    expected = torch.empty_like(features)
+    for b in range(2):
+        for value in instances[b].unique():
+            mask = instances[b] == value
+            expected[b][:, mask] = features[b][:, mask].mean(1, keepdim=True)
+    assert torch.allclose(instance_average(features, instances[:, None]), expected)
+    with pytest.raises(ValueError, match="65536"):
+        instance_average(features, instances + 1)
+
+
 def test_feature_encoder_output_is_constant_within_each_instance():
     encoder = FeatureEncoder(width_divisor=4)
     instances = torch.zeros(1, 32, 32, dtype=torch.long)

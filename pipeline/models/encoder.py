@@ -30,6 +30,9 @@ __all__ = [
 ]
 
 
+ID_SPAN = 1 << 16          # instance ids are uint16 (Cityscapes instanceIds)
+
+
 def _regions(instances: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Region index per pixel [B, H*W] (ids are per batch element) and the region count."""
     if instances.dim() == 4:
@@ -53,15 +56,22 @@ def _region_sums(values: torch.Tensor, inverse: torch.Tensor, count: int) -> tor
 def instance_average(features: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
     """``features`` [B, C, H, W] with each channel averaged over every instance id's pixels.
 
-    ``instances``: integer ids [B, H, W] or [B, 1, H, W]; the same id in two batch elements is
-    two regions. Differentiable in ``features``.
+    ``instances``: integer ids [B, H, W] or [B, 1, H, W] in [0, 65536) (Cityscapes instanceIds
+    are uint16); the same id in two batch elements is two regions. Differentiable in
+    ``features``. Regions are indexed by id directly, not by ``torch.unique``, so on a GPU the
+    training step never waits for the host here (a unique, a max: a sync each, every frame).
     """
-    inverse, count = _regions(instances)
-    sums = _region_sums(features, inverse, count)
-    sizes = torch.bincount(inverse.reshape(-1), minlength=count).to(features.dtype)
-    means = sums / sizes[:, None]
+    ids = (instances[:, 0] if instances.dim() == 4 else instances).long()
+    if not ids.is_cuda and ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= ID_SPAN):
+        raise ValueError(f"instance ids must lie in [0, {ID_SPAN}); got {int(ids.min())}..{int(ids.max())}")
     batch, channels, height, width = features.shape
-    return means[inverse].view(batch, height, width, channels).permute(0, 3, 1, 2)
+    keys = (ids + torch.arange(batch, device=ids.device)[:, None, None] * ID_SPAN).reshape(-1)
+    flat = features.permute(0, 2, 3, 1).reshape(-1, channels)
+    # One scatter for the sums and the pixel counts (the last column).
+    totals = flat.new_zeros(batch * ID_SPAN, channels + 1).index_add(
+        0, keys, torch.cat([flat, torch.ones_like(flat[:, :1])], 1))
+    means = totals[keys]
+    return (means[:, :channels] / means[:, channels:]).view(batch, height, width, channels).permute(0, 3, 1, 2)
 
 
 class FeatureEncoder(nn.Module):
