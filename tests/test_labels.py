@@ -128,14 +128,15 @@ def test_train_ids_become_label_ids_at_the_frame_size(frames, train_id):
     assert np.all(labels == TRAIN_LABEL_IDS[train_id])
 
 
-def test_labeller_is_the_network_argmax_resized_by_nearest(segmenter, frames):
-    size = (32, 64)
+@pytest.mark.parametrize("size", [(32, 64), (80, 144)])  # the frames are 40x72: smaller, larger
+def test_labeller_is_the_argmax_of_the_scores_resampled_to_the_frame(segmenter, frames, size):
     labels = SemanticLabeller(segmenter, size)(frames)
     with torch.no_grad():
         logits = segmenter(normalise(torch.from_numpy(frames), size))
-    train_ids = logits.argmax(1, keepdim=True).float()
-    expected = torch.nn.functional.interpolate(train_ids, size=frames.shape[1:3], mode="nearest")
-    expected = np.asarray(TRAIN_LABEL_IDS)[expected[:, 0].long().numpy()]
+    shrinking = size[0] > frames.shape[1]
+    resampled = torch.nn.functional.interpolate(logits, size=frames.shape[1:3], mode="bilinear",
+                                                align_corners=False, antialias=shrinking)
+    expected = np.asarray(TRAIN_LABEL_IDS)[resampled.argmax(1).numpy()]
     assert np.mean(labels == expected) > 0.999  # channels_last may flip an exact tie
     singles = np.concatenate([SemanticLabeller(segmenter, size)(frames[i:i + 1]) for i in range(3)])
     assert np.mean(singles == labels) > 0.999   # a batch labels each frame as alone
