@@ -474,7 +474,7 @@ def test_a_job_killed_like_at_walltime_fails_and_ctrl_c_cancels_the_rest(tmp_pat
     with console.open("w") as out:
         process = subprocess.Popen(
             [str(BIN / "snakemake"), "--profile", "lengau", "-s", str(snakefile), "-d", str(work), "--retries", "0",
-             "--seconds-between-status-checks", "6", "--latency-wait", "1"],
+             "--seconds-between-status-checks", "10", "--latency-wait", "1"],
             cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         for _ in range(1200):                              # both rules' shells are running
@@ -492,8 +492,10 @@ def test_a_job_killed_like_at_walltime_fails_and_ctrl_c_cancels_the_rest(tmp_pat
         else:
             pytest.fail("Snakemake never reported the killed job")
         # Ctrl-C between two polls: during a poll Snakemake holds its job list aside and would
-        # cancel nothing (a race in snakemake-interface-executor-plugins' RemoteExecutor).
-        time.sleep(2)
+        # cancel nothing (a race in snakemake-interface-executor-plugins' RemoteExecutor). A poll
+        # runs status.py once per job (1-2 s each on a loaded machine) and reports a's failure
+        # part-way; 4 s later it is over, and the next one is 10 s after it began.
+        time.sleep(4)
         process.send_signal(signal.SIGINT)
         process.wait(timeout=120)
     finally:
