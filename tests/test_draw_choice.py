@@ -35,7 +35,7 @@ from pipeline.train.__main__ import train_settings
 from pipeline.train.cluster import feature_bank
 from pipeline.train.loop import train_variant
 
-SUBSET_KEYS = {"root", "frames", "annotated_index", "splits", "test", "counts"}
+SUBSET_KEYS = {"root", "frames", "annotated_index", "splits", "test", "gtfine_train", "counts"}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_heldout_snippets_are_val_snippets_outside_the_test_set(val_tree):
     subset = select_subset(val_tree, dict(base, heldout_sequences=12))
     assert subset["test"] == plain["test"]                 # the test set does not move
     assert len(subset["heldout"]) == 12 and not set(subset["heldout"]) & set(subset["test"])
-    assert subset["counts"] == {"train": 2, "test": 16, "heldout": 12}
+    assert subset["counts"] == {"train": 2, "test": 16, "gtfine_train": 2, "heldout": 12}
     assert sorted(i for ids in subset["splits"]["heldout"].values() for i in ids) == sorted(subset["heldout"])
     city = sorted(subset["splits"]["heldout"])[0]
     snippet = subset_snippets(subset, "heldout", city)[0]
@@ -68,7 +68,7 @@ def test_option_off_leaves_the_subset_and_its_settings_as_before(val_tree):
     settings = dict(stage_settings(config), train_cities=None, test_sequences=16)
     subset = select_subset(val_tree, settings)
     assert set(subset) == SUBSET_KEYS and set(subset["splits"]) == {"train", "val"}
-    assert set(subset["counts"]) == {"train", "test"}
+    assert set(subset["counts"]) == {"train", "test", "gtfine_train"}
     config["fvd"]["draw_choice"]["auto"] = True
     assert stage_settings(config) == dict(config["subset"], heldout_sequences=16)
 

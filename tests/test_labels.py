@@ -78,11 +78,29 @@ def test_save_pretrained_folder_loads(tmp_path: Path, segmenter, frames):
 
 def test_checkpoint_of_another_class_count_names_the_classifier(tmp_path: Path):
     torch.save(build_segmenter(ENCODER, classes=21).state_dict(), tmp_path / "voc.pt")
-    with pytest.raises(PipelineError, match=r"fit DeepLabV3\+ \(resnet18, 19 classes\): shape mismatch: "
+    with pytest.raises(PipelineError, match=r"fit DeepLabV3\+ \(resnet18, depth 5, 19 classes\): shape mismatch: "
                                             r"segmentation_head.0.weight is \[21, 256, 1, 1\] in the file, "
                                             r"\[19, 256, 1, 1\] in the model") as caught:
         load_segmenter(tmp_path / "voc.pt", ENCODER)
     assert "voc.pt" in str(caught.value)
+
+
+def test_checkpoint_of_another_encoder_depth_is_refused(tmp_path: Path):
+    """Depth 4 puts ASPP on the 256-channel stage: a plain state dict fails on its shapes, a
+    self-trained one already on its meta."""
+    shallow = build_segmenter(ENCODER, depth=4)
+    torch.save(shallow.state_dict(), tmp_path / "plain.pt")
+    with pytest.raises(PipelineError, match=r"\(resnet18, depth 5, 19 classes\): shape mismatch: "
+                                            r"decoder.aspp.0.convs.0.0.weight is \[256, 256, 1, 1\] in the "
+                                            r"file, \[256, 512, 1, 1\] in the model"):
+        load_segmenter(tmp_path / "plain.pt", ENCODER)
+    meta = {"architecture": "DeepLabV3Plus", "encoder": ENCODER, "encoder_depth": 4, "classes": 19}
+    save_checkpoint(tmp_path / "fit.pt", shallow.state_dict(), meta)
+    with pytest.raises(PipelineError, match="encoder_depth is 4 in the checkpoint, 5 in the config"):
+        load_segmenter(tmp_path / "fit.pt", ENCODER)
+    loaded, _ = load_segmenter(tmp_path / "fit.pt", ENCODER, depth=4)
+    for key, value in shallow.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
 
 
 def test_checkpoint_of_another_encoder_names_missing_and_unexpected_keys(tmp_path: Path):
@@ -263,9 +281,11 @@ def test_instance_matches_need_class_and_iou():
     predicted[:, 5:7] = 25000        # right place, wrong class
     predicted[:, 9] = 26000          # IoU 0.5 with car 1: a match
     assert instance_matches(truth, predicted) == (2, 3)
+    assert instance_matches(truth, predicted, min_area=10) == (1, 1)   # only car 0 has 16 pixels
     quality = Quality()
     quality.add(truth // 1000 * (truth >= 1000), predicted // 1000, truth, predicted)
     assert quality.match_share == pytest.approx(2 / 3)
+    assert quality.instances_large == 0 and np.isnan(quality.large_match_share)  # none of 100 px
 
 
 # --- the stage commands ----------------------------------------------------------------------
@@ -285,10 +305,10 @@ def tiny_city(tmp_path: Path) -> Path:
 def _settings(tmp_path: Path, keep_gtfine: bool, **semantic) -> dict:
     return {
         "label_set": "train19_other", "keep_gtfine": keep_gtfine,
-        "semantic": {"backend": "deeplabv3plus", "encoder": ENCODER, "checkpoint": None,
+        "semantic": {"backend": "deeplabv3plus", "encoder": ENCODER, "encoder_depth": 5, "checkpoint": None,
                      "input_height": 32, "input_width": 48, "batch_size": 4,
                      "fit": {"epochs": 1, "batch_size": 2, "lr": 0.01, "crop_height": 32,
-                             "crop_width": 32, "scale_min": 0.8, "scale_max": 1.2,
+                             "crop_width": 32, "scale_min": 0.8, "scale_max": 1.2, "dice_weight": 0.0,
                              "optimizer": "sgd", "class_weight_power": 0.5, "amp": False,
                              "seed": 0}, **semantic},
         "instance": {"backend": "torchvision", "checkpoint": None, "config": "unused",
@@ -372,12 +392,13 @@ def test_no_checkpoint_is_an_error(tiny_city: Path):
 def test_fits_write_self_trained_checkpoints_the_labellers_load(tiny_city: Path):
     from pipeline.labels import fit_instances, fit_segmenter
 
-    settings = _settings(tiny_city, keep_gtfine=False)
+    settings = _settings(tiny_city, keep_gtfine=False, encoder_depth=4)
     for stage, name in ((fit_segmenter, "seg.pt"), (fit_instances, "inst.pt")):
         stage.main(["--subset", str(tiny_city / "subset.json"), "--output", str(tiny_city / name),
                     "--settings", json.dumps(settings)])
-    _, record = load_segmenter(tiny_city / "seg.pt", ENCODER)
+    _, record = load_segmenter(tiny_city / "seg.pt", ENCODER, depth=4)
     assert record["self_trained"] and "fit_segmenter" in record["meta"]["source"]
+    assert record["meta"]["encoder_depth"] == 4
     assert record["meta"]["fit"]["train_frames"] == 2 and record["meta"]["provenance"]["seed"] == 0
     _, record = load_mask_rcnn(tiny_city / "inst.pt", 32, 64)
     assert record["self_trained"] and record["meta"]["classes"] == 9
@@ -393,6 +414,48 @@ def test_fit_segmenter_is_deterministic(tiny_city: Path):
     second, _ = fit_segmenter(frames, ENCODER, (32, 48), fit)
     for key, value in first.state_dict().items():
         assert torch.equal(value, second.state_dict()[key]), key
+
+
+def test_fits_train_on_every_train_city_not_only_the_studys(tmp_path: Path):
+    """Published Cityscapes checkpoints see all 2975 gtFine train frames; the study takes 808
+    snippets. The fits read the subset's gtfine_train list, which holds every train city."""
+    from pipeline.labels.gtfine import annotated_frames
+
+    root = tmp_path / "cityscapes"
+    for city, seq in (("alpha", 0), ("alpha", 1), ("beta", 0)):
+        write_snippet(root, "train", city, seq, 19, size=(24, 40))
+    write_snippet(root, "val", "gamma", 0, 19, size=(24, 40))
+    subset = select_subset(root, {"train_cities": ["alpha"], "test_split": "val", "test_sequences": 1})
+    write_json(tmp_path / "subset.json", subset)
+    assert list(subset["splits"]["train"]) == ["alpha"]
+    frames = annotated_frames(tmp_path / "subset.json")
+    assert [(f.snippet.city, f.snippet.seq, f.annotated) for f in frames] == [
+        ("alpha", 0, True), ("alpha", 1, True), ("beta", 0, True)]
+    del subset["gtfine_train"]
+    write_json(tmp_path / "old.json", subset)
+    with pytest.raises(PipelineError, match="old.json: the subset lists no gtfine_train snippets"):
+        annotated_frames(tmp_path / "old.json")
+
+
+def test_dice_loss_weighs_a_missed_thin_class_as_a_class():
+    """The same 4 wrong pixels cost cross-entropy the same whether they are a whole thin class
+    or a corner of a wide one; with the Dice term the missed class costs far more."""
+    from pipeline.labels.fit_segmenter import segmentation_loss
+
+    truth = torch.zeros(1, 16, 16, dtype=torch.long)
+    truth[0, 4:8, 0] = 5                                   # a 4-pixel pole
+    truth[0, 12:, 12:] = 1                                 # a 16-pixel sidewalk corner
+    confident = torch.full((1, 19, 16, 16), -8.0)
+    missed_pole = confident.clone().scatter_(1, truth.clamp(max=1)[:, None], 8.0)   # pole as road
+    missed_corner = confident.clone().scatter_(1, truth[:, None], 8.0)
+    missed_corner[0, :, 12:14, 12:14] = -8.0
+    missed_corner[0, 0, 12:14, 12:14] = 8.0                # 4 sidewalk pixels as road
+    plain = segmentation_loss(torch.ones(19), 0.0)
+    dice = segmentation_loss(torch.ones(19), 1.0)
+    assert plain(missed_pole, truth).item() == pytest.approx(plain(missed_corner, truth).item(), rel=1e-5)
+    pole_extra = dice(missed_pole, truth) - plain(missed_pole, truth)
+    corner_extra = dice(missed_corner, truth) - plain(missed_corner, truth)
+    assert pole_extra.item() > 3 * corner_extra.item()
 
 
 def test_class_weights_balance_rare_classes():

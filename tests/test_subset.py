@@ -22,8 +22,9 @@ def full_tree(tmp_path_factory):
 def test_configured_cities_give_the_thesis_808(full_tree):
     settings = load_config([DEFAULT_CONFIG])["subset"]
     subset = select_subset(full_tree, settings)
-    assert subset["counts"] == {"train": 808, "test": 128}
+    assert subset["counts"] == {"train": 808, "test": 128, "gtfine_train": 2975}
     assert sorted(subset["splits"]["train"]) == ["aachen", "bremen", "hanover", "zurich"]
+    assert sorted(subset["gtfine_train"]) == sorted(TRAIN_COUNTS)   # the fits' frames: every train city
     assert len(set(subset["test"])) == 128
     assert sum(len(ids) for ids in subset["splits"]["val"].values()) == 128
     assert sum(TRAIN_COUNTS.values()) == 2975

@@ -3,7 +3,10 @@
 The thesis kept 808 of the 2975 train sequences by choosing whole cities and never recorded
 which; here the choice is config (an explicit list, or cities added greedily, largest first,
 up to a target count) and is written down in ``results/data/subset.json`` with the test
-snippets for FVD, chosen by a seed from the test split.
+snippets for FVD, chosen by a seed from the test split. It also lists every annotated snippet of
+every train city (``gtfine_train``), whichever cities the study takes: the labellers' fits
+(``fit_segmenter``, ``fit_instances``) train on all of them, as published Cityscapes checkpoints
+are trained on all 2975 gtFine train frames.
 
 With ``fvd.draw_choice.auto`` on, the stage also picks ``heldout_sequences`` snippets of the test
 split that are *not* test snippets (the same seeded generator, after the test draw, so the test
@@ -30,7 +33,8 @@ from pipeline.errors import PipelineError
 from pipeline.io import read_json, write_json
 from pipeline.provenance import code_version, provenance
 
-__all__ = ["HELDOUT_SPLIT", "stage_settings", "select_subset", "choose_cities", "load_subset", "subset_snippets"]
+__all__ = ["HELDOUT_SPLIT", "stage_settings", "select_subset", "choose_cities", "load_subset", "subset_snippets",
+           "gtfine_train_snippets"]
 
 HELDOUT_SPLIT = "heldout"
 
@@ -85,7 +89,9 @@ def select_subset(root: str | Path, settings: dict, frames: int = 30, annotated_
             test_split: _group([s for s in test]),
         },
         "test": [s.id for s in test],
-        "counts": {"train": sum(len(by_city[c]) for c in cities), "test": len(test)},
+        "gtfine_train": {city: [s.id for s in snippets] for city, snippets in by_city.items()},
+        "counts": {"train": sum(len(by_city[c]) for c in cities), "test": len(test),
+                   "gtfine_train": sum(len(s) for s in by_city.values())},
     }
     if settings.get("heldout_sequences"):
         taken = set(picked)
@@ -141,8 +147,21 @@ def subset_snippets(subset: dict, split: str, city: str) -> list[Snippet]:
         ids = subset["splits"][split][city]
     except KeyError:
         raise PipelineError(f"the subset has no city {city!r} in split {split!r}") from None
-    frames, annotated = subset["frames"], subset["annotated_index"]
     folder = subset.get("split_dirs", {}).get(split, split)     # held-out snippets live in the test split
+    return _snippets(subset, folder, city, ids)
+
+
+def gtfine_train_snippets(subset: dict, path: str | Path) -> list[Snippet]:
+    """Every annotated train snippet of the dataset, city by city (what the labellers' fits read)."""
+    if "gtfine_train" not in subset:
+        raise PipelineError("the subset lists no gtfine_train snippets (written by an older "
+                            "select_subset: run it again)", path)
+    return [snippet for city, ids in sorted(subset["gtfine_train"].items())
+            for snippet in _snippets(subset, "train", city, ids)]
+
+
+def _snippets(subset: dict, folder: str, city: str, ids: Sequence[str]) -> list[Snippet]:
+    frames, annotated = subset["frames"], subset["annotated_index"]
     return [Snippet(Path(subset["root"]), folder, city, int(i.split("_")[-2]), int(i.split("_")[-1]),
                     frames, annotated) for i in ids]
 

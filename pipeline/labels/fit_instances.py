@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         seed = instance["fit"]["seed"]
     except KeyError as err:
         raise PipelineError(f"--settings lacks labels key {err}") from err
-    frames = annotated_frames(args.subset, "train")
+    frames = annotated_frames(args.subset)
     model, summary = fit_instances(frames, instance, pick_device())
     record = provenance("fit_instances", settings, code_version("labels", "data"), seed)
     save_checkpoint(args.output, model.state_dict(), instances_meta(instance, summary, record))

@@ -4,7 +4,7 @@ Where no Cityscapes checkpoint is configured (the demo on the synthetic city), t
 labeller uses the network this stage trains, the way Cityscapes checkpoints are made
 (reference/cityscapes.md section 4): the annotated frames at the labeller's input size, random
 scale, crop and flip, cross-entropy over the 19 train ids with 255 ignored (optionally
-class-balanced), DeepLab's poly schedule (Chen et al. 2018), bfloat16 autocast where the
+class-balanced, optionally plus a Dice loss), DeepLab's poly schedule (Chen et al. 2018), bfloat16 autocast where the
 hardware has it. The encoder starts from random weights (nothing downloads), and the
 checkpoint's meta says it is self-trained, which every label set made with it repeats.
 
@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import cv2
 import numpy as np
+import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,7 +39,7 @@ from pipeline.labels.runtime import epoch_batches, fit_steps, pick_device, seed_
 from pipeline.labels.semantic import NUM_CLASSES, build_segmenter, normalise
 from pipeline.provenance import code_version, provenance
 
-__all__ = ["augment", "class_weights", "fit_segmenter", "segmenter_meta", "main"]
+__all__ = ["augment", "class_weights", "segmentation_loss", "fit_segmenter", "segmenter_meta", "main"]
 
 MOMENTUM, WEIGHT_DECAY = 0.9, 1e-4   # DeepLab's SGD settings
 WARMUP_FRACTION = 0.05               # of the steps, linear warm-up before the poly decay
@@ -60,6 +61,24 @@ def class_weights(train_ids: Sequence[np.ndarray], power: float) -> torch.Tensor
         frequency = counts[present] / counts.sum()
         weights[present] = np.clip((np.median(frequency) / frequency) ** power, *WEIGHT_RANGE)
     return torch.tensor(weights, dtype=torch.float32)
+
+
+def segmentation_loss(weights: torch.Tensor, dice_weight: float
+                      ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Cross-entropy (``weights`` per class, 255 ignored), plus ``dice_weight`` times smp's
+    multiclass Dice loss (Milletari et al. 2016) where that is above 0.
+
+    Dice scores each class by its overlap, whatever its area, so thin and small classes (poles,
+    lights, people) pull as hard as road; on the synthetic city it lifts a short fit's held-out
+    mIoU by about 0.03 (fit_segmenter's issue note has the figures).
+    """
+    dice = smp.losses.DiceLoss("multiclass", ignore_index=IGNORE_TRAIN_ID) if dice_weight > 0 else None
+
+    def loss(logits: torch.Tensor, train_ids: torch.Tensor) -> torch.Tensor:
+        value = F.cross_entropy(logits, train_ids, weight=weights, ignore_index=IGNORE_TRAIN_ID)
+        return value + dice_weight * dice(logits, train_ids) if dice is not None else value
+
+    return loss
 
 
 def autocast(device: torch.device | str, enabled: bool) -> torch.autocast:
@@ -96,20 +115,21 @@ def augment(image: np.ndarray, train_ids: np.ndarray, input_size: tuple[int, int
 
 
 def fit_segmenter(frames: Sequence[FrameRef], encoder: str, input_size: tuple[int, int],
-                  fit: dict[str, Any], device: torch.device | str = "cpu"
+                  fit: dict[str, Any], device: torch.device | str = "cpu", depth: int = 5
                   ) -> tuple[nn.Module, dict[str, Any]]:
     """Train DeepLabV3+ from random weights on the annotated frames; return it and a summary."""
     if not frames:
         raise PipelineError("fit_segmenter: no gtFine frames to train on")
     rng = seed_everything(fit["seed"])
     sample = sample_store(frames, segmentation_sample)
-    model = build_segmenter(encoder, NUM_CLASSES).to(device, memory_format=torch.channels_last).train()
+    model = build_segmenter(encoder, NUM_CLASSES, depth).to(device, memory_format=torch.channels_last).train()
     optimiser = _optimiser(model, fit)
     steps = fit_steps(fit["epochs"], len(frames), fit["batch_size"])
     crop = (fit["crop_height"], fit["crop_width"])
     scales = (fit["scale_min"], fit["scale_max"])
     warmup = max(1, round(WARMUP_FRACTION * steps))
     weights = class_weights([sample(i)[1] for i in range(len(frames))], fit["class_weight_power"]).to(device)
+    criterion = segmentation_loss(weights, fit["dice_weight"])
     losses: list[float] = []
     start = time.perf_counter()
     with tqdm(total=steps, desc="fit_segmenter", unit="step", disable=None) as progress:
@@ -121,7 +141,7 @@ def fit_segmenter(frames: Sequence[FrameRef], encoder: str, input_size: tuple[in
                 group["lr"] = warmup_poly_lr(step, steps, fit["lr"], warmup)
             with autocast(device, fit["amp"]):
                 logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, weight=weights, ignore_index=IGNORE_TRAIN_ID)
+            loss = criterion(logits.float(), y)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -141,10 +161,10 @@ def _optimiser(model: nn.Module, fit: dict[str, Any]) -> torch.optim.Optimizer:
 
 
 def segmenter_meta(encoder: str, input_size: tuple[int, int], summary: dict[str, Any],
-                   record: dict[str, Any]) -> dict[str, Any]:
+                   record: dict[str, Any], depth: int = 5) -> dict[str, Any]:
     """What the checkpoint says about itself: the network, its classes, that it is self-trained."""
     return {
-        "architecture": "DeepLabV3Plus", "encoder": encoder, "classes": NUM_CLASSES,
+        "architecture": "DeepLabV3Plus", "encoder": encoder, "encoder_depth": depth, "classes": NUM_CLASSES,
         "label_ids": list(TRAIN_LABEL_IDS), "input_size": list(input_size), "self_trained": True,
         "source": (f"fit_segmenter: trained from random weights on {summary['train_frames']} gtFine "
                    "frames of the train split (no pretrained weights)"),
@@ -162,14 +182,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = read_settings(args, lambda config: config["labels"])
     try:
         semantic = settings["semantic"]
-        encoder, fit = semantic["encoder"], semantic["fit"]
+        encoder, depth, fit = semantic["encoder"], semantic["encoder_depth"], semantic["fit"]
         input_size = (semantic["input_height"], semantic["input_width"])
     except KeyError as err:
         raise PipelineError(f"--settings lacks labels key {err}") from err
-    frames = annotated_frames(args.subset, "train")
-    model, summary = fit_segmenter(frames, encoder, input_size, fit, pick_device())
+    frames = annotated_frames(args.subset)
+    model, summary = fit_segmenter(frames, encoder, input_size, fit, pick_device(), depth)
     record = provenance("fit_segmenter", settings, code_version("labels", "data"), fit["seed"])
-    save_checkpoint(args.output, model.state_dict(), segmenter_meta(encoder, input_size, summary, record))
+    save_checkpoint(args.output, model.state_dict(), segmenter_meta(encoder, input_size, summary, record, depth))
 
 
 if __name__ == "__main__":

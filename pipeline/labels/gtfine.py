@@ -1,4 +1,5 @@
-"""The fits' training data: the gtFine frames of a split (the annotated frame of every snippet).
+"""The fits' training data: the gtFine frames of the train split (the annotated frame of every
+snippet of every train city, not only the cities the study takes).
 
 This is how Cityscapes checkpoints are made: DeepLabV3+ on the annotated frames' labelIds turned
 into train ids (255 ignored), Mask R-CNN on their instanceIds (one instance per
@@ -15,9 +16,9 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from pipeline.data.cityscapes import Snippet, read_frame
+from pipeline.data.cityscapes import read_frame
 from pipeline.data.labels import THING_LABEL_IDS, label_id_to_train_id
-from pipeline.data.subset import load_subset, subset_snippets
+from pipeline.data.subset import gtfine_train_snippets, load_subset
 from pipeline.errors import PipelineError
 from pipeline.labels.frames import FrameRef, read_gtfine
 
@@ -27,13 +28,11 @@ S = TypeVar("S")
 CACHE_BYTES = 2 << 30  # keep decoded samples in memory up to this much (the demo's all fit)
 
 
-def annotated_frames(subset_path: str | Path, split: str = "train") -> list[FrameRef]:
-    """The annotated frame of every snippet of every city of ``split`` in the subset."""
-    subset = load_subset(subset_path)
-    cities = subset["splits"].get(split)
-    if not cities:
-        raise PipelineError(f"the subset has no {split!r} split to fit on", subset_path)
-    snippets: list[Snippet] = [s for city in sorted(cities) for s in subset_snippets(subset, split, city)]
+def annotated_frames(subset_path: str | Path) -> list[FrameRef]:
+    """The annotated frame of every train snippet the subset lists in ``gtfine_train``."""
+    snippets = gtfine_train_snippets(load_subset(subset_path), subset_path)
+    if not snippets:
+        raise PipelineError("the subset lists no annotated train snippets to fit on", subset_path)
     return [FrameRef(snippet, snippet.annotated_index) for snippet in snippets]
 
 

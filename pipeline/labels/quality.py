@@ -4,7 +4,10 @@
   true class is ignored do not count; a prediction outside the 19 is a miss), averaged over the
   classes present in the truth; and Cityscapes' category IoU over its 7 categories.
 - Instances: the share of true instances (the 8 evaluated thing classes) matched by a predicted
-  instance of the same class at IoU >= 0.5; with disjoint masks at most one can match.
+  instance of the same class at IoU >= 0.5; with disjoint masks at most one can match. Beside it,
+  the same share over true instances of at least 100 pixels, the smallest region Cityscapes'
+  instance evaluation counts (most of the synthetic city's instances at 128x256 are far smaller:
+  distant people and cars of a few pixels, or slivers of them behind others).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ __all__ = ["Quality", "confusion", "mean_iou", "category_miou", "instance_matche
 
 NUM_CLASSES = len(TRAIN_LABEL_IDS)
 MATCH_IOU = 0.5
+MIN_REGION = 100  # pixels: cityscapesscripts' evalInstanceLevelSemanticLabeling minRegionSizes[0]
 
 
 def confusion(true_label_ids: np.ndarray, predicted_label_ids: np.ndarray) -> np.ndarray:
@@ -63,12 +67,15 @@ def category_miou(counts: np.ndarray) -> float:
     return float(np.mean(hits[present] / union[present])) if present.any() else float("nan")
 
 
-def instance_matches(true_instance_ids: np.ndarray, predicted_instance_ids: np.ndarray) -> tuple[int, int]:
-    """(true instances matched at IoU >= 0.5 by a predicted one of the same class, true instances)."""
+def instance_matches(true_instance_ids: np.ndarray, predicted_instance_ids: np.ndarray,
+                     min_area: int = 0) -> tuple[int, int]:
+    """(true instances matched at IoU >= 0.5 by a predicted one of the same class, true instances),
+    counting only true instances of at least ``min_area`` pixels."""
     truth = true_instance_ids.astype(np.int64).ravel()
     predicted = predicted_instance_ids.astype(np.int64).ravel()
     things = np.isin(truth // 1000, THING_LABEL_IDS) & (truth >= 1000)
     true_ids, true_areas = np.unique(truth[things], return_counts=True)
+    counted = set(true_ids[true_areas >= min_area].tolist())
     if not len(true_ids):
         return 0, 0
     predicted_things = predicted >= 1000
@@ -82,9 +89,9 @@ def instance_matches(true_instance_ids: np.ndarray, predicted_instance_ids: np.n
             continue
         union = (true_areas[np.searchsorted(true_ids, true_id)]
                  + pred_areas[np.searchsorted(pred_ids, pred_id)] - overlap)
-        if overlap / union >= MATCH_IOU:
+        if overlap / union >= MATCH_IOU and true_id in counted:
             matched.add(true_id)
-    return len(matched), len(true_ids)
+    return len(matched), len(counted)
 
 
 @dataclass
@@ -94,6 +101,8 @@ class Quality:
     counts: np.ndarray = field(default_factory=lambda: np.zeros((NUM_CLASSES, NUM_CLASSES + 1), np.int64))
     matched: int = 0
     instances: int = 0
+    matched_large: int = 0     # the same over true instances of at least MIN_REGION pixels
+    instances_large: int = 0
     frames: int = 0
 
     def add(self, true_labels: np.ndarray, labels: np.ndarray,
@@ -103,6 +112,9 @@ class Quality:
             matched, total = instance_matches(true_instances, instances)
             self.matched += matched
             self.instances += total
+            matched, total = instance_matches(true_instances, instances, MIN_REGION)
+            self.matched_large += matched
+            self.instances_large += total
         self.frames += 1
 
     @property
@@ -116,6 +128,10 @@ class Quality:
     @property
     def match_share(self) -> float:
         return self.matched / self.instances if self.instances else float("nan")
+
+    @property
+    def large_match_share(self) -> float:
+        return self.matched_large / self.instances_large if self.instances_large else float("nan")
 
 
 def read_truth(root: str | Path, snippet: Snippet) -> tuple[np.ndarray, np.ndarray]:

@@ -48,28 +48,36 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 OUTPUT_STRIDE = 16
 
 
-def build_segmenter(encoder: str, classes: int = NUM_CLASSES) -> nn.Module:
-    """DeepLabV3+ with random weights (smp defaults: output stride 16, 256 decoder channels)."""
+def build_segmenter(encoder: str, classes: int = NUM_CLASSES, depth: int = 5) -> nn.Module:
+    """DeepLabV3+ with random weights (smp defaults: output stride 16, 256 decoder channels).
+
+    ``depth`` is smp's ``encoder_depth``: 5 uses every stage of the encoder (the paper's and any
+    published checkpoint's); 4 puts ASPP on the stride-16 stage and leaves the last one out,
+    which halves a ResNet-18's training step (its last stage, dilated to keep stride 16, costs
+    four times its usual share). The stride-4 features the decoder refines with are the same.
+    """
     try:
-        return smp.DeepLabV3Plus(encoder_name=encoder, encoder_weights=None, classes=classes)
+        return smp.DeepLabV3Plus(encoder_name=encoder, encoder_weights=None, classes=classes,
+                                 encoder_depth=depth)
     except KeyError as err:
         raise PipelineError(f"labels.semantic.encoder: unknown smp encoder {encoder!r}") from err
 
 
-def load_segmenter(checkpoint: str | Path, encoder: str, classes: int = NUM_CLASSES
+def load_segmenter(checkpoint: str | Path, encoder: str, classes: int = NUM_CLASSES, depth: int = 5
                    ) -> tuple[nn.Module, dict[str, Any]]:
     """DeepLabV3+ with the checkpoint's weights, and the checkpoint's record for provenance.
 
-    Raises a PipelineError naming the file if it is missing or does not fit the encoder or
-    class count (its meta, missing/unexpected keys, or a classifier of another shape).
+    Raises a PipelineError naming the file if it is missing or does not fit the encoder, its
+    depth or the class count (its meta, missing/unexpected keys, or layers of another shape).
     """
     state, meta = read_checkpoint(checkpoint)
-    check_meta(meta, {"encoder": encoder, "classes": classes, "architecture": "DeepLabV3Plus"}, checkpoint)
+    check_meta(meta, {"encoder": encoder, "encoder_depth": depth, "classes": classes,
+                      "architecture": "DeepLabV3Plus"}, checkpoint)
     if "label_ids" in meta and list(meta["label_ids"]) != list(TRAIN_LABEL_IDS[:classes]):
         raise PipelineError(f"checkpoint's classes are label ids {meta['label_ids']}, expected the "
                             f"Cityscapes train ids' {list(TRAIN_LABEL_IDS)}", checkpoint)
-    model = build_segmenter(encoder, classes)
-    load_into(model, state, checkpoint, f"DeepLabV3+ ({encoder}, {classes} classes)")
+    model = build_segmenter(encoder, classes, depth)
+    load_into(model, state, checkpoint, f"DeepLabV3+ ({encoder}, depth {depth}, {classes} classes)")
     return model.eval(), checkpoint_record(checkpoint, meta)
 
 
@@ -131,7 +139,7 @@ def semantic_labeller(semantic: dict[str, Any], checkpoint: str | Path | None = 
     if checkpoint is None:
         raise PipelineError("labels.semantic.checkpoint is null and no --checkpoint was given "
                             "(the graph runs fit_segmenter for it)")
-    model, record = load_segmenter(checkpoint, semantic["encoder"], NUM_CLASSES)
+    model, record = load_segmenter(checkpoint, semantic["encoder"], NUM_CLASSES, semantic["encoder_depth"])
     size = (semantic["input_height"], semantic["input_width"])
     return SemanticLabeller(model, size, device or pick_device()), record
 

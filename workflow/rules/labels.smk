@@ -8,7 +8,7 @@ rule fit_segmenter:
     benchmark:
         "results/timing/fit_segmenter.tsv"
     params:
-        settings=fit_settings("semantic", "encoder", "fit", "input_height", "input_width"),
+        settings=fit_settings("semantic", "encoder", "encoder_depth", "fit", "input_height", "input_width"),
         code=code_version("labels", "data"),
     threads: 2
     resources:
