@@ -1,4 +1,4 @@
-"""fit_instances: train torchvision's Mask R-CNN on the gtFine instances of the train split.
+"""fit_instances: train torchvision's Mask R-CNN on the gtFine instances of every train city.
 
 The ``torchvision`` instance backend's weights where no checkpoint is configured (the demo): the
 annotated frames, each instance of the 8 evaluated thing classes from the instanceIds PNG as a

@@ -1,12 +1,13 @@
-"""fit_segmenter: train DeepLabV3+ on the gtFine frames of the subset's train split.
+"""fit_segmenter: train DeepLabV3+ on the gtFine frames of every train city (the subset's
+``gtfine_train``, not only the cities the study takes).
 
 Where no Cityscapes checkpoint is configured (the demo on the synthetic city), the semantic
 labeller uses the network this stage trains, the way Cityscapes checkpoints are made
 (reference/cityscapes.md section 4): the annotated frames at the labeller's input size, random
 scale, crop and flip, cross-entropy over the 19 train ids with 255 ignored (optionally
-class-balanced, optionally plus a Dice loss), DeepLab's poly schedule (Chen et al. 2018), bfloat16 autocast where the
-hardware has it. The encoder starts from random weights (nothing downloads), and the
-checkpoint's meta says it is self-trained, which every label set made with it repeats.
+class-balanced and with a Dice term), DeepLab's poly schedule (Chen et al. 2018), bfloat16
+autocast where the hardware has it. The encoder starts from random weights (nothing downloads),
+and the checkpoint's meta says it is self-trained, which every label set made with it repeats.
 
 Usage::
 
@@ -69,8 +70,8 @@ def segmentation_loss(weights: torch.Tensor, dice_weight: float
     multiclass Dice loss (Milletari et al. 2016) where that is above 0.
 
     Dice scores each class by its overlap, whatever its area, so thin and small classes (poles,
-    lights, people) pull as hard as road; on the synthetic city it lifts a short fit's held-out
-    mIoU by about 0.03 (fit_segmenter's issue note has the figures).
+    lights, people) pull as hard as road. On the synthetic city (demo settings, 300 steps,
+    6 frames) it lifted the held-out mIoU from 0.571 to 0.598, the thin classes most.
     """
     dice = smp.losses.DiceLoss("multiclass", ignore_index=IGNORE_TRAIN_ID) if dice_weight > 0 else None
 
