@@ -34,7 +34,7 @@ from pipeline.io import write_json
 from pipeline.labels import fit_instances, fit_segmenter
 from pipeline.labels import instance as instance_stage
 from pipeline.labels import semantic as semantic_stage
-from pipeline.data.labels import TRAIN_LABEL_IDS, label_id_to_train_id
+from pipeline.data.labels import label_id_to_train_id, train_id_to_label_id
 from pipeline.labels.quality import MIN_REGION, NUM_CLASSES, Quality, evaluate_city, mean_iou, read_truth
 from pipeline.labels.semantic import SemanticLabeller, build_segmenter, load_segmenter
 from pipeline.labels.torchvision_backend import TorchvisionDetector, build_mask_rcnn, load_mask_rcnn
@@ -116,7 +116,7 @@ def stride_cap(subset: dict, split: str, input_size: tuple[int, int], stride: in
     upsampled bilinearly as smp's head does (x4, align_corners) and brought back to the frame.
     Thin poles, lights and people lose most; no training, so it isolates the resolution."""
     score = Quality()
-    lookup = np.asarray(TRAIN_LABEL_IDS + (0,), np.uint8)
+    lookup = train_id_to_label_id()                # the ignore column (19) paints 0
     for city in subset["splits"][split]:
         for snippet in subset_snippets(subset, split, city):
             labels = read_truth(snippet.root, snippet)[0]

@@ -71,27 +71,30 @@ def instance_matches(true_instance_ids: np.ndarray, predicted_instance_ids: np.n
                      min_area: int = 0) -> tuple[int, int]:
     """(true instances matched at IoU >= 0.5 by a predicted one of the same class, true instances),
     counting only true instances of at least ``min_area`` pixels."""
+    true_areas, matched = _instance_areas(true_instance_ids, predicted_instance_ids)
+    return int((true_areas[matched] >= min_area).sum()), int((true_areas >= min_area).sum())
+
+
+def _instance_areas(true_instance_ids: np.ndarray, predicted_instance_ids: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The pixel area of every true thing instance, and whether a prediction matches it."""
     truth = true_instance_ids.astype(np.int64).ravel()
     predicted = predicted_instance_ids.astype(np.int64).ravel()
     things = np.isin(truth // 1000, THING_LABEL_IDS) & (truth >= 1000)
     true_ids, true_areas = np.unique(truth[things], return_counts=True)
-    counted = set(true_ids[true_areas >= min_area].tolist())
-    if not len(true_ids):
-        return 0, 0
+    matched = np.zeros(len(true_ids), bool)
     predicted_things = predicted >= 1000
     pred_ids, pred_areas = np.unique(predicted[predicted_things], return_counts=True)
     both = things & predicted_things
     pairs, overlaps = np.unique(truth[both] * (1 << 20) + predicted[both], return_counts=True)
-    matched = set()
     for pair, overlap in zip(pairs.tolist(), overlaps.tolist()):
         true_id, pred_id = divmod(pair, 1 << 20)
         if true_id // 1000 != pred_id // 1000:
             continue
-        union = (true_areas[np.searchsorted(true_ids, true_id)]
-                 + pred_areas[np.searchsorted(pred_ids, pred_id)] - overlap)
-        if overlap / union >= MATCH_IOU and true_id in counted:
-            matched.add(true_id)
-    return len(matched), len(counted)
+        index = np.searchsorted(true_ids, true_id)
+        union = true_areas[index] + pred_areas[np.searchsorted(pred_ids, pred_id)] - overlap
+        matched[index] |= overlap / union >= MATCH_IOU
+    return true_areas, matched
 
 
 @dataclass
@@ -109,12 +112,12 @@ class Quality:
             true_instances: np.ndarray | None = None, instances: np.ndarray | None = None) -> None:
         self.counts += confusion(true_labels, labels)
         if true_instances is not None and instances is not None:
-            matched, total = instance_matches(true_instances, instances)
-            self.matched += matched
-            self.instances += total
-            matched, total = instance_matches(true_instances, instances, MIN_REGION)
-            self.matched_large += matched
-            self.instances_large += total
+            areas, matched = _instance_areas(true_instances, instances)
+            large = areas >= MIN_REGION
+            self.matched += int(matched.sum())
+            self.instances += len(areas)
+            self.matched_large += int((matched & large).sum())
+            self.instances_large += int(large.sum())
         self.frames += 1
 
     @property
