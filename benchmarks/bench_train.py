@@ -7,9 +7,13 @@ Three modes on a GPU, timed in one run and printed as ratios, per variant and pe
   no TF32, so TF32 is switched off);
 - ``tf32``: eager with today's PyTorch defaults (cuDNN convolutions in TF32);
 - ``fast``: what ``pipeline.train.loop`` does on a GPU (the same functions): bf16 autocast,
-  ``torch.compile`` of the generator, fused Adam, cuDNN autotuning.
+  ``torch.compile`` of the generator, fused Adam, cuDNN autotuning;
+- ``fast_all``: the same with ``train.compile_scope: all`` (the encoder, criteria and
+  discriminators compiled too).
 
-On the CPU only the fp32 step exists (the loop keeps it exact): its steps/s is printed at a small size.
+On the CPU the loop runs fp32 only (exact), timed at a small size; ``--compile-on-cpu`` adds the
+two compiled modes there (still fp32): at that size a step is mostly the host's work of issuing
+operations, the share that bounds the fast step on a GPU.
 
 The study's GPU-days follow from the step times and the thesis's schedule: every stage's
 optimiser steps (epochs x 808 training sequences x frames stepped per sample) times its step
@@ -36,11 +40,10 @@ import torch
 
 from pipeline.config import DEFAULT_CONFIG, load_config
 from pipeline.data.labels import num_channels
-from pipeline.models.edges import edge_map
 from pipeline.train.__main__ import train_settings
-from pipeline.train.loop import build_models, compile_generator, make_optimizers, move_models, set_up_device
+from pipeline.train.loop import build_models, compile_models, make_optimizers, move_models, set_up_device
 from pipeline.train.schedule import StagePlan, optimizer_steps, plan_stages
-from pipeline.train.step import train_window
+from pipeline.train.step import random_window, train_window
 
 # Thesis 5.2: 55.8 GPU-days on V100s for all 14 variants.
 THESIS_GPU_DAYS = 55.8
@@ -49,37 +52,23 @@ THESIS_TRAIN_SEQUENCES = 808
 SMALL = (64, 128)
 
 
-def synthetic_window(frames: int, height: int, width: int, labels: int, device) -> dict:
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, labels, (1, frames, height, width), generator=generator)
-    one_hot = torch.nn.functional.one_hot(ids, labels).permute(0, 1, 4, 2, 3).float()
-    instances = (ids * 1000).to(torch.int32)
-    return {
-        "image": torch.rand(1, frames, 3, height, width, generator=generator).to(device),
-        "labels": one_hot.to(device),
-        "instances": instances.to(device),
-        "edge": edge_map(instances.flatten(0, 1)).view(1, frames, 1, height, width).to(device),
-        "flow": torch.randn(1, frames, 2, height, width, generator=generator).to(device),
-    }
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
 
 
-MODES = ("fp32", "tf32", "fast")
+MODES = ("fp32", "tf32", "fast", "fast_all")
 
 
 def prepare(models, settings: dict, device: torch.device, mode: str):
-    """Place the models and make the optimisers (and the compiled generator) as the training loop
-    does, in ``mode``."""
-    fast = mode == "fast"
-    train = dict(settings["train"], amp="auto" if fast else "off", compile="auto" if fast else "off")
+    """Place the models and make the optimisers (and compile) as the training loop does, in ``mode``."""
+    fast = mode.startswith("fast")
+    train = dict(settings["train"], amp="auto" if fast else "off", compile="on" if fast else "off",
+                 compile_scope="all" if mode == "fast_all" else "generator")
     torch.backends.cudnn.allow_tf32 = mode != "fp32"
     set_up_device(train, device)
     move_models(models, device)
-    compile_generator(models, train, device)
+    compile_models(models, train, device)
     return make_optimizers(models, settings["entry"], train, device)
 
 
@@ -113,13 +102,14 @@ def configurations(config: dict, variants: list[str], full: bool, stages: str):
 def measure(name: str, settings: dict, plan: StagePlan, device, labels: int, args) -> dict:
     entry = settings["entry"]
     frames = (3 if entry["prior"] else 1) + (1 if entry["flow"] else 0)
-    window = synthetic_window(frames, plan.height, plan.width, labels, device)
+    window = random_window(frames, plan.height, plan.width, labels, device)
     record = {"variant": name, "network": entry["network"], "stage": plan.index,
               "size": f"{plan.height}x{plan.width}",
               "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
     torch.manual_seed(0)
     models = build_models(entry, settings, plan)
-    modes = ["fast"] if args.warm_only else (list(MODES) if device.type == "cuda" else ["fp32"])
+    modes = [m for m in MODES if device.type == "cuda" or m == "fp32" or (args.compile_on_cpu and m != "tf32")]
+    modes = [m for m in modes if m.startswith("fast")] if args.warm_only else modes
     for mode in modes:
         optimizers = prepare(models, settings, device, mode)
         if args.warm_only:
@@ -173,13 +163,14 @@ def gpu_days(records: list[dict], config: dict, mode: str) -> tuple[float, list[
 
 def report(records: list[dict], config: dict, device: str) -> None:
     modes = [m for m in MODES if any(m in r for r in records)]
+    ratios = [(fast, base) for fast in modes if fast.startswith("fast") for base in ("fp32", "tf32") if base in modes]
     print("\nvariant net       stage size      " + "".join(f"{m + ' s/step':>14s}" for m in modes)
-          + ("   fast vs fp32   fast vs tf32" if "fast" in modes else ""))
+          + "".join(f"{f'{fast} vs {base}':>18s}" for fast, base in ratios))
     for r in records:
         line = f"{r['variant']}     {r['network']:9s} {r['stage']}     {r['size']:9s} "
         line += "".join(f"{r[m]:14.4f}" if m in r else f"{'-':>14s}" for m in modes)
-        if "fast" in r:
-            line += "".join(f"{r[m] / r['fast']:13.2f}x" if m in r else f"{'-':>14s}" for m in ("fp32", "tf32"))
+        line += "".join(f"{r[base] / r[fast]:17.2f}x" if fast in r and base in r else f"{'-':>18s}"
+                        for fast, base in ratios)
         print(line)
     if device == "cpu":
         return
@@ -198,6 +189,8 @@ def main() -> None:
     parser.add_argument("--warm-only", action="store_true", help="compile once per configuration, time nothing")
     parser.add_argument("--deadline", type=float, default=None, help="seconds; start no configuration after it")
     parser.add_argument("--json", type=Path, help="append one JSON line per configuration here")
+    parser.add_argument("--compile-on-cpu", action="store_true",
+                        help="on the CPU also time the compiled modes (fp32: the host's share of a step)")
     parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
                         help="print the top kernels of one window in the last mode")
     parser.add_argument("--from-json", type=Path, help="print the table and GPU-days of an earlier --json run")

@@ -19,8 +19,11 @@ from conftest import make_packed_city
 from pipeline.config import DEFAULT_CONFIG, load_config
 from pipeline.errors import PipelineError
 from pipeline.train.__main__ import train_settings
-from pipeline.train.loop import TERMINATED_EXIT, build_models, load_trained, train_variant
+from pipeline.data.labels import num_channels
+from pipeline.train.loop import (TERMINATED_EXIT, build_models, compile_models, load_trained, make_optimizers,
+                                 train_variant)
 from pipeline.train.schedule import lr_factor, optimizer_steps, plan_stages, uses_decay
+from pipeline.train.step import random_window, train_window
 
 
 @pytest.fixture(scope="module")
@@ -71,17 +74,33 @@ def test_optimizer_steps_follow_the_schedule(study):
     assert optimizer_steps(capped, v07, train, 808) == 5 * 6
 
 
-def test_a_compiled_generator_gives_the_generators_output(study):
-    """The fast path's torch.compile wrapper (here with dynamo's eager backend, so the test
-    needs no compiler) is called in place of the generator and computes the same images."""
-    settings = tiny(study, "v05")
-    plan = plan_stages(settings["entry"], settings["train"])[0]
-    models = build_models(settings["entry"], settings, plan)
-    labels = torch.nn.functional.one_hot(torch.randint(0, 20, (1, 16, 32)), 20).permute(0, 3, 1, 2).float()
-    inputs = {"labels": labels, "edge": torch.zeros(1, 1, 16, 32), "features": torch.zeros(1, 3, 16, 32)}
-    expected = models.generate(inputs)["image"]
-    models.compiled = torch.compile(models.generator, backend="eager")
-    assert torch.allclose(models.generate(inputs)["image"], expected, atol=1e-6)
+@pytest.mark.parametrize("variant", ["v09", "v14"])
+def test_compiling_every_network_trains_as_the_eager_step(study, variant):
+    """``compile_scope: all`` compiles, in place, the generator, encoder, criteria and
+    discriminators (here with dynamo's eager backend, so the test needs no compiler): a window of
+    the twin, flow and prior variants of both networks trains to the same losses and weights."""
+    settings = tiny(study, variant)
+    train = dict(settings["train"], compile="on", compile_scope="all")
+    plan = plan_stages(settings["entry"], train)[0]
+    window = random_window(4, plan.height, plan.width, num_channels(settings["label_set"]), "cpu")
+    results = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        models = build_models(settings["entry"], settings, plan)
+        if compiled:
+            compile_models(models, train, torch.device("cpu"), backend="eager")
+        optimizers = make_optimizers(models, settings["entry"], train, torch.device("cpu"))
+        results.append((train_window(models, optimizers, window), models.generator.state_dict(), models.compiled))
+    (eager_terms, eager_weights, none), (terms, weights, compiled) = results
+    assert none == () and set(compiled) >= {"generator", "encoder", "criterion.perceptual", "criterion.gan",
+                                            "discriminator.image", "discriminator.temporal"}
+    assert terms.keys() == eager_terms.keys() and "temporal_gan" in terms
+    for name in terms:
+        assert terms[name] == pytest.approx(eager_terms[name], rel=1e-5, abs=1e-6), name
+    for key in weights:
+        torch.testing.assert_close(weights[key], eager_weights[key], rtol=1e-5, atol=1e-6)
+    # In place: the state_dict keys carry no wrapper's prefix, so checkpoints load either way.
+    assert weights.keys() == eager_weights.keys()
 
 
 def run_training(variant: str, settings: dict, packed: dict, work: Path, kill_when=None) -> subprocess.CompletedProcess:
@@ -141,7 +160,7 @@ def test_outputs_record_provenance_and_reload(study, packed, tmp_path):
     path = train_variant("v11", settings, packed["train"], tmp_path / "out", tmp_path / "resume", "cpu", progress=False)
     models, checkpoint = load_trained(path)
     assert "random" in checkpoint["provenance"]["backbone_weights"]["perceptual"]
-    assert checkpoint["provenance"]["hardware"] == {"device": "cpu", "precision": "fp32", "compiled": False,
+    assert checkpoint["provenance"]["hardware"] == {"device": "cpu", "precision": "fp32", "compiled": [],
                                                     "torch": torch.__version__}
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["training_seconds"] > 0 and summary["steps"] == 2 * 4

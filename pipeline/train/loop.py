@@ -6,8 +6,9 @@ resubmits it and the new job continues exactly where this one stopped. Every sam
 function of (seed, stage, epoch, index), so the data order survives too. Nothing finished is
 recomputed: a finished run's outputs are declared, the resume folder is not.
 
-On a GPU: bf16 autocast, ``torch.compile`` of the generator and fused Adam (``train.amp``,
-``train.compile``: ``auto`` turns them on there). On the CPU: fp32, deterministic algorithms.
+On a GPU: bf16 autocast, ``torch.compile`` of the generator (or of every network:
+``train.compile_scope``) and fused Adam (``train.amp``, ``train.compile``: ``auto`` turns them on
+there). On the CPU: fp32, deterministic algorithms.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from pipeline.train.schedule import StagePlan, plan_stages
 from pipeline.train.state import Position, fingerprint, load_resume, restore_rng, save_resume
 from pipeline.train.step import Models, Optimizers, train_window
 
-__all__ = ["train_variant", "build_models", "move_models", "set_up_device", "compile_generator", "make_optimizers",
+__all__ = ["train_variant", "build_models", "move_models", "set_up_device", "compile_models", "make_optimizers",
            "fast_path", "load_trained", "TERMINATED_EXIT"]
 
 TERMINATED_EXIT = 143      # 128 + SIGTERM: Snakemake sees a failure and retries
@@ -166,7 +167,7 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
     for plan in plans[1:position.stage + 1]:
         models.generator = models.generator.grow(plan.output_images)
     move_models(models, device)
-    compile_generator(models, train, device)
+    compile_models(models, train, device)
     optimizers = make_optimizers(models, entry, train, device)
     elapsed = 0.0
     if state:
@@ -229,7 +230,7 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
             _next_stage(position)
             if position.stage < len(plans):
                 models.generator = _grow(models, optimizers, plans[position.stage], train, device)
-                compile_generator(models, train, device)
+                compile_models(models, train, device, only=("generator",))
                 optimizers = _regrow_optimizers(models, optimizers, entry, train, device)
             log.flush()
             save()
@@ -263,11 +264,24 @@ def move_models(models: Models, device: torch.device) -> None:
             module.to(device)
 
 
-def compile_generator(models: Models, train: Mapping, device: torch.device) -> None:
-    """torch.compile the generator's forward on a GPU; the module (and its state) stays as is."""
+def compile_models(models: Models, train: Mapping, device: torch.device, only: tuple[str, ...] | None = None,
+                   **options: Any) -> None:
+    """torch.compile, on a GPU, the modules of ``train.compile_scope`` (or ``only`` those of them;
+    ``options`` go to ``torch.compile``). In place (``Module.compile``): the objects, their
+    parameters and their state_dict keys stay as they are, so optimisers and checkpoints see no
+    wrapper."""
     wanted = train.get("compile", "auto")
-    models.compiled = torch.compile(models.generator) if wanted == "on" or (
-        wanted == "auto" and device.type == "cuda") else None
+    if not (wanted == "on" or (wanted == "auto" and device.type == "cuda")):
+        return
+    modules = models.compilable(train.get("compile_scope", "generator"))
+    # Dynamo keeps its graphs per code object: the image and temporal discriminators share one
+    # forward, each called with and without grad and (under autocast) on fp32 and bf16 inputs,
+    # which passes the default limit of 8, past which it silently runs eagerly.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
+    for name, module in modules.items():
+        if only is None or name in only:
+            module.compile(**options)
+    models.compiled = tuple(modules)
 
 
 def _grow(models: Models, optimizers: Optimizers, plan: StagePlan, train: Mapping, device) -> torch.nn.Module:
@@ -332,7 +346,7 @@ def _hardware(models: Models, train: Mapping, device: torch.device) -> dict:
     """Where and how the last stage trained (a resumed run may have started elsewhere)."""
     return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "precision": "bf16 autocast" if fast_path(train, device) else "fp32",
-            "compiled": models.compiled is not None, "torch": torch.__version__}
+            "compiled": list(models.compiled), "torch": torch.__version__}
 
 
 def _write_outputs(variant, settings, models: Models, plan: StagePlan, data_path: Path, output_dir: Path,

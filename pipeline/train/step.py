@@ -23,10 +23,11 @@ import torch
 from torch import nn
 
 from pipeline.models.build import image_discriminator_input, temporal_discriminator_input
+from pipeline.models.edges import edge_map
 from pipeline.models.losses import end_point_error
 from pipeline.models.prior import PriorFrames
 
-__all__ = ["Models", "Optimizers", "train_window"]
+__all__ = ["Models", "Optimizers", "train_window", "random_window"]
 
 
 @dataclass
@@ -38,11 +39,18 @@ class Models:
     criteria: nn.ModuleDict
     encoder: nn.Module | None = None
     discriminators: nn.ModuleDict | None = None
-    compiled: Any = None          # torch.compile(generator) on a GPU; same parameters
+    compiled: tuple[str, ...] = ()   # the modules torch.compile'd in place (loop.compile_models)
 
-    def generate(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        # ``is not None``: truth-testing a compiled module calls len(), which CRN lacks.
-        return (self.compiled if self.compiled is not None else self.generator)(inputs)
+    def compilable(self, scope: str) -> dict[str, nn.Module]:
+        """The modules a ``train.compile_scope`` covers: the generator, or every module of the
+        step (generator, encoder, criteria with the perceptual network, discriminators)."""
+        found = {"generator": self.generator}
+        if scope == "all":
+            if self.encoder is not None:
+                found["encoder"] = self.encoder
+            found.update({f"criterion.{name}": module for name, module in self.criteria.items()})
+            found.update({f"discriminator.{name}": module for name, module in (self.discriminators or {}).items()})
+        return found
 
     def trained(self) -> dict[str, nn.Module]:
         modules = {"generator": self.generator}
@@ -128,7 +136,7 @@ def _train_frame(models: Models, optimizers: Optimizers, frame: dict, previous: 
     real = frame["image"]
     with autocast():
         inputs = _generator_inputs(models, frame, fake_priors)
-        output = models.generate(inputs)
+        output = models.generator(inputs)
         fake = output["images"] if "images" in output else output["image"]
         terms: dict[str, torch.Tensor] = {}
         if "perceptual" in criteria:
@@ -208,3 +216,19 @@ class _no_autocast:
 
     def __exit__(self, *exc):
         return False
+
+
+def random_window(frames: int, height: int, width: int, labels: int, device: str | torch.device = "cpu") -> dict:
+    """A window [1, T, ...] of seeded random inputs in the format ``train_window`` takes (for
+    benchmarks and tests; the training loop reads windows from the packed HDF5)."""
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, labels, (1, frames, height, width), generator=generator)
+    one_hot = torch.nn.functional.one_hot(ids, labels).permute(0, 1, 4, 2, 3).float()
+    instances = (ids * 1000).to(torch.int32)
+    return {
+        "image": torch.rand(1, frames, 3, height, width, generator=generator).to(device),
+        "labels": one_hot.to(device),
+        "instances": instances.to(device),
+        "edge": edge_map(instances.flatten(0, 1)).view(1, frames, 1, height, width).to(device),
+        "flow": torch.randn(1, frames, 2, height, width, generator=generator).to(device),
+    }
