@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,29 @@ def test_compiling_every_network_trains_as_the_eager_step(study, variant):
         torch.testing.assert_close(weights[key], eager_weights[key], rtol=1e-5, atol=1e-6)
     # In place: the state_dict keys carry no wrapper's prefix, so checkpoints load either way.
     assert weights.keys() == eager_weights.keys()
+
+
+@pytest.mark.parametrize("variant", ["v07", "v14"])
+def test_compiled_windows_after_the_first_reuse_its_graphs(study, variant):
+    """A recompile per window would cost the fast path its speed (the prior variants once did, on
+    bf16 priors) and, past dynamo's limit, silently run eagerly. Under bf16 autocast (here the
+    CPU's, with dynamo's eager backend) the generator has one graph and the second window runs
+    on the first window's graphs."""
+    torch._dynamo.reset()          # graphs are kept per code object: forget other tests' models
+    settings = tiny(study, variant)
+    train = dict(settings["train"], compile="on", compile_scope="all")
+    plan = plan_stages(settings["entry"], train)[0]
+    window = random_window(4, plan.height, plan.width, num_channels(settings["label_set"]), "cpu")
+    models = build_models(settings["entry"], settings, plan)
+    compile_models(models, train, torch.device("cpu"), backend="eager")
+    optimizers = make_optimizers(models, settings["entry"], train, torch.device("cpu"))
+    optimizers.autocast = partial(torch.autocast, "cpu", dtype=torch.bfloat16)
+    train_window(models, optimizers, window)
+    with torch.compiler.set_stance("fail_on_recompile"):
+        terms = train_window(models, optimizers, window)
+    assert terms and all(math.isfinite(value) for value in terms.values())
+    generator_graphs = torch._dynamo.eval_frame._debug_get_cache_entry_list(type(models.generator).forward.__code__)
+    assert len(generator_graphs) == 1
 
 
 def run_training(variant: str, settings: dict, packed: dict, work: Path, kill_when=None) -> subprocess.CompletedProcess:
