@@ -11,7 +11,7 @@ import torch
 from pipeline.config import DEFAULT_CONFIG, load_config
 from pipeline.errors import PipelineError
 from pipeline.pack.dataset import WindowDataset
-from pipeline.synthesize.video import real_videos, synthesize_videos
+from pipeline.synthesize.video import real_videos, synthesize_videos, to_score_size
 from pipeline.synthesize.warping import non_occluded, warping_error
 from pipeline.train.__main__ import train_settings
 from pipeline.train.cluster import feature_bank
@@ -51,6 +51,18 @@ def test_real_videos_are_the_packed_frames_from_the_start_frame(packed_city, fvd
     packed = WindowDataset(packed_city["val"], (16, 32), window=4, start=2, expand=False)
     assert np.array_equal(videos[1], packed[1]["image"].numpy())
     assert record["snippets"] == packed.packed.snippets[:2]
+
+
+def test_real_frames_at_the_model_size_resize_to_the_real_videos(packed_city, fvd_settings):
+    """A generator that reproduced the real frames at its size (32x64) would give exactly the
+    real videos at the scoring size (16x32): synthesised frames are resized as the packed ones."""
+    videos, _ = real_videos(packed_city["val"], fvd_settings)
+    at_model_size = WindowDataset(packed_city["val"], (32, 64), window=4, start=2, expand=False)
+    for index, video in enumerate(videos):
+        frames = at_model_size[index]["image"].permute(0, 3, 1, 2).float() / 255.0
+        resized = to_score_size(frames, (16, 32))
+        as_uint8 = (resized * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        assert np.abs(as_uint8.astype(int) - video.astype(int)).max() <= 1
 
 
 def test_prior_variants_warm_up_and_feature_draws_follow_the_seed(packed_city, trained, fvd_settings):

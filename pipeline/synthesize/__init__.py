@@ -3,7 +3,8 @@
 Thesis 4.5.4 and reference/thesis-code.md section 8: one 16-frame video per test snippet, all
 from the same start frame (``fvd.start_frame``); prior-frame variants start ``warmup_frames``
 earlier and drop those frames, so every variant is scored on the same real frames. Videos are
-synthesised at the model's resolution and resized (bilinear) to the scoring size (256x512).
+synthesised at the model's resolution and resized to the scoring size (256x512) as the real
+frames were packed (an area average; the thesis code resized both bilinearly).
 
 Feature-encoder variants draw one cluster centre per class for each whole video from the
 per-class k-means bank, with a generator seeded by ``fvd.seed`` and the video's index; the

@@ -8,18 +8,18 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from pipeline.errors import PipelineError
 from pipeline.models.encoder import choose_centres, paint_features
 from pipeline.models.prior import PriorFrames
 from pipeline.pack.dataset import WindowDataset
+from pipeline.pack.resize import resize_image
 from pipeline.synthesize.draws import SEEDING, DrawSeeding
 from pipeline.synthesize.warping import non_occluded, warping_error
 from pipeline.train.loop import load_trained
 
-__all__ = ["video_count", "real_videos", "synthesize_videos", "candidate_videos"]
+__all__ = ["video_count", "to_score_size", "real_videos", "synthesize_videos", "candidate_videos"]
 
 
 def video_count(settings: Mapping[str, Any], available: int, path: Path) -> int:
@@ -36,6 +36,19 @@ def _heldout_count(settings: Mapping[str, Any], available: int, path: Path) -> i
         raise PipelineError(f"fvd.draw_choice.heldout_videos is {wanted} but the packed held-out file has "
                             f"{available} snippets", path)
     return wanted
+
+
+def to_score_size(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Frames [T, 3, H, W] in [0, 1] at ``size``, resized as the packed real frames were
+    (``pack.resize.resize_image``: an area average when shrinking). Area averages compose over
+    the 2x steps between packed sizes, so a generator that reproduced the real frames at its size
+    gives the real videos at the scoring size; a different resampler (bilinear, say) would blur
+    every variant against the real videos and add to every FVD."""
+    if tuple(frames.shape[-2:]) == tuple(size):
+        return frames
+    images = frames.float().permute(0, 2, 3, 1).cpu().numpy()
+    resized = np.stack([resize_image(image, size) for image in images])
+    return torch.from_numpy(resized).permute(0, 3, 1, 2)
 
 
 def _to_uint8(frames: torch.Tensor) -> np.ndarray:
@@ -82,7 +95,7 @@ class _Synthesizer:
         if self.bank is not None:
             chosen = choose_centres(self.bank, torch.Generator().manual_seed(draws.seed_of(index)))
         frames = _synthesize(self.models, self.entry, sample, chosen)[self.warmup:]
-        frames = F.interpolate(frames, size=self.score_size, mode="bilinear", align_corners=False, antialias=True)
+        frames = to_score_size(frames, self.score_size)
         draw = None if chosen is None else {str(cls): centre.tolist() for cls, centre in chosen.items()}
         return frames, draw
 
