@@ -8,7 +8,7 @@ CORES ?= 2
 # Rules call `python -m pipeline.<stage>`: the venv's python must come first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test lint dag bench envs clean-demo
+.PHONY: demo test lint bench envs clean-demo
 
 $(STAMP): requirements/lock.txt requirements/constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,10 +16,14 @@ $(STAMP): requirements/lock.txt requirements/constraints.txt pyproject.toml
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# The whole graph on the synthetic city, ending in results/fvd_table.csv.
+# The whole graph on the synthetic city, ending in demo/results/fvd_table.csv. It works in a
+# folder of its own (results, logs, Snakemake's records), so it never reruns or overwrites the
+# study's results/ beside it, and clean-demo cannot delete them.
+DEMO := demo
+DEMO_RUN := $(BIN)/snakemake --cores $(CORES) --directory $(DEMO) --configfile $(abspath config/demo.yaml)
 demo: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
-	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --report results/report.html
+	$(DEMO_RUN)
+	$(DEMO_RUN) --report results/report.html
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -35,4 +39,4 @@ envs: $(STAMP)
 	$(BIN)/python requirements/sync_envs.py --write
 
 clean-demo:
-	rm -rf results logs .snakemake
+	rm -rf $(DEMO)
