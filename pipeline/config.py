@@ -56,15 +56,31 @@ def _schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
-def _with_defaults(validator_class):
-    """A validator that fills ``default`` values in, recursing into defaults it just filled."""
+_NO_DEFAULT = object()
+
+
+def _default_of(subschema: Mapping, root: Mapping):
+    """A property's default: its own, else that of the local definition it refers to
+    (``seed: {$ref: "#/definitions/seed"}`` takes the seed definition's 0)."""
+    if "default" in subschema:
+        return subschema["default"]
+    reference = subschema.get("$ref", "")
+    if reference.startswith("#/definitions/"):
+        return root["definitions"][reference.rsplit("/", 1)[1]].get("default", _NO_DEFAULT)
+    return _NO_DEFAULT
+
+
+def _with_defaults(validator_class, root: Mapping):
+    """A validator for the schema ``root`` that fills ``default`` values in, recursing into
+    defaults it just filled."""
     validate_properties = validator_class.VALIDATORS["properties"]
 
     def set_defaults(validator, properties, instance, schema):
         if isinstance(instance, dict):
             for name, subschema in properties.items():
-                if "default" in subschema and name not in instance:
-                    instance[name] = copy.deepcopy(subschema["default"])
+                default = _default_of(subschema, root)
+                if default is not _NO_DEFAULT and name not in instance:
+                    instance[name] = copy.deepcopy(default)
         yield from validate_properties(validator, properties, instance, schema)
 
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
@@ -74,7 +90,7 @@ def validate(config: Mapping) -> dict:
     """Validate a merged config against the schema, fill defaults, check variants; return it."""
     config = copy.deepcopy(dict(config))
     schema = _schema()
-    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    validator = _with_defaults(jsonschema.Draft202012Validator, schema)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         raise PipelineError("invalid config:\n" + "\n".join(_describe(err) for err in errors))
