@@ -286,7 +286,7 @@ def test_table_stage_rows_and_comparisons(tmp_path: Path) -> None:
     assert first["norm"] == "layer" and first["edge"] == "false" and first["prior"] == ""
     assert float(first["fvd"]) == pytest.approx(json.loads(scores[1].read_text())["fvd_thesis"], abs=1e-3)
     assert {"fvd_left", "fvd_center", "fvd_pooled_ci_low", "fvd_crop_std", "fvd_batch_crop_std"} <= set(first)
-    assert first["training_hours"] == "1.500" and rows[1]["warping_error"] == "0.012"
+    assert first["training_hours"] == "1.500" and rows[1]["warping_error"] == "0.0123"
     assert first["warping_error"] == "" and first["thesis_fvd"] == "1885.100"
     assert "not comparable to published FVD" in first["i3d"]
     pairs = read_csv(tmp_path / "results" / "fvd_table_comparisons.csv")

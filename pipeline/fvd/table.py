@@ -135,13 +135,16 @@ def describe_i3d(i3d: Mapping[str, Any] | None) -> str:
 
 
 def _fmt(value: Any) -> Any:
-    """Numbers to 3 decimals as in table 5.1; None and NaN as empty cells."""
+    """Numbers to 3 decimals, those under 1 (warping errors, about 0.01-0.05) to 4 significant
+    digits so variants stay apart; None and NaN as empty cells."""
     if value is None:
         return ""
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value)).lower()
     if isinstance(value, (float, np.floating)):
-        return "" if not np.isfinite(value) else f"{value:.3f}"
+        if not np.isfinite(value):
+            return ""
+        return f"{value:.3f}" if abs(value) >= 1 else f"{value:.4g}"
     return value
 
 
