@@ -90,6 +90,10 @@ def test_warping_error_separates_consistent_from_flickering_video(packed_city):
     mask = non_occluded(real["image"], real["flow"])
     assert mask.float().mean() > 0.5                        # the true flow explains most pixels
     consistent = warping_error(real["image"], real["flow"], mask)
+    # The error is linear in the video: the same motion at half the contrast, half the error.
+    assert warping_error(real["image"] * 0.5, real["flow"], mask) == pytest.approx(consistent / 2, rel=1e-4)
+    frozen = real["image"][:1].expand_as(real["image"])      # right colours, no motion
     flicker = real["image"].clone()
     flicker[1::2] = 1.0 - flicker[1::2]
-    assert consistent < 0.05 < warping_error(flicker, real["flow"], mask)
+    assert 2 * consistent < warping_error(frozen, real["flow"], mask)
+    assert 5 * consistent < warping_error(flicker, real["flow"], mask)

@@ -4,8 +4,9 @@ DeepLabV3+ (Chen et al. 2018, "Encoder-Decoder with Atrous Separable Convolution
 semantic labeller (4.4), from segmentation-models-pytorch. It is built offline
 (``encoder_weights=None``: smp would fetch weights and preprocessing from a hub) and the ImageNet
 normalisation lives here (reference/cityscapes.md section 4). Frames are resized to
-``input_height x input_width`` (multiples of 16, the output stride), the 19 outputs are train
-ids, and the argmax is mapped to Cityscapes label ids and resized back to the frame by nearest.
+``input_height x input_width`` (multiples of 16, the output stride); the 19 class scores are
+resized back to the frame (bilinear), and their argmax, a train id, is mapped to Cityscapes
+label ids.
 
 Usage::
 
