@@ -4,19 +4,35 @@ A stage reads its settings either from ``--settings JSON`` (what the Snakemake r
 exact params Snakemake tracks for reruns) or from ``--config FILE [FILE ...]`` (a person running
 it by hand: config.yaml plus overrides, merged and validated, then the stage's section taken).
 A ``PipelineError`` prints one line naming the file and exits 1; progress goes to stderr.
+
+SIGTERM (a cluster walltime kill, a Snakemake cancel) would end Python at once, skipping every
+``finally``: ``run_main`` turns it into ``Terminated`` (a ``SystemExit`` with status 143, so
+Snakemake still sees a failure), which unwinds the stage so ``pipeline.io`` removes its temporaries.
+A stage that installs its own SIGTERM handler (the training loop: save, then exit 143) replaces this
+one while it runs; a second SIGTERM while the first is unwinding kills at once, as before.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from pipeline.errors import PipelineError
 
-__all__ = ["add_city_arguments", "add_settings_arguments", "read_settings", "run_main"]
+__all__ = ["add_city_arguments", "add_settings_arguments", "read_settings", "run_main", "Terminated",
+           "TERMINATED_EXIT"]
+
+TERMINATED_EXIT = 143      # 128 + SIGTERM, what a shell reports for a process SIGTERM killed
+
+
+class Terminated(SystemExit):
+    """Raised in the main thread by SIGTERM under ``run_main``: the stage unwinds, then exits 143."""
 
 
 def add_city_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,9 +62,47 @@ def read_settings(args: argparse.Namespace, pick: Callable[[dict], Any]) -> Any:
 
 
 def run_main(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> None:
-    """Call a stage's ``main``; report a ``PipelineError`` on one line and exit 1."""
+    """Call a stage's ``main``; report a ``PipelineError`` on one line and exit 1.
+
+    SIGTERM exits 143 after the stage's cleanups ran (see the module docstring); the handler goes in
+    only where SIGTERM still has its default action, and comes out again when ``main`` returns.
+    """
+    handler = _install_sigterm_exit()
     try:
         main(argv)
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+    except Terminated:
+        print("error: terminated by SIGTERM", file=sys.stderr)
+        raise
+    finally:
+        if handler is not None and signal.getsignal(signal.SIGTERM) is handler:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+class _ExitOnSigterm:
+    """The first SIGTERM raises ``Terminated``; a second one, or one in a forked child, kills at once."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.fired = False
+
+    def __call__(self, signum: int, frame: object) -> None:  # noqa: ARG002
+        if self.fired or os.getpid() != self.pid:     # a DataLoader worker or pool process inherits it
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        self.fired = True
+        raise Terminated(TERMINATED_EXIT)
+
+
+def _install_sigterm_exit() -> _ExitOnSigterm | None:
+    """Install ``_ExitOnSigterm`` unless something else already handles (or ignores) SIGTERM."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+    handler = _ExitOnSigterm()
+    signal.signal(signal.SIGTERM, handler)
+    return handler

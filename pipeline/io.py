@@ -1,8 +1,27 @@
-"""Atomic outputs: everything a stage writes appears whole at its final path or not at all.
+"""Atomic outputs: a stage's output appears whole at its final path, or the path keeps what it had.
 
-A stage writes under a temporary name beside the target (same file system, so the rename is
-atomic) and renames on success; on any exception the temporary is removed and the target is
-left untouched, so nothing already computed is lost and nothing half-written is left behind.
+What is guaranteed (Linux, POSIX file systems):
+
+* The stage writes under a hidden temporary beside the target, ``.{name}.XXXXXXXX{suffix}``
+  (``XXXXXXXX``: ``tempfile``'s eight random characters; same directory, so same file system, so
+  the rename is atomic). Only when the ``with`` body ends without an exception is the temporary
+  renamed onto the target: a reader of the target sees the old content or the whole new one.
+* Any exception in the body removes the temporary and leaves the target as it was. That includes
+  SIGTERM (a walltime kill, a Snakemake cancel) in a stage started through ``pipeline.cli.run_main``,
+  which turns it into ``SystemExit(143)``.
+* Nothing can clean up after SIGKILL or a node crash: the temporary stays behind, hidden and no
+  declared output, and the next ``atomic_path``/``atomic_dir`` of the same target removes it (only
+  names of exactly this module's pattern for that target) before it starts, so leftovers never
+  pile up.
+* ``atomic_dir`` replacing an existing target renames the old one aside
+  (``.{name}.XXXXXXXX.old``), the new one in, then deletes the old one: the old output exists, at
+  the target or aside, until the new one is at the target. Should a kill strand it aside, the next
+  ``atomic_dir`` of the target puts it back.
+* A file is fsynced before its rename, so after a crash the target holds the old content or the
+  whole new one. (Directories are not: a label folder holds thousands of PNGs, and on a cluster
+  file system an fsync each would cost more than the rare rerun it saves.)
+* Not covered: two processes writing the same target at once (the later one's start removes the
+  earlier one's temporary, so the earlier one fails); Snakemake never runs two jobs for one output.
 """
 
 from __future__ import annotations
@@ -10,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -18,21 +38,31 @@ from typing import Any
 
 __all__ = ["atomic_path", "atomic_dir", "write_json", "read_json"]
 
+_RANDOM = "[a-z0-9_]{8}"      # tempfile's random part: 8 of "abcdefghijklmnopqrstuvwxyz0123456789_"
+_FILE_SUFFIX = ".tmp"          # atomic_path's suffix when the caller gives none
+_ASIDE = ".old"                # atomic_dir: the old target while the new one is renamed in
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary file path next to ``target``; rename it onto ``target`` on success.
 
     ``suffix`` keeps the extension for writers that dispatch on it (imageio, h5py does not care).
+    The writer must have closed the file when the ``with`` body ends.
     """
     target = Path(target)
+    suffix = suffix or _FILE_SUFFIX
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
+    for stale in _leftovers(target, suffix):
+        if not stale.is_dir() or stale.is_symlink():
+            stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())      # mkstemp makes 0600; outputs are shared on a cluster
     try:
+        os.chmod(tmp_path, 0o666 & ~_umask())      # mkstemp makes 0600; outputs are shared on a cluster
         yield tmp_path
+        _fsync(tmp_path)
         os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -43,20 +73,69 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield a temporary directory next to ``target``; it replaces ``target`` on success.
 
-    A crash mid-way (a city half labelled) leaves no directory at ``target``.
+    A crash mid-way (a city half labelled) leaves ``target`` as it was (absent, or the old output).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _recover_dir(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
     try:
+        os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
-        if target.exists():
-            shutil.rmtree(target)
+        _move_in(tmp, target)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _move_in(tmp: Path, target: Path) -> None:
+    """Put the finished directory ``tmp`` at ``target``; the old target exists until it is there."""
+    if not os.path.lexists(target):
+        os.replace(tmp, target)
+        return
+    aside = tmp.with_name(tmp.name + _ASIDE)
+    os.replace(target, aside)
+    try:
         os.replace(tmp, target)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        os.replace(aside, target)         # the new one did not go in: the old one goes back
         raise
+    _remove(aside)
+
+
+def _recover_dir(target: Path) -> None:
+    """Clear an earlier killed run's leftovers of ``target``; put back an old output stranded aside."""
+    asides = sorted(_leftovers(target, _ASIDE), key=lambda path: path.lstat().st_mtime)
+    if asides and not os.path.lexists(target):
+        os.replace(asides.pop(), target)
+    for stale in [*asides, *_leftovers(target, "")]:
+        _remove(stale)
+
+
+def _leftovers(target: Path, suffix: str) -> list[Path]:
+    """This module's temporaries of ``target`` with exactly ``suffix``: ``.{name}.XXXXXXXX{suffix}``."""
+    prefix = f".{target.name}."
+    pattern = re.compile(re.escape(prefix) + _RANDOM + re.escape(suffix))
+    with os.scandir(target.parent) as entries:
+        return [target.parent / entry.name for entry in entries
+                if entry.name.startswith(prefix) and pattern.fullmatch(entry.name)]
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a written file's data to disk (an error here means lost data: it propagates)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:
