@@ -27,7 +27,7 @@ import numpy as np
 from pipeline.cli import add_settings_arguments, read_settings, run_main
 from pipeline.errors import PipelineError
 from pipeline.fvd import DRAW_KEYS as SETTINGS_KEYS
-from pipeline.fvd.crops import check_crop_names
+from pipeline.fvd.crops import CROP_NAMES, check_crop_names
 from pipeline.fvd.embeddings import read_embeddings
 from pipeline.fvd.frechet import frechet_distance_features
 from pipeline.fvd.score import check_compatible
@@ -57,7 +57,7 @@ def choose_draw(real_path: str | Path, candidates_path: str | Path, settings: di
                 variant: str) -> dict[str, Any]:
     """The draw choice record of one variant (module docstring)."""
     try:
-        crops = check_crop_names(settings.get("crops", ["left", "center", "right"]))
+        crops = check_crop_names(settings.get("crops", list(CROP_NAMES)))
     except ValueError as err:
         raise PipelineError(f"fvd.crops: {err}") from err
     choice = settings["draw_choice"]
@@ -85,7 +85,7 @@ def choose_draw(real_path: str | Path, candidates_path: str | Path, settings: di
                        for c in range(number)],
         "i3d": candidates_record.get("i3d"),
         "provenance": provenance("fvd.draws", {key: settings.get(key) for key in SETTINGS_KEYS},
-                                 code_version("fvd"), int(settings["seed"]), real=str(real_path),
+                                 code_version("pipeline.fvd.draws"), int(settings["seed"]), real=str(real_path),
                                  candidates=str(candidates_path), candidate_videos=videos),
     }
 

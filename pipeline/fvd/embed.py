@@ -38,9 +38,9 @@ from tqdm import tqdm  # noqa: E402
 
 from pipeline.cli import add_settings_arguments, read_settings, run_main  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
-from pipeline.fvd.crops import check_crop_names, crop_videos  # noqa: E402
+from pipeline.fvd.crops import CROP_NAMES, check_crop_names, crop_videos  # noqa: E402
 from pipeline.fvd.embeddings import write_embeddings  # noqa: E402
-from pipeline.fvd.i3d import LOCAL_META  # noqa: E402
+from pipeline.fvd.i3d import FRAME_SIZE, LOCAL_META, NUM_CLASSES  # noqa: E402
 from pipeline.fvd.videos import read_videos_header, video_batches  # noqa: E402
 from pipeline.provenance import code_version, provenance  # noqa: E402
 
@@ -48,8 +48,7 @@ __all__ = ["SETTINGS_KEYS", "describe_i3d", "load_i3d", "preprocess", "embed_vid
 
 # The fvd settings this stage reads (a rule's params may carry exactly these).
 from pipeline.fvd import EMBED_KEYS as SETTINGS_KEYS  # noqa: E402
-FRAME_SIZE = 224
-EMBEDDING_SIZE = 400
+EMBEDDING_SIZE = NUM_CLASSES     # the Kinetics-400 logits, published I3D and local alike
 RANGE_TOLERANCE = 1.001  # the reference's tf.Assert bounds
 # I3D halves time three times (2 -> 4 -> 8) and then pools 2 frames VALID: with fewer than 9
 # frames no time step is left (fvd.md 2.2) and the logits are empty or garbage.
@@ -172,7 +171,7 @@ def embed_file(videos_path: str | Path, i3d_dir: str | Path, output: str | Path,
     shape, videos_provenance = read_videos_header(videos_path)
     _check_videos(shape, settings, videos_path)
     try:
-        crops = check_crop_names(settings.get("crops", ["left", "center", "right"]))
+        crops = check_crop_names(settings.get("crops", list(CROP_NAMES)))
     except ValueError as err:
         raise PipelineError(f"fvd.crops: {err}") from err
     batch_size = int(settings.get("batch_size", 16))
@@ -183,7 +182,7 @@ def embed_file(videos_path: str | Path, i3d_dir: str | Path, output: str | Path,
         for batch in video_batches(videos_path, batch_size):
             for crop in crops:
                 chunks[crop].append(embed_videos(batch, embed, crop, batch_size, progress))
-    record = provenance("fvd.embed", {key: settings.get(key) for key in SETTINGS_KEYS}, code_version("fvd"),
+    record = provenance("fvd.embed", {key: settings.get(key) for key in SETTINGS_KEYS}, code_version("pipeline.fvd.embed"),
                         i3d=describe_i3d(i3d_dir), videos={"path": str(videos_path), "shape": list(shape),
                                                            "provenance": videos_provenance})
     write_embeddings(output, {crop: np.concatenate(parts) for crop, parts in chunks.items()}, record)

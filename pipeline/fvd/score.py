@@ -21,7 +21,7 @@ import numpy as np
 
 from pipeline.cli import add_settings_arguments, read_settings, run_main
 from pipeline.errors import PipelineError
-from pipeline.fvd.crops import check_crop_names
+from pipeline.fvd.crops import CROP_NAMES, check_crop_names
 from pipeline.fvd.embeddings import read_embeddings
 from pipeline.fvd.protocol import score_crops
 from pipeline.io import write_json
@@ -61,7 +61,7 @@ def score_embeddings(real_path: str | Path, fake_path: str | Path, settings: dic
                      variant: str | None = None) -> dict[str, Any]:
     """All FVD figures of the synthesised embeddings ``fake_path`` against ``real_path``."""
     try:
-        crops = check_crop_names(settings.get("crops", ["left", "center", "right"]))
+        crops = check_crop_names(settings.get("crops", list(CROP_NAMES)))
     except ValueError as err:
         raise PipelineError(f"fvd.crops: {err}") from err
     real, real_record = read_embeddings(real_path)
@@ -78,7 +78,7 @@ def score_embeddings(real_path: str | Path, fake_path: str | Path, settings: dic
                               int(settings.get("seed", 0))))
     result["i3d"] = fake_record.get("i3d")
     result["provenance"] = provenance(
-        "fvd.score", {key: settings.get(key) for key in SETTINGS_KEYS}, code_version("fvd"),
+        "fvd.score", {key: settings.get(key) for key in SETTINGS_KEYS}, code_version("pipeline.fvd.score"),
         seed=int(settings.get("seed", 0)), real=str(real_path), fake=str(fake_path),
         fake_videos=fake_record.get("videos", {}).get("provenance"))
     return result
