@@ -33,7 +33,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import h5py
 import numpy as np
 import torch
@@ -45,6 +44,7 @@ from pipeline.data.subset import load_subset, subset_snippets
 from pipeline.errors import PipelineError
 from pipeline.flow.backends import CONVENTION, FlowBackend, make_backend
 from pipeline.io import atomic_path
+from pipeline.pack.resize import resize_image
 from pipeline.provenance import code_version, provenance
 
 __all__ = ["load_frames", "snippet_flow", "write_city_flow", "reference_flow", "read_flow",
@@ -54,14 +54,8 @@ DTYPES = {"float16": np.float16, "float32": np.float32}
 
 
 def load_frames(snippet: Snippet, height: int, width: int) -> np.ndarray:
-    """The snippet's frames, RGB uint8 ``[T, height, width, 3]``, resized with INTER_AREA."""
-    frames = []
-    for path in snippet.frame_paths:
-        frame = read_frame(path)
-        if frame.shape[:2] != (height, width):
-            frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-        frames.append(frame)
-    return np.stack(frames)
+    """The snippet's frames, RGB uint8 ``[T, height, width, 3]``, resized as the packed frames are."""
+    return np.stack([resize_image(read_frame(path), (height, width)) for path in snippet.frame_paths])
 
 
 def _batches(count: int, batch_size: int) -> Iterator[slice]:
@@ -122,7 +116,7 @@ def reference_flow(subset_path: str | Path, split: str, city: str, output: str |
     """The stage: flow for every snippet of ``split``/``city`` of the subset, into ``output``."""
     snippets = subset_snippets(load_subset(subset_path), split, city)
     backend = make_backend(settings, device=device, allow_random=allow_random)
-    record = provenance("reference_flow", settings, code_version("flow", "data"), None,
+    record = provenance("reference_flow", settings, code_version("pipeline.flow"), None,
                         split=split, city=city, subset=str(subset_path), backend=backend.describe(),
                         weights_real=backend.weights_real)
     write_city_flow(snippets, backend, settings, output, record)

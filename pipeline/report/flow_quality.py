@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -32,22 +31,14 @@ from pipeline.flow.colour import flow_to_colour
 from pipeline.flow.quality import end_point_error, load_truth
 from pipeline.flow.stage import read_flow
 from pipeline.io import write_json
+from pipeline.pack.resize import resize_flow
 from pipeline.provenance import code_version, provenance
 from pipeline.report.figures import figure, save_figure, title
 from pipeline.report.provenance import load_record, notes_line, weight_notes
 
-__all__ = ["SIZE", "resize_flow", "snippet_errors", "evaluate_flow", "draw_flow_quality", "main"]
+__all__ = ["SIZE", "snippet_errors", "evaluate_flow", "draw_flow_quality", "main"]
 
 SIZE = (1400, 820)
-
-
-def resize_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Flow ``[h, w, 2]`` resized to ``size`` (H, W), its vectors scaled to the new pixels."""
-    height, width = size
-    if flow.shape[:2] == (height, width):
-        return flow
-    resized = cv2.resize(flow, (width, height), interpolation=cv2.INTER_LINEAR)
-    return resized * np.array([width / flow.shape[1], height / flow.shape[0]], np.float32)
 
 
 def snippet_errors(flow_path: str | Path, snippet: Snippet) -> tuple[list[float], list[float]]:
@@ -147,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     draw_flow_quality(result, _example(args.subset, sorted(map(Path, args.flow))[0]), notes, args.output)
     backends = sorted({str(load_record(path).get("backend")) for path in args.flow})
     write_json(args.record, {**result, "backends": backends, "weights": notes, "provenance": provenance(
-        "report.flow_quality", {}, code_version("report", "flow"), None, subset=str(args.subset))})
+        "report.flow_quality", {}, code_version("pipeline.report.flow_quality"), None, subset=str(args.subset))})
 
 
 if __name__ == "__main__":
