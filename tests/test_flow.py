@@ -71,6 +71,15 @@ def test_warp_with_true_flow_reconstructs_next_frame():
     np.testing.assert_allclose(warped[:-1, 2:], frames[1, :-1, 2:], atol=1e-5)
 
 
+def test_warp_of_a_bf16_image_builds_its_grid_in_float32():
+    """bf16 cannot hold pixel coordinates such as 1021 (its integers step by 4 past 512), so a
+    grid built in the image's dtype samples the wrong pixels; a zero flow must give the image."""
+    image = torch.rand(1, 3, 4, 1024, generator=torch.Generator().manual_seed(0)).bfloat16()
+    warped = warp(image, torch.zeros(1, 2, 4, 1024, dtype=torch.bfloat16))
+    assert warped.dtype == torch.bfloat16
+    torch.testing.assert_close(warped, image)
+
+
 def test_warp_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="flow"):
         warp(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8))

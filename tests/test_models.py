@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from torch.overrides import TorchFunctionMode
 
 from pipeline.errors import PipelineError
 from pipeline.models.blocks import ResNeXtBlock
@@ -159,6 +160,36 @@ def test_instance_average_equals_a_loop_over_ids_and_refuses_ids_out_of_range():
         instance_average(features, instances + 1)
 
 
+class _IndexAddDtypes(TorchFunctionMode):
+    """Records the dtype each ``index_add`` accumulates in."""
+
+    def __init__(self):
+        super().__init__()
+        self.dtypes = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.Tensor.index_add:
+            self.dtypes.append(args[0].dtype)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("device", [
+    "cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))])
+def test_instance_average_pools_bf16_features_in_float32_and_keeps_their_dtype(device):
+    """Under bf16 autocast (the GPU path) the features arrive in bf16, and CUDA's index_add
+    accumulates in the destination's dtype: summed and counted in bf16 a region stops growing
+    past 256 pixels (here 1536 and 512). The CPU sums exactly either way, so there the test
+    checks that the sums are taken in float32."""
+    features = torch.rand(1, 3, 32, 64).bfloat16().to(device)
+    instances = torch.zeros(1, 32, 64, dtype=torch.long, device=device)
+    instances[:, :, 48:] = 26000
+    with _IndexAddDtypes() as scatters:
+        pooled = instance_average(features, instances)
+    assert pooled.dtype == torch.bfloat16 and scatters.dtypes == [torch.float32]
+    expected = instance_average(features.float(), instances)
+    torch.testing.assert_close(pooled, expected.bfloat16())
+
+
 def test_feature_encoder_output_is_constant_within_each_instance():
     encoder = FeatureEncoder(width_divisor=4)
     instances = torch.zeros(1, 32, 32, dtype=torch.long)
@@ -168,6 +199,17 @@ def test_feature_encoder_output_is_constant_within_each_instance():
     for value in (0, 26000):
         inside = features[0][:, instances[0] == value]
         assert torch.allclose(inside, inside[:, :1].expand_as(inside))
+
+
+def test_feature_encoder_takes_the_image_in_0_1_as_it_is():
+    """The thesis kept images in [0, 1] with no [-1, 1] scaling (thesis-code.md 2): the encoder's
+    first layer sees the image it is given."""
+    encoder = FeatureEncoder(width_divisor=4)
+    image = torch.rand(1, 3, 32, 32)
+    seen = []
+    encoder.body[0].register_forward_hook(lambda module, args, output: seen.append(args[0]))
+    encoder(image, torch.zeros(1, 32, 32, dtype=torch.long))
+    assert torch.equal(seen[0], image)
 
 
 def test_kmeans_finds_separated_clusters_and_is_seeded():

@@ -15,14 +15,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from conftest import make_packed_city
 from pipeline.config import DEFAULT_CONFIG, load_config
 from pipeline.errors import PipelineError
 from pipeline.train.__main__ import train_settings
 from pipeline.data.labels import num_channels
-from pipeline.train.loop import (TERMINATED_EXIT, build_models, compile_models, load_trained, make_optimizers,
-                                 train_variant)
+from pipeline.train.loop import (TERMINATED_EXIT, _grow, _regrow_optimizers, build_models, compile_models,
+                                 load_trained, make_optimizers, train_variant)
 from pipeline.train.schedule import lr_factor, optimizer_steps, plan_stages, uses_decay
 from pipeline.train.step import random_window, train_window
 
@@ -73,6 +74,84 @@ def test_optimizer_steps_follow_the_schedule(study):
     assert optimizer_steps(plan_stages(v07, train)[0], v07, train, 808) == 120 * 808 * 6
     capped = type(first)(0, 16, 32, 200, 5, 1, False)
     assert optimizer_steps(capped, v07, train, 808) == 5 * 6
+
+
+class Recorded(nn.Module):
+    """A criterion that keeps the value of every call."""
+
+    def __init__(self, criterion: nn.Module):
+        super().__init__()
+        self.criterion, self.values = criterion, []
+
+    def forward(self, *args):
+        value = self.criterion(*args)
+        self.values.append(float(value.detach()))
+        return value
+
+
+def tiny_models(study: dict, variant: str):
+    settings = tiny(study, variant)
+    plans = plan_stages(settings["entry"], settings["train"])
+    torch.manual_seed(0)
+    models = build_models(settings["entry"], settings, plans[0])
+    return settings, plans, models
+
+
+def test_flow_loss_on_every_trained_frame_and_warp_loss_after_the_first(study):
+    """thesis-code.md 6: only the warp loss waits for a real prior; the first trained frame has a
+    reference flow (flow variants load one frame more). Each logged term is the mean over the
+    frames that computed it."""
+    settings, plans, models = tiny_models(study, "v09")
+    for name in ("flow", "warp"):
+        models.criteria[name] = Recorded(models.criteria[name])
+    optimizers = make_optimizers(models, settings["entry"], settings["train"], torch.device("cpu"))
+    window = random_window(4, plans[0].height, plans[0].width, num_channels(settings["label_set"]))
+    terms = train_window(models, optimizers, window)
+    flows, warps = models.criteria["flow"].values, models.criteria["warp"].values
+    assert len(flows) == 3 and len(warps) == 2        # frames 1, 2, 3 trained; warp from frame 2
+    assert terms["flow"] == pytest.approx(sum(flows) / 3, rel=1e-6)
+    assert terms["warp"] == pytest.approx(sum(warps) / 2, rel=1e-6)
+    assert "flow_epe" in terms
+
+
+def test_the_encoder_sees_the_image_in_0_1(study):
+    """One home for the encoder's input range: the step hands it the [0, 1] frame (the thesis's)."""
+    settings, plans, models = tiny_models(study, "v04")
+    seen = []
+    models.encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    optimizers = make_optimizers(models, settings["entry"], settings["train"], torch.device("cpu"))
+    window = random_window(1, plans[0].height, plans[0].width, num_channels(settings["label_set"]))
+    train_window(models, optimizers, window)
+    assert torch.equal(seen[0], window["image"][:, 0])
+
+
+def test_kept_optimizer_state_follows_each_parameter_through_growth(study):
+    """``train.keep_optimizer_state_on_grow``: the grown twin CRN inserts refine.N before twin.*,
+    so matching by position pairs the wrong tensors. Every carried-over parameter keeps its own
+    Adam moments; the new modules and the heads (which start fresh) get none."""
+    settings, plans, models = tiny_models(study, "v09")
+    train = dict(settings["train"], keep_optimizer_state_on_grow=True)
+    cpu = torch.device("cpu")
+    optimizers = make_optimizers(models, settings["entry"], train, cpu)
+    train_window(models, optimizers, random_window(2, plans[0].height, plans[0].width,
+                                                   num_channels(settings["label_set"])))
+    old = models.named_generator_parameters()
+    old_moments = {name: optimizers.generator.state[param]["exp_avg"] for name, param in old.items()
+                   if param in optimizers.generator.state}
+    models.generator = _grow(models, optimizers, plans[1], train, cpu)
+    grown = _regrow_optimizers(models, optimizers, old, settings["entry"], train, cpu)
+    last = len(models.generator.refine) - 1
+    fresh = (f"generator.refine.{last}.", f"generator.twin.{last}.", "generator.to_image.", "generator.heads.")
+    carried = 0
+    for name, param in models.named_generator_parameters().items():
+        state = grown.generator.state.get(param)
+        if name.startswith(fresh):
+            assert not state, name
+        else:
+            assert torch.equal(state["exp_avg"], old_moments[name]), name
+            carried += 1
+    assert carried and any(name.startswith("generator.twin.0.") for name in old_moments)
+    assert any(name.startswith("encoder.") for name in old_moments)
 
 
 @pytest.mark.parametrize("variant", ["v09", "v14"])

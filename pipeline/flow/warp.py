@@ -22,7 +22,12 @@ __all__ = ["warp", "flow_to_grid"]
 
 
 def flow_to_grid(flow: torch.Tensor) -> torch.Tensor:
-    """A sampling grid for ``grid_sample`` from a flow ``[B, 2, H, W]`` in pixels."""
+    """A float32 sampling grid for ``grid_sample`` from a flow ``[B, 2, H, W]`` in pixels.
+
+    float32 whatever the flow's dtype: bf16 holds integers only up to 256 exactly (past 512 they
+    step by 4), so a bf16 grid would sample pixel 1020 for 1021.
+    """
+    flow = flow.float()
     batch, _, height, width = flow.shape
     ys = torch.arange(height, device=flow.device, dtype=flow.dtype)
     xs = torch.arange(width, device=flow.device, dtype=flow.dtype)
@@ -36,10 +41,14 @@ def flow_to_grid(flow: torch.Tensor) -> torch.Tensor:
 
 
 def warp(image: torch.Tensor, flow: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
-    """Warp ``image`` ``[B, C, H, W]`` (frame t-1) onto frame t with ``flow`` ``[B, 2, H, W]``."""
+    """Warp ``image`` ``[B, C, H, W]`` (frame t-1) onto frame t with ``flow`` ``[B, 2, H, W]``.
+
+    Sampled in float32 (see ``flow_to_grid``) and returned in the image's dtype.
+    """
     if flow.ndim != 4 or flow.shape[1] != 2:
         raise ValueError(f"flow must be [B, 2, H, W], got {tuple(flow.shape)}")
     if image.shape[0] != flow.shape[0] or image.shape[-2:] != flow.shape[-2:]:
         raise ValueError(f"image {tuple(image.shape)} and flow {tuple(flow.shape)} differ in batch or size")
-    grid = flow_to_grid(flow.to(image.dtype))
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
+    warped = F.grid_sample(image.float(), flow_to_grid(flow), mode="bilinear", padding_mode=padding_mode,
+                           align_corners=True)
+    return warped.to(image.dtype)

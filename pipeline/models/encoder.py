@@ -4,7 +4,7 @@
 - ``FeatureEncoder``: reflection pad + 7x7 conv 3->16 (instance norm, ReLU); four 3x3 stride-2
   convs (32, 64, 128, 256); four transposed convs back (128, 64, 32, 16); reflection pad + 7x7
   conv 16->3; tanh; then ``instance_average``. Trained end to end with the generator (its
-  parameters join the generator's optimiser), on the real frame.
+  parameters join the generator's optimiser), on the real frame in [0, 1] (the thesis's range).
 - ``instance_average``: every channel replaced by its mean over each instance id's pixels. With
   the Cityscapes instanceIds encoding this gives one region per thing instance and one per stuff
   class, the regions the thesis's pooling ended up with.
@@ -66,12 +66,15 @@ def instance_average(features: torch.Tensor, instances: torch.Tensor) -> torch.T
         raise ValueError(f"instance ids must lie in [0, {ID_SPAN}); got {int(ids.min())}..{int(ids.max())}")
     batch, channels, height, width = features.shape
     keys = (ids + torch.arange(batch, device=ids.device)[:, None, None] * ID_SPAN).reshape(-1)
-    flat = features.permute(0, 2, 3, 1).reshape(-1, channels)
+    # float32 whatever the features' dtype: CUDA's index_add accumulates in the destination's
+    # dtype, and a bf16 sum or pixel count (under autocast) stops growing past 256 pixels.
+    flat = features.permute(0, 2, 3, 1).reshape(-1, channels).float()
     # One scatter for the sums and the pixel counts (the last column).
     totals = flat.new_zeros(batch * ID_SPAN, channels + 1).index_add(
         0, keys, torch.cat([flat, torch.ones_like(flat[:, :1])], 1))
     means = totals[keys]
-    return (means[:, :channels] / means[:, channels:]).view(batch, height, width, channels).permute(0, 3, 1, 2)
+    pooled = (means[:, :channels] / means[:, channels:]).to(features.dtype)
+    return pooled.view(batch, height, width, channels).permute(0, 3, 1, 2)
 
 
 class FeatureEncoder(nn.Module):
@@ -94,7 +97,12 @@ class FeatureEncoder(nn.Module):
         self.out_channels = out_channels
 
     def forward(self, image: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
-        """Pooled features [B, 3, H, W] of the real ``image`` [B, 3, H, W] over ``instances``."""
+        """Pooled features [B, 3, H, W] of the real ``image`` [B, 3, H, W] over ``instances``.
+
+        ``image`` is in [0, 1] and goes in as it is: the thesis kept images in [0, 1] with no
+        [-1, 1] scaling (thesis-code.md §2), where pix2pixHD fed [-1, 1]. Callers pass the frame
+        unscaled, so any change of range belongs here.
+        """
         return instance_average(self.body(image), instances)
 
 

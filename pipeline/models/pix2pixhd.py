@@ -4,8 +4,9 @@ Manipulation with Conditional GANs") as the thesis used it: no local enhancer (c
 Layers (networks.md §1; the thesis's own GAN code is not available): reflection pad 3, 7x7 conv
 to ngf = 64, instance norm, ReLU; 4 downsamplings (3x3 stride 2) to 1024 channels; 9 residual
 blocks; 4 transposed convs (3x3 stride 2) back to 64; reflection pad 3, 7x7 conv to 3, tanh.
-About 182.4 M parameters with pix2pixHD's 39 input channels (35 label ids + edge + 3 feature
-channels); with the thesis's 24 (20 labels + edge + 3 features) it is 47 k fewer.
+About 182.6 M parameters (182,556,163, counted) with pix2pixHD's 39 input channels (35 label
+ids + edge + 3 feature channels); with the thesis's 24 (20 labels + edge + 3 features) it is
+47,040 fewer (182,509,123).
 
 The image leaves as (tanh + 1) / 2, so every generator here emits images in [0, 1].
 

@@ -196,7 +196,7 @@ def _synthesize(models, entry, sample: dict, chosen: dict | None) -> torch.Tenso
         if models.encoder is not None:
             instances = sample["instances"][t][None]
             inputs["features"] = (paint_features(instances, labels[t], chosen) if chosen is not None
-                                  else models.encoder(image[t] * 2.0 - 1.0, instances))
+                                  else models.encoder(image[t], instances))
         if priors is not None:
             inputs.update(priors.inputs())
         frame = models.generator(inputs)["image"]

@@ -39,7 +39,7 @@ def feature_bank(model_path: str | Path, data_path: str | Path, clusters: int, s
     for index in tqdm(range(len(dataset)), desc="encoder features", unit="frame"):
         sample = dataset[index]
         image, instances = sample["image"][None], sample["instances"][None]
-        features = models.encoder(image * 2.0 - 1.0, instances)
+        features = models.encoder(image, instances)
         region_mean, region_class = region_means(features, instances, sample["labels"][None])
         means.append(region_mean)
         classes.append(region_class)
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = read_settings(args, lambda config: {"clusters": 10, "seed": config["train"]["seed"]})
     result = feature_bank(args.model, args.data, settings["clusters"], settings["seed"])
-    result["provenance"] = provenance("cluster_features", settings, code_version("train", "models"),
+    result["provenance"] = provenance("cluster_features", settings, code_version("pipeline.train.cluster"),
                                       settings["seed"], model=args.model, data=args.data)
     with atomic_path(args.output, suffix=".pt") as tmp:
         torch.save(result, tmp)

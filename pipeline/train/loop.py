@@ -2,9 +2,10 @@
 
 A cluster job that hits its walltime gets SIGTERM: the loop finishes the window it is on,
 saves the resume state (see ``state.py``) and exits with status 143, so Snakemake's retry
-resubmits it and the new job continues exactly where this one stopped. Every sample is a pure
-function of (seed, stage, epoch, index), so the data order survives too. Nothing finished is
-recomputed: a finished run's outputs are declared, the resume folder is not.
+resubmits it and the new job continues exactly where this one stopped. The data order survives
+too: an epoch's sample order is a pure function of (seed, stage, epoch) and a window's first
+frame of (seed, epoch, index) (``pack.dataset.window_start``; the same in both stages). Nothing
+finished is recomputed: a finished run's outputs are declared, the resume folder is not.
 
 On a GPU: bf16 autocast, ``torch.compile`` of the generator (or of every network:
 ``train.compile_scope``) and fused Adam (``train.amp``, ``train.compile``: ``auto`` turns them on
@@ -28,11 +29,13 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from pipeline.cli import TERMINATED_EXIT      # 128 + SIGTERM: Snakemake sees a failure and retries
 from pipeline.data.labels import num_channels
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_path, write_json
 from pipeline.models.build import (build_discriminators, build_feature_encoder, build_generator, build_losses,
                                    optimizer_settings)
+from pipeline.models.crn import HEAD_PREFIXES
 from pipeline.pack.dataset import FrameDataset, WindowDataset, expand
 from pipeline.pack.verify import open_packed
 from pipeline.provenance import code_version, provenance
@@ -43,7 +46,6 @@ from pipeline.train.step import Models, Optimizers, train_window
 __all__ = ["train_variant", "build_models", "move_models", "set_up_device", "compile_models", "make_optimizers",
            "fast_path", "load_trained", "TERMINATED_EXIT"]
 
-TERMINATED_EXIT = 143      # 128 + SIGTERM: Snakemake sees a failure and retries
 LOG_NAME = "losses.csv"
 
 
@@ -157,7 +159,7 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
     device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                           ("cpu" if device == "auto" else device))
     set_up_device(train, device)
-    code = code_version("train", "models", "pack", "flow/warp.py")
+    code = code_version("pipeline.train")
     expected = fingerprint(variant, settings, code)
     plans = plan_stages(entry, train)
     state = load_resume(resume_dir, expected)
@@ -229,9 +231,10 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
             bar.close()
             _next_stage(position)
             if position.stage < len(plans):
+                before_growth = models.named_generator_parameters()
                 models.generator = _grow(models, optimizers, plans[position.stage], train, device)
                 compile_models(models, train, device, only=("generator",))
-                optimizers = _regrow_optimizers(models, optimizers, entry, train, device)
+                optimizers = _regrow_optimizers(models, optimizers, before_growth, entry, train, device)
             log.flush()
             save()
     finally:
@@ -295,20 +298,34 @@ def _grow(models: Models, optimizers: Optimizers, plan: StagePlan, train: Mappin
         return models.generator.grow(plan.output_images).to(device)
 
 
-def _regrow_optimizers(models: Models, old: Optimizers, entry, train, device) -> Optimizers:
+def _regrow_optimizers(models: Models, old: Optimizers, before_growth: dict[str, torch.nn.Parameter],
+                       entry, train, device) -> Optimizers:
     """Fresh Adam for the grown generator (thesis); keep the moments of carried-over parameters
-    when ``train.keep_optimizer_state_on_grow``."""
+    when ``train.keep_optimizer_state_on_grow``. ``before_growth``: the old generator's and
+    encoder's parameters by name (``Models.named_generator_parameters``)."""
     new = make_optimizers(models, entry, train, device)
     if old.discriminator is not None:
         new.discriminator.load_state_dict(old.discriminator.state_dict())
     if train.get("keep_optimizer_state_on_grow"):
-        # Parameters are matched by position among those of equal shape (modules keep their order).
-        old_params = [p for group in old.generator.param_groups for p in group["params"]]
-        for new_param, old_param in zip(models.generator_parameters(), old_params):
-            if new_param.shape == old_param.shape and old_param in old.generator.state:
+        for new_param, old_param in _carried_over(before_growth, models.named_generator_parameters()):
+            if old_param in old.generator.state:
                 new.generator.state[new_param] = {k: v.clone() if torch.is_tensor(v) else v
                                                   for k, v in old.generator.state[old_param].items()}
     return new
+
+
+def _carried_over(before: dict[str, torch.nn.Parameter],
+                  after: dict[str, torch.nn.Parameter]) -> list[tuple[torch.nn.Parameter, torch.nn.Parameter]]:
+    """(grown, old) pairs of the parameters growth carried over: matched by name, not position
+    (a twin CRN's new refine module comes before twin.*), with equal shapes, heads excepted
+    (``CRN.load_grown_state`` starts them fresh)."""
+    pairs = []
+    for name, param in after.items():
+        old_param = before.get(name)
+        is_head = name.startswith("generator.") and name.removeprefix("generator.").startswith(HEAD_PREFIXES)
+        if old_param is not None and old_param.shape == param.shape and not is_head:
+            pairs.append((param, old_param))
+    return pairs
 
 
 class _LossLog:
@@ -351,6 +368,8 @@ def _hardware(models: Models, train: Mapping, device: torch.device) -> dict:
 
 def _write_outputs(variant, settings, models: Models, plan: StagePlan, data_path: Path, output_dir: Path,
                    resume_dir: Path, elapsed: float, code: str, position: Position, hardware: dict) -> Path:
+    """model.pt, summary.json and the loss log. ``steps`` in the summary and the provenance is
+    ``Position.step``: the windows (samples) trained, all stages, not the optimiser steps."""
     with open_packed(data_path) as packed:
         data_provenance = packed.attrs.get("provenance", "")
     record = provenance("train", settings, code, settings["train"]["seed"], variant=variant,

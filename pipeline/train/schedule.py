@@ -28,7 +28,7 @@ class StagePlan:
     height: int
     width: int
     epochs: float              # may be fractional for demos: a share of the first epoch's samples
-    max_steps: int | None      # cap on optimiser steps (demo)
+    max_steps: int | None      # cap on the windows (samples) trained in the stage, not optimiser steps (demo)
     output_images: int
     decay: bool
 

@@ -1,10 +1,11 @@
 """Exact resume: everything a resubmitted job needs to continue as if never stopped.
 
-The resume file holds the models, every optimiser, the AMP scaler, the loop position (stage,
-epoch, sample within the epoch, global step), the python, numpy, torch and CUDA RNG states, and
-a fingerprint (variant, the hash of its settings, code version). It lives in a resume folder
-that is *not* a declared output, because Snakemake deletes declared outputs before a job runs;
-it is written under a temporary name and renamed, so a kill mid-save keeps the previous one.
+The resume file holds the models, every optimiser, the loop position (stage, epoch, sample
+within the epoch, windows trained), the python, numpy, torch and CUDA RNG states, and a
+fingerprint (variant, the hash of its settings, code version). No AMP scaler: the GPU path runs
+bf16 autocast, which needs no loss scaling. It lives in a resume folder that is *not* a declared
+output, because Snakemake deletes declared outputs before a job runs; it is written under a
+temporary name and renamed, so a kill mid-save keeps the previous one.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ class Position:
     stage: int = 0
     epoch: int = 0
     sample: int = 0          # index into the epoch's permutation
-    step: int = 0            # optimiser steps so far, all stages
-    stage_step: int = 0      # optimiser steps in this stage (for max_steps)
+    step: int = 0            # windows (samples) trained so far, all stages; not optimiser steps,
+                             # of which a prior variant takes one per frame of a window
+    stage_step: int = 0      # windows trained in this stage (what StagePlan.max_steps caps)
 
 
 def fingerprint(variant: str, settings: Any, code: str) -> dict:
@@ -59,14 +61,13 @@ def restore_rng(state: dict) -> None:
 
 
 def save_resume(folder: Path, print_: dict, position: Position, modules: dict[str, torch.nn.Module],
-                optimizers: dict[str, torch.optim.Optimizer], scaler: Any = None, extra: dict | None = None) -> Path:
+                optimizers: dict[str, torch.optim.Optimizer], extra: dict | None = None) -> Path:
     target = Path(folder) / RESUME_NAME
     state = {
         "fingerprint": print_,
         "position": asdict(position),
         "modules": {name: module.state_dict() for name, module in modules.items()},
         "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
-        "scaler": scaler.state_dict() if scaler is not None else None,
         "rng": capture_rng(),
         "extra": extra or {},
     }

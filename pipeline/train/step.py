@@ -8,9 +8,13 @@ follows from which criteria and discriminators the builders made. Per frame of a
    placeholders at the window start: no teacher forcing, one-step truncation, as the thesis).
 3. Generator losses: perceptual (diversity over K images; for twin variants also on the
    hallucinated frame), image GAN and feature matching, temporal GAN and feature matching,
-   flow (L1 against the reference) and warp (the real previous frame warped by the generated
-   flow against the real frame; skipped at the window start). One Adam step, grad-norm clip.
+   flow (L1 against the reference, on every trained frame: flow variants load one frame more,
+   so the first trained frame has its reference flow) and warp (the real previous frame warped
+   by the generated flow against the real frame; skipped at the first trained frame, while the
+   prior is a placeholder). One Adam step, grad-norm clip.
 4. Discriminator losses on the real frame (with real priors) and the detached fake; one step.
+
+A window logs each term's mean over the frames that computed it (warp: one frame fewer).
 """
 
 from __future__ import annotations
@@ -61,10 +65,15 @@ class Models:
         return modules
 
     def generator_parameters(self) -> list[nn.Parameter]:
-        params = list(self.generator.parameters())
+        return list(self.named_generator_parameters().values())
+
+    def named_generator_parameters(self) -> dict[str, nn.Parameter]:
+        """The generator optimiser's parameters, in its order, as ``generator.<name>`` and
+        ``encoder.<name>`` (names survive growth and in-place compiling; positions do not)."""
+        named = {f"generator.{name}": param for name, param in self.generator.named_parameters()}
         if self.encoder is not None:
-            params += list(self.encoder.parameters())
-        return params
+            named.update({f"encoder.{name}": param for name, param in self.encoder.named_parameters()})
+        return named
 
 
 @dataclass
@@ -94,7 +103,8 @@ def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list, cl
 
 
 def train_window(models: Models, optimizers: Optimizers, window: Mapping[str, torch.Tensor]) -> dict[str, float]:
-    """Train on every frame of a window ``[B, T, ...]``; the mean of each named loss over frames."""
+    """Train on every frame of a window ``[B, T, ...]``; each named loss's mean over the frames
+    that computed it."""
     entry = models.entry
     mode = entry["prior"]
     frames = window["image"].shape[1]
@@ -106,15 +116,17 @@ def train_window(models: Models, optimizers: Optimizers, window: Mapping[str, to
         fake_priors.reset(window["image"][:, 0], window["labels"][:, 0])
         real_priors.reset(window["image"][:, 0], window["labels"][:, 0])
     totals: dict[str, float] = {}
+    counts: dict[str, int] = {}
     for t in range(first, frames):
         frame = _frame(window, t)
         previous = _frame(window, t - 1) if t > 0 else None
         terms = _train_frame(models, optimizers, frame, previous, fake_priors, real_priors, t > first)
         for name, value in terms.items():
-            totals[name] = totals.get(name, 0.0) + value / (frames - first)
+            totals[name] = totals.get(name, 0.0) + value
+            counts[name] = counts.get(name, 0) + 1
         if mode:
             real_priors.push(frame["image"], frame["labels"])
-    return totals
+    return {name: total / counts[name] for name, total in totals.items()}
 
 
 def _generator_inputs(models: Models, frame: Mapping[str, torch.Tensor], priors: PriorFrames | None) -> dict:
@@ -122,7 +134,7 @@ def _generator_inputs(models: Models, frame: Mapping[str, torch.Tensor], priors:
     if models.entry["edge"]:
         inputs["edge"] = frame["edge"]
     if models.encoder is not None:
-        inputs["features"] = models.encoder(frame["image"] * 2.0 - 1.0, frame["instances"])
+        inputs["features"] = models.encoder(frame["image"], frame["instances"])
     if priors is not None:
         inputs.update(priors.inputs())
     return inputs
@@ -143,9 +155,10 @@ def _train_frame(models: Models, optimizers: Optimizers, frame: dict, previous: 
             terms["perceptual"] = criteria["perceptual"](fake, real, frame["labels"])
             if "hallucinated" in output:
                 terms["perceptual_hallucinated"] = criteria["perceptual"](output["hallucinated"], real)
-        if "flow" in output and has_prior:
+        if "flow" in output:
             terms["flow"] = criteria["flow"](output["flow"], frame["flow"])
-            terms["warp"] = criteria["warp"](previous["image"], real, output["flow"])
+            if has_prior:   # the thesis skipped warp (only) while the prior was a placeholder
+                terms["warp"] = criteria["warp"](previous["image"], real, output["flow"])
         discriminator_inputs = None
         if models.discriminators is not None:
             discriminator_inputs = _discriminator_inputs(models, inputs, frame, output["image"], real_priors,
@@ -154,7 +167,7 @@ def _train_frame(models: Models, optimizers: Optimizers, frame: dict, previous: 
         loss = sum(terms.values())
     _step(optimizers.generator, loss, models.generator_parameters(), optimizers.grad_clip)
     logged = {**terms, "generator": loss}
-    if "flow" in output and has_prior:
+    if "flow" in output:
         logged["flow_epe"] = end_point_error(output["flow"].detach().float(), frame["flow"])
     if discriminator_inputs is not None:
         logged["discriminator"] = _discriminator_step(models, optimizers, discriminator_inputs, autocast)
