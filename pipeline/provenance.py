@@ -1,11 +1,15 @@
 """Provenance: what made an output (stage config, code version, package versions, seed).
 
-``code_version`` hashes the source of the subpackages a stage runs, so a rule's params change
-when its code changes (Snakemake's own code trigger only sees the shell line).
+``code_version`` hashes the source a stage runs: its module and every ``pipeline`` module it
+imports, directly or through others. A rule passes it in its params, so the rule reruns when
+that code changes (Snakemake's own code trigger only sees the shell line) and not when code the
+stage never imports does.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
 import importlib.metadata
 import platform
@@ -14,33 +18,72 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-__all__ = ["code_version", "package_versions", "provenance"]
+__all__ = ["code_files", "code_version", "package_versions", "provenance"]
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
-# Modules every stage uses; a change to them reruns everything.
-SHARED = ("__init__.py", "errors.py", "io.py", "provenance.py", "config.py", "cli.py")
 TRACKED_PACKAGES = (
     "torch", "torchvision", "numpy", "h5py", "hdf5plugin", "opencv-python", "cityscapesscripts",
     "segmentation-models-pytorch", "ptlflow", "tensorflow", "tensorflow-hub", "snakemake",
 )
 
 
-def code_version(*parts: str) -> str:
-    """A short hash of the shared modules plus the given subpackages or modules of ``pipeline``.
-
-    ``code_version("flow")`` covers ``pipeline/flow/**.py``; ``code_version("data/labels.py")``
-    one module.
-    """
+def code_version(*modules: str) -> str:
+    """A short hash of the source files :func:`code_files` finds for ``modules``, the modules a
+    rule runs with ``python -m`` (``code_version("pipeline.train")``)."""
     digest = hashlib.sha256()
-    files = [PACKAGE_ROOT / name for name in SHARED]
-    for part in parts:
-        path = PACKAGE_ROOT / part
-        files.extend(sorted(path.rglob("*.py")) if path.is_dir() else [path])
-    for file in files:
-        if file.is_file():
-            digest.update(file.relative_to(PACKAGE_ROOT).as_posix().encode())
-            digest.update(file.read_bytes())
+    for file in code_files(*modules):
+        digest.update(file.relative_to(PACKAGE_ROOT.parent).as_posix().encode())
+        digest.update(file.read_bytes())
     return digest.hexdigest()[:12]
+
+
+def code_files(*modules: str) -> list[Path]:
+    """The files of ``modules`` and of every ``pipeline`` module they import, transitively:
+    what ``python -m`` runs (a package's ``__init__`` and ``__main__``, its parents' ``__init__``).
+    Imports are read from the source, those inside functions too, so nothing is executed."""
+    for module in modules:
+        if not _own_files(module):
+            raise ValueError(f"code_version: no module {module!r} under {PACKAGE_ROOT.parent}")
+    seen: set[Path] = set()
+    pending = list(modules)
+    while pending:
+        for file in _files_of(pending.pop()):
+            if file not in seen:
+                seen.add(file)
+                pending.extend(_imports(file, file.stat().st_mtime_ns))
+    return sorted(seen)
+
+
+def _files_of(module: str) -> list[Path]:
+    """The module's own files and its parent packages' ``__init__``s (which importing it runs)."""
+    parts = module.split(".")
+    parents = [PACKAGE_ROOT.parent.joinpath(*parts[:end], "__init__.py") for end in range(1, len(parts))]
+    return [file for file in parents if file.is_file()] + _own_files(module)
+
+
+def _own_files(module: str) -> list[Path]:
+    path = PACKAGE_ROOT.parent.joinpath(*module.split("."))
+    files = [path / "__init__.py", path / "__main__.py"] if path.is_dir() else [path.with_suffix(".py")]
+    return [file for file in files if file.is_file()]
+
+
+@functools.lru_cache(maxsize=None)
+def _imports(file: Path, modified: int) -> tuple[str, ...]:  # noqa: ARG001 (the cache key)
+    """The ``pipeline`` modules ``file`` imports; ``from a import b`` yields ``a`` and ``a.b``
+    (``b`` may be a module)."""
+    package = file.parent.relative_to(PACKAGE_ROOT.parent).parts
+    found = []
+    for node in ast.walk(ast.parse(file.read_text(), str(file))):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = ".".join(package[: len(package) - node.level + 1])
+                base = f"{parent}.{base}" if base else parent
+            found += [base] + [f"{base}.{alias.name}" for alias in node.names]
+    root = PACKAGE_ROOT.name
+    return tuple(name for name in found if name == root or name.startswith(root + "."))
 
 
 def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str]:

@@ -58,3 +58,30 @@ def test_full_size_dag_fans_out_per_city(full_size_workdir):
     assert counts["cluster_features"] == 10            # the feature-encoder variants
     assert counts["embed_real"] == counts["fvd_table"] == 1
     assert "fit_segmenter" not in counts and "fit_instances" not in counts    # checkpoints given
+
+
+def planned_jobs(dry_run_output: str, rule: str) -> list[str]:
+    """The blocks a dry run with -p prints for the jobs of ``rule`` (one a job, blank-line apart)."""
+    return [block for block in dry_run_output.split("\n\n") if re.search(rf"^rule {rule}:$", block, re.M)]
+
+
+@pytest.mark.parametrize("backend, gpus", [("flownet2", 1), ("dis", 0)])
+def test_reference_flow_asks_for_a_gpu_only_for_flownet2(full_size_workdir, backend, gpus):
+    """DIS is OpenCV on the CPU: on a cluster its jobs go to the CPU queue."""
+    (full_size_workdir / f"{backend}.yaml").write_text(yaml.safe_dump({"flow": {"backend": backend}}))
+    result = run_snakemake("-n", "-p", "-d", str(full_size_workdir), "--configfile", "override.yaml",
+                           f"{backend}.yaml", cwd=full_size_workdir)
+    jobs = planned_jobs(result.stdout, "reference_flow")
+    assert len(jobs) == 7
+    for job in jobs:
+        gpu = re.search(r"^\s+resources: .*\bgpu=(\d+)", job, re.M)
+        assert (int(gpu[1]) if gpu else 0) == gpus, job
+
+
+def test_pack_decodes_with_the_rule_threads(full_size_workdir):
+    result = run_snakemake("-n", "-p", "--cores", "2", "-d", str(full_size_workdir), "--configfile", "override.yaml",
+                           cwd=full_size_workdir)
+    jobs = planned_jobs(result.stdout, "pack")
+    assert len(jobs) == 2
+    for job in jobs:
+        assert re.search(r"^Shell command: python -m pipeline\.pack .* --threads 2 ", job, re.M), job

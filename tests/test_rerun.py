@@ -1,11 +1,15 @@
 """Rerunning single stages: a change reruns its stage and what follows, and nothing before it.
 
 The early graph runs for real on a tiny synthetic city in a scratch workdir; then dry runs
-with one setting changed list exactly the stages that read it and their descendants.
+with one setting changed list exactly the stages that read it and their descendants. The late
+stages (synthesis, FVD) are checked without running anything: a dry run in an empty workdir
+prints every job's command, whose ``--settings`` are the params Snakemake compares to decide a
+rerun; a job whose command a change leaves alone does not rerun for it.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -67,19 +71,117 @@ def test_nothing_reruns_without_a_change(ran):
         ({"labels": {"instance": {"fit": {"epochs": 2}}}}, {"fit_instances", "label_instance", "pack"}),
         # fvd.draw_choice while auto is off: the subset (and so everything) stays as it was.
         ({"fvd": {"draw_choice": {"candidates": 7, "heldout_videos": 3}}}, set()),
+        # The labellers write Cityscapes label ids whatever the label set: only pack maps them.
+        ({"labels": {"label_set": "train19"}}, {"pack"}),
     ],
-    ids=["instance", "semantic", "flow", "pack", "subset", "instance-fit", "draw-choice-off"],
+    ids=["instance", "semantic", "flow", "pack", "subset", "instance-fit", "draw-choice-off", "label-set"],
 )
 def test_a_change_reruns_its_stage_and_what_follows(ran, change, reruns):
     assert set(dry_run(ran, change)) == reruns
 
 
-def test_code_version_follows_the_stage_code(tmp_path, monkeypatch):
+def planned_commands(work, *overrides) -> dict[tuple[str, str], str]:
+    """{(rule, outputs): shell command} of every job of the demo graph, dry run in ``work``."""
+    shutil.copy(REPO / "config" / "demo.yaml", work / "demo.yaml")
+    files = ["demo.yaml"]
+    for index, override in enumerate(overrides):
+        (work / f"change{index}.yaml").write_text(yaml.safe_dump(override))
+        files.append(f"change{index}.yaml")
+    result = run_snakemake("-n", "-p", "-d", str(work), "--configfile", *files, cwd=work)
+    commands = {}
+    for block in result.stdout.split("\n\n"):
+        rule = re.search(r"^(?:local)?(?:rule|checkpoint) (\w+):$", block, re.M)
+        outputs = re.search(r"^\s+output: (.*)$", block, re.M)
+        command = re.search(r"^Shell command: (.*)$", block, re.M)
+        if rule and outputs and command:        # rule all has no output (and no command)
+            commands[rule[1], outputs[1]] = command[1]
+    return commands
+
+
+def changed_rules(before: dict, after: dict) -> set[str]:
+    """Rules with a job whose command differs, or that a change adds or removes."""
+    return {rule for (rule, outputs) in before.keys() | after.keys()
+            if before.get((rule, outputs)) != after.get((rule, outputs))}
+
+
+SYNTHESIS = {"synthesize", "real_videos"}
+HELDOUT_SYNTHESIS = {"draw_candidates", "real_heldout_videos"}
+AUTO_DRAW = {"fvd": {"draw_choice": {"auto": True}}}
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory):
+    """The demo graph's commands, without and with fvd.draw_choice.auto."""
+    return (planned_commands(tmp_path_factory.mktemp("planned")),
+            planned_commands(tmp_path_factory.mktemp("planned_auto"), AUTO_DRAW))
+
+
+def test_the_demo_plans_every_synthesis_job(planned):
+    plain, auto = planned
+    assert SYNTHESIS <= {rule for rule, _ in plain} and not HELDOUT_SYNTHESIS & {rule for rule, _ in plain}
+    assert SYNTHESIS | HELDOUT_SYNTHESIS <= {rule for rule, _ in auto}
+
+
+@pytest.mark.parametrize(
+    "change, kept, changed",
+    [
+        # The step from the demo's random I3D to the real one re-embeds; the videos stay.
+        ("i3d", SYNTHESIS, {"local_i3d", "embed", "embed_real"}),
+        ({"fvd": {"bootstrap": 50}}, SYNTHESIS, {"fvd"}),
+        ({"fvd": {"comparisons": [[1, 2]]}}, SYNTHESIS, {"fvd_table"}),
+        ({"fvd": {"crops": ["center"]}}, SYNTHESIS, set()),
+        ({"fvd": {"start_frame": 3}}, set(), SYNTHESIS),
+        ({"fvd": {"seed": 1}}, {"real_videos"}, {"synthesize"}),
+    ],
+    ids=["i3d", "bootstrap", "comparisons", "crops", "start-frame", "seed"],
+)
+def test_an_fvd_setting_resynthesises_only_what_reads_it(planned, tmp_path, change, kept, changed):
+    if change == "i3d":
+        (tmp_path / "i3d").mkdir()
+        change = {"fvd": {"i3d": str(tmp_path / "i3d")}}
+    rules = changed_rules(planned[0], planned_commands(tmp_path, change))
+    assert changed <= rules and not kept & rules, rules
+
+
+@pytest.mark.parametrize(
+    "change, kept, changed",
+    [
+        # More test videos: the held-out videos of the draw choice stay as they were.
+        ({"fvd": {"batches": 3}}, HELDOUT_SYNTHESIS, {"synthesize", "real_videos"}),
+        ({"fvd": {"bootstrap": 50}}, SYNTHESIS | HELDOUT_SYNTHESIS, {"fvd"}),
+        ({"fvd": {"draw_choice": {"candidates": 3}}}, SYNTHESIS, {"draw_candidates"}),
+        ({"fvd": {"start_frame": 3}}, set(), SYNTHESIS | HELDOUT_SYNTHESIS),
+    ],
+    ids=["batches", "bootstrap", "candidates", "start-frame"],
+)
+def test_an_fvd_setting_redraws_only_what_reads_it(planned, tmp_path, change, kept, changed):
+    rules = changed_rules(planned[1], planned_commands(tmp_path, AUTO_DRAW, change))
+    assert changed <= rules and not kept & rules, rules
+
+
+def test_code_version_follows_the_code_a_stage_imports(tmp_path, monkeypatch):
+    """A rule's code version (``python -m`` module and every pipeline module it imports) changes
+    with that code and only with it: the k-means of cluster_features does not retrain a variant."""
     copy = tmp_path / "pipeline"
     shutil.copytree(REPO / "pipeline", copy, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(provenance, "PACKAGE_ROOT", copy)
-    flow, labels = provenance.code_version("flow"), provenance.code_version("labels")
-    with (copy / "flow" / "warp.py").open("a") as handle:
-        handle.write("\n# a change\n")
-    assert provenance.code_version("flow") != flow
-    assert provenance.code_version("labels") == labels
+    stages = ("pipeline.train", "pipeline.train.cluster", "pipeline.labels.semantic")
+
+    def versions():
+        return {stage: provenance.code_version(stage) for stage in stages}
+
+    def edit(module):
+        with (copy / module).open("a") as handle:
+            handle.write("\n# a change\n")
+
+    before = versions()
+    edit("flow/warp.py")                 # the training step's warp, not the labeller's code
+    after_warp = versions()
+    assert after_warp["pipeline.train"] != before["pipeline.train"]
+    assert after_warp["pipeline.labels.semantic"] == before["pipeline.labels.semantic"]
+    edit("train/cluster.py")             # cluster_features alone imports it
+    after_kmeans = versions()
+    assert after_kmeans["pipeline.train.cluster"] != after_warp["pipeline.train.cluster"]
+    assert after_kmeans["pipeline.train"] == after_warp["pipeline.train"]
+    with pytest.raises(ValueError, match="no module 'pipeline.no_such_stage'"):
+        provenance.code_version("pipeline.no_such_stage")      # a typo in a rule must not hash nothing

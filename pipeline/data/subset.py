@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = read_settings(args, stage_settings)
     subset = select_subset(args.root, settings, args.frames, args.annotated_index)
-    subset["provenance"] = provenance("select_subset", settings, code_version("data"), settings.get("seed"))
+    subset["provenance"] = provenance("select_subset", settings, code_version("pipeline.data.subset"), settings.get("seed"))
     write_json(args.output, subset)
 
 

@@ -236,7 +236,7 @@ def generate(root: str | Path, cities: dict[str, dict[str, int]], seed: int, hei
                 bar.update()
         _write_png(tmp / "preview.png", picture)
         write_json(tmp / "synthetic.json", provenance(
-            "synthetic_city", settings, code_version("data"), seed, snippets=snippets,
+            "synthetic_city", settings, code_version("pipeline.data.synthetic"), seed, snippets=snippets,
             labels_used=sorted(LABEL[name] for name in (
                 "road", "sidewalk", "building", "pole", "traffic light", "traffic sign", "vegetation",
                 "terrain", "sky", "person", "car", "static"))))

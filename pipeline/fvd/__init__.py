@@ -26,6 +26,14 @@ Stages (one process each)::
 
 # The fvd-section keys each stage reads: the rules pass exactly these (a change to another key
 # does not rerun the stage). Here, free of TensorFlow, so the Snakefile can import them.
+# pipeline.synthesize: a variant's test videos (SYNTH_KEYS), the real ones (REAL_KEYS) and, with
+# fvd.draw_choice.auto, the held-out videos under every candidate draw (CANDIDATE_KEYS) and the
+# real held-out ones (REAL_HELDOUT_KEYS). None reads i3d, local_i3d_width, crops, bootstrap or
+# comparisons: a step to the real I3D re-embeds the videos without resynthesising them.
+SYNTH_KEYS = ("frames", "height", "width", "start_frame", "warmup_frames", "batch_size", "batches", "seed")
+REAL_KEYS = ("frames", "height", "width", "start_frame", "batch_size", "batches")
+CANDIDATE_KEYS = ("frames", "height", "width", "start_frame", "warmup_frames", "seed", "draw_choice")
+REAL_HELDOUT_KEYS = ("frames", "height", "width", "start_frame", "draw_choice")
 EMBED_KEYS = ("frames", "height", "width", "batch_size", "crops")
 SCORE_KEYS = ("batch_size", "batches", "crops", "bootstrap", "seed")
 TABLE_KEYS = ("comparisons",)

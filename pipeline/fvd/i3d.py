@@ -188,7 +188,7 @@ def save_local_i3d(output: str | Path, width_multiplier: float = 1.0, seed: int 
         "seed": int(seed),
         "weights": "seeded random (He normal), batch-norm statistics from seeded smooth random videos",
         "comparable_to_published_fvd": False,
-        "provenance": provenance("i3d", settings, code_version("fvd/i3d.py"), seed=seed),
+        "provenance": provenance("i3d", settings, code_version("pipeline.fvd.i3d"), seed=seed),
     }
     with atomic_dir(output) as tmp:
         tf.saved_model.save(model, str(tmp), signatures={"default": model.serve})

@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise PipelineError(f"--settings lacks labels key {err}") from err
     frames = annotated_frames(args.subset)
     model, summary = fit_instances(frames, instance, pick_device())
-    record = provenance("fit_instances", settings, code_version("labels", "data"), seed)
+    record = provenance("fit_instances", settings, code_version("pipeline.labels.fit_instances"), seed)
     save_checkpoint(args.output, model.state_dict(), instances_meta(instance, summary, record))
 
 

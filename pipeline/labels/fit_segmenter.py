@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise PipelineError(f"--settings lacks labels key {err}") from err
     frames = annotated_frames(args.subset)
     model, summary = fit_segmenter(frames, encoder, input_size, fit, pick_device(), depth)
-    record = provenance("fit_segmenter", settings, code_version("labels", "data"), fit["seed"])
+    record = provenance("fit_segmenter", settings, code_version("pipeline.labels.fit_segmenter"), fit["seed"])
     save_checkpoint(args.output, model.state_dict(), segmenter_meta(encoder, input_size, summary, record, depth))
 
 

@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not semantic.is_dir():
         raise PipelineError("semantic label directory not found (run label_semantic first)", semantic)
     snippets = subset_snippets(load_subset(args.subset), args.split, args.city)
-    record = provenance("label_instance", settings, code_version("labels", "data"), None,
+    record = provenance("label_instance", settings, code_version("pipeline.labels.instance"), None,
                         split=args.split, city=args.city, weights=weights, device=str(labeller.device),
                         semantic=str(semantic))
 

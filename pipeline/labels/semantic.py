@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyError as err:
         raise PipelineError(f"--settings lacks labels key {err}") from err
     snippets = subset_snippets(load_subset(args.subset), args.split, args.city)
-    record = provenance("label_semantic", settings, code_version("labels", "data"), None,
+    record = provenance("label_semantic", settings, code_version("pipeline.labels.semantic"), None,
                         split=args.split, city=args.city, weights=weights, device=str(labeller.device))
     label_city(city_frames(snippets), lambda images, _: labeller(images), args.output, "labelIds",
                batch_size, keep_gtfine, record, desc=f"semantic {args.split}/{args.city}")

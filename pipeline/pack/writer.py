@@ -126,7 +126,7 @@ def pack(subset_path: str | Path, split: str, inputs: PackInputs, output: str | 
         codecs=codecs,
         chunk_frames=min(int(pack_settings.get("chunk_frames", 1)), snippets[0].frames),
     )
-    record = provenance("pack", settings, code_version("pack", "data"), None,
+    record = provenance("pack", settings, code_version("pipeline.pack"), None,
                         split=split, subset=str(subset_path), sources=inputs.sources(),
                         **_input_provenance(inputs, {s.city for s in snippets}, flow_meta))
     output = Path(output)

@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     notes = notes_line(weight_notes(load_record(path) for path in [*args.semantic, *args.instance]))
     draw_label_quality(result, notes, args.output)
     write_json(args.record, {**result, "weights": notes, "provenance": provenance(
-        "report.label_quality", {}, code_version("report", "labels"), None, subset=str(args.subset))})
+        "report.label_quality", {}, code_version("pipeline.report.label_quality"), None, subset=str(args.subset))})
 
 
 if __name__ == "__main__":

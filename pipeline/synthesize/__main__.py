@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_settings_arguments(parser)
     args = parser.parse_args(argv)
     settings = read_settings(args, lambda config: config["fvd"])
-    code = code_version("synthesize", "train", "models", "pack")
+    code = code_version("pipeline.synthesize")
     if args.real:
         videos, record = real_videos(args.data, settings, heldout=args.heldout)
         stage = "real_heldout_videos" if args.heldout else "real_videos"

@@ -5,7 +5,16 @@ from snakemake.utils import validate
 
 import pipeline.config
 from pipeline.data.subset import HELDOUT_SPLIT, stage_settings as subset_settings
-from pipeline.fvd import DRAW_KEYS, EMBED_KEYS, SCORE_KEYS, TABLE_KEYS
+from pipeline.fvd import (
+    CANDIDATE_KEYS,
+    DRAW_KEYS,
+    EMBED_KEYS,
+    REAL_HELDOUT_KEYS,
+    REAL_KEYS,
+    SCORE_KEYS,
+    SYNTH_KEYS,
+    TABLE_KEYS,
+)
 from pipeline.provenance import code_version
 
 # Our validator first: its errors name the config key; it also checks variant consistency.
@@ -118,15 +127,6 @@ def draws_input(wildcards):
 def feature_args(wildcards, input):
     args = f"--clusters {input.clusters}" if input.clusters else ""
     return f"{args} --draws {input.draws}" if input.draws else args
-
-
-def fvd_settings(draw_choice=False):
-    """config fvd as JSON for the synthesis rules: draw_choice only for the rules that choose the
-    draw, so the test videos' params are what they were before the option existed."""
-    fvd = pipeline.config.section(config, "fvd")
-    if not draw_choice:
-        del fvd["draw_choice"]
-    return json.dumps(fvd, sort_keys=True)
 
 
 def variant_outputs(pattern):

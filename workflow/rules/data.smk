@@ -16,7 +16,7 @@ rule synthetic_city:
             },
             sort_keys=True,
         ),
-        code=code_version("data"),
+        code=code_version("pipeline.data.synthetic"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -41,7 +41,7 @@ checkpoint select_subset:
         frames=config["data"]["frames_per_snippet"],
         annotated=config["data"]["annotated_frame"],
         settings=json.dumps(subset_settings(config), sort_keys=True),
-        code=code_version("data"),
+        code=code_version("pipeline.data.subset"),
     threads: 1
     resources:
         mem_mb=2000,

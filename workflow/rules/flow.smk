@@ -9,10 +9,11 @@ rule reference_flow:
         "results/timing/reference_flow/{split}/{city}.tsv"
     params:
         settings=settings("flow"),
-        code=code_version("flow", "data"),
+        code=code_version("pipeline.flow"),
     threads: 2
     resources:
-        gpu=1,
+        # DIS is OpenCV on the CPU: its jobs queue for a CPU node, not a GPU.
+        gpu=1 if config["flow"]["backend"] == "flownet2" else 0,
         mem_mb=48000 if config["flow"]["backend"] == "flownet2" else 4000,
         runtime=240,
     conda:

@@ -12,7 +12,7 @@ rule local_i3d:
     params:
         width=config["fvd"]["local_i3d_width"],
         seed=config["fvd"]["seed"],
-        code=code_version("fvd"),
+        code=code_version("pipeline.fvd.i3d"),
     threads: 2
     resources:
         mem_mb=8000,
@@ -36,7 +36,7 @@ rule embed_real:
         "results/timing/embed_real.tsv"
     params:
         settings=settings_of("fvd", *EMBED_KEYS),
-        code=code_version("fvd"),
+        code=code_version("pipeline.fvd.embed"),
     threads: 2
     resources:
         gpu=1,
@@ -98,7 +98,7 @@ rule choose_draw:
         "results/timing/choose_draw/{variant}.tsv"
     params:
         settings=settings_of("fvd", *DRAW_KEYS),
-        code=code_version("fvd"),
+        code=code_version("pipeline.fvd.draws"),
     threads: 1
     resources:
         mem_mb=4000,
@@ -122,7 +122,7 @@ rule fvd:
         "results/timing/fvd/{variant}.tsv"
     params:
         settings=settings_of("fvd", *SCORE_KEYS),
-        code=code_version("fvd"),
+        code=code_version("pipeline.fvd.score"),
     threads: 1
     resources:
         mem_mb=4000,
@@ -149,7 +149,7 @@ rule fvd_table:
     params:
         variants=settings("variants"),
         settings=settings_of("fvd", *TABLE_KEYS),
-        code=code_version("fvd"),
+        code=code_version("pipeline.fvd.table"),
     threads: 1
     resources:
         mem_mb=2000,

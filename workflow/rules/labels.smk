@@ -9,7 +9,7 @@ rule fit_segmenter:
         "results/timing/fit_segmenter.tsv"
     params:
         settings=fit_settings("semantic", "encoder", "encoder_depth", "fit", "input_height", "input_width"),
-        code=code_version("labels", "data"),
+        code=code_version("pipeline.labels.fit_segmenter"),
     threads: 2
     resources:
         gpu=1,
@@ -33,7 +33,7 @@ rule fit_instances:
         "results/timing/fit_instances.tsv"
     params:
         settings=fit_settings("instance", "fit", "min_size", "max_size"),
-        code=code_version("labels", "data"),
+        code=code_version("pipeline.labels.fit_instances"),
     threads: 2
     resources:
         gpu=1,
@@ -57,8 +57,8 @@ rule label_semantic:
     benchmark:
         "results/timing/label_semantic/{split}/{city}.tsv"
     params:
-        settings=settings_of("labels", "semantic", "label_set", "keep_gtfine"),
-        code=code_version("labels", "data"),
+        settings=settings_of("labels", "semantic", "keep_gtfine"),
+        code=code_version("pipeline.labels.semantic"),
     threads: 2
     resources:
         gpu=1,
@@ -85,7 +85,7 @@ rule label_instance:
         "results/timing/label_instance/{split}/{city}.tsv"
     params:
         settings=settings_of("labels", "instance", "keep_gtfine"),
-        code=code_version("labels", "data"),
+        code=code_version("pipeline.labels.instance"),
     threads: 2
     resources:
         gpu=1,

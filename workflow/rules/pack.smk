@@ -15,7 +15,7 @@ rule pack:
         settings=json.dumps(
             {"pack": config["pack"], "label_set": config["labels"]["label_set"]}, sort_keys=True
         ),
-        code=code_version("pack", "data"),
+        code=code_version("pipeline.pack"),
     threads: 2
     resources:
         mem_mb=8000,
@@ -25,4 +25,5 @@ rule pack:
     shell:
         "python -m pipeline.pack --subset {input.subset} --split {wildcards.split}"
         " --frames-root {params.frames_root} --semantic {input.semantic} --instance {input.instance}"
-        " --flow {input.flow} --output {output.data} --settings {params.settings:q} > {log} 2>&1"
+        " --flow {input.flow} --output {output.data} --threads {threads} --settings {params.settings:q}"
+        " > {log} 2>&1"

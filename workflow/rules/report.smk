@@ -23,7 +23,7 @@ rule report_fvd_table:
     log:
         "logs/report/fvd_table.log",
     params:
-        code=code_version("report"),
+        code=code_version("pipeline.report.table"),
     threads: 1
     resources:
         mem_mb=1000,
@@ -50,7 +50,7 @@ rule report_fvd_chart:
     log:
         "logs/report/fvd_chart.log",
     params:
-        code=code_version("report"),
+        code=code_version("pipeline.report.fvd_chart"),
     threads: 1
     resources:
         mem_mb=1000,
@@ -78,7 +78,7 @@ rule report_warping:
     log:
         "logs/report/warping.log",
     params:
-        code=code_version("report"),
+        code=code_version("pipeline.report.warping"),
     threads: 1
     resources:
         mem_mb=1000,
@@ -106,7 +106,7 @@ rule report_strip:
     log:
         "logs/report/strip/{variant}.log",
     params:
-        code=code_version("report", "pack", "flow/colour.py", "data/labels.py"),
+        code=code_version("pipeline.report.strip"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -140,7 +140,7 @@ rule report_video:
     log:
         "logs/report/video/{variant}.log",
     params:
-        code=code_version("report"),
+        code=code_version("pipeline.report.video"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -167,7 +167,7 @@ rule report_losses:
     log:
         "logs/report/losses/{variant}.log",
     params:
-        code=code_version("report"),
+        code=code_version("pipeline.report.losses"),
     threads: 1
     resources:
         mem_mb=1000,
@@ -197,7 +197,7 @@ rule report_timing:
         "logs/report/timing.log",
     params:
         timing="results/timing",
-        code=code_version("report"),
+        code=code_version("pipeline.report.timing"),
     threads: 1
     resources:
         mem_mb=1000,
@@ -234,7 +234,7 @@ if SYNTHETIC:
         log:
             "logs/report/label_quality.log",
         params:
-            code=code_version("report", "labels/quality.py", "data"),
+            code=code_version("pipeline.report.label_quality"),
         threads: 1
         resources:
             mem_mb=2000,
@@ -263,7 +263,7 @@ if SYNTHETIC:
         log:
             "logs/report/flow_quality.log",
         params:
-            code=code_version("report", "flow", "data"),
+            code=code_version("pipeline.report.flow_quality"),
         threads: 1
         resources:
             mem_mb=2000,

@@ -13,8 +13,8 @@ rule synthesize:
         "results/timing/synthesize/{variant}.tsv"
     params:
         features=feature_args,
-        settings=fvd_settings(),
-        code=code_version("synthesize", "train", "models", "pack"),
+        settings=settings_of("fvd", *SYNTH_KEYS),
+        code=code_version("pipeline.synthesize"),
     threads: 2
     resources:
         gpu=1,
@@ -37,8 +37,8 @@ rule real_videos:
     benchmark:
         "results/timing/real_videos.tsv"
     params:
-        settings=fvd_settings(),
-        code=code_version("synthesize", "pack"),
+        settings=settings_of("fvd", *REAL_KEYS),
+        code=code_version("pipeline.synthesize"),
     threads: 1
     resources:
         mem_mb=8000,
@@ -64,8 +64,8 @@ rule draw_candidates:
     benchmark:
         "results/timing/draw_candidates/{variant}.tsv"
     params:
-        settings=fvd_settings(draw_choice=True),
-        code=code_version("synthesize", "train", "models", "pack"),
+        settings=settings_of("fvd", *CANDIDATE_KEYS),
+        code=code_version("pipeline.synthesize"),
     threads: 2
     resources:
         gpu=1,
@@ -88,8 +88,8 @@ rule real_heldout_videos:
     benchmark:
         "results/timing/real_heldout_videos.tsv"
     params:
-        settings=fvd_settings(draw_choice=True),
-        code=code_version("synthesize", "pack"),
+        settings=settings_of("fvd", *REAL_HELDOUT_KEYS),
+        code=code_version("pipeline.synthesize"),
     threads: 1
     resources:
         mem_mb=8000,

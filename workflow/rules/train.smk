@@ -11,7 +11,7 @@ rule train:
         "results/timing/train/{variant}.tsv"
     params:
         settings=lambda wildcards: train_settings(wildcards.variant),
-        code=code_version("train", "models", "pack", "flow/warp.py"),
+        code=code_version("pipeline.train"),
         # Not a declared output: Snakemake would delete it before a resubmitted job starts.
         resume="results/resume/{variant}",
     threads: 4
@@ -40,7 +40,7 @@ rule cluster_features:
         "results/timing/cluster_features/{variant}.tsv"
     params:
         settings=json.dumps({"clusters": 10, "seed": config["train"]["seed"]}),
-        code=code_version("train", "models"),
+        code=code_version("pipeline.train.cluster"),
     threads: 2
     resources:
         gpu=1,
