@@ -137,7 +137,7 @@ def _variant_outputs(work: Path, name: str, entry: dict, real: np.ndarray, real_
     rng = np.random.default_rng(index)
     per_video = rng.uniform(0.01, 0.05, len(real)).tolist()
     write_json(results / "fvd/warping" / f"{name}.json", {
-        "variant": name, "warping_error": float(np.mean(per_video)), "warping_error_std": float(np.std(per_video)),
+        "variant": name, "warping_error": float(np.mean(per_video)), "warping_error_std": float(np.std(per_video, ddof=1)),
         "per_video": per_video})
     write_json(results / "train" / name / "summary.json",
                {"variant": name, "training_seconds": 30.0 + index, "steps": steps, "provenance": record})

@@ -70,8 +70,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     videos, result = synthesize_videos(args.model, args.data, settings, args.clusters, device, draw_choice)
     record = provenance("synthesize", settings, code, settings["seed"], data=args.data, **result["record"])
     errors = np.asarray(result["warping_errors"], dtype=np.float64)
+    # The sample std (N - 1), as FVD's spread beside it in the report.
     write_json(args.warping, {"variant": result["record"]["variant"], "warping_error": float(np.nanmean(errors)),
-                              "warping_error_std": float(np.nanstd(errors)), "per_video": errors.tolist()})
+                              "warping_error_std": float(np.nanstd(errors, ddof=1)), "per_video": errors.tolist()})
     write_videos(args.output, videos, record)
 
 
