@@ -34,7 +34,7 @@ CHECKS = textwrap.dedent(r"""
     out = {}
     i3d_stage.main(["--output", str(work / "i3d"), "--width-multiplier", "0.0625", "--seed", "0"])
     out["files"] = sorted(p.name for p in (work / "i3d").iterdir())
-    out["describe"] = embed_stage.describe_i3d(work / "i3d")
+    out["describe"] = embed_stage.identify_i3d(work / "i3d")
     embed = embed_stage.load_i3d(work / "i3d")
     signature = embed.module.signatures["default"]
     spec = signature.structured_input_signature[1]["rgb_input"]
@@ -122,7 +122,7 @@ CHECKS = textwrap.dedent(r"""
             builder.add_meta_graph_and_variables(session, [], signature_def_map={"default": signature_def})
             builder.save()
     (tf1 / "tfhub_module.pb").write_bytes(bytes([8, 3]))
-    out["tf1_describe"] = embed_stage.describe_i3d(tf1)["kind"]
+    out["tf1_describe"] = embed_stage.identify_i3d(tf1)["kind"]
     tf1_embed = embed_stage.load_i3d(tf1)
     expected = frames.numpy().mean(axis=(2, 3)) @ weights
     out["tf1_vs_numpy"] = float(np.abs(tf1_embed(frames).numpy() - expected.mean(axis=1)).max())

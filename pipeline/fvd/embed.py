@@ -44,7 +44,7 @@ from pipeline.fvd.i3d import FRAME_SIZE, LOCAL_META, NUM_CLASSES  # noqa: E402
 from pipeline.fvd.videos import read_videos_header, video_batches  # noqa: E402
 from pipeline.provenance import code_version, provenance  # noqa: E402
 
-__all__ = ["SETTINGS_KEYS", "describe_i3d", "load_i3d", "preprocess", "embed_videos", "embed_file", "main"]
+__all__ = ["SETTINGS_KEYS", "identify_i3d", "load_i3d", "preprocess", "embed_videos", "embed_file", "main"]
 
 # The fvd settings this stage reads (a rule's params may carry exactly these).
 from pipeline.fvd import EMBED_KEYS as SETTINGS_KEYS  # noqa: E402
@@ -68,7 +68,7 @@ def _digest(directory: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def describe_i3d(directory: str | Path) -> dict[str, Any]:
+def identify_i3d(directory: str | Path) -> dict[str, Any]:
     """Which I3D a module directory holds: the TF-Hub module, a local random one, or unknown."""
     directory = Path(directory)
     record: dict[str, Any] = {"path": str(directory.resolve()), "sha256": _digest(directory)}
@@ -183,7 +183,7 @@ def embed_file(videos_path: str | Path, i3d_dir: str | Path, output: str | Path,
             for crop in crops:
                 chunks[crop].append(embed_videos(batch, embed, crop, batch_size, progress))
     record = provenance("fvd.embed", {key: settings.get(key) for key in SETTINGS_KEYS}, code_version("pipeline.fvd.embed"),
-                        i3d=describe_i3d(i3d_dir), videos={"path": str(videos_path), "shape": list(shape),
+                        i3d=identify_i3d(i3d_dir), videos={"path": str(videos_path), "shape": list(shape),
                                                            "provenance": videos_provenance})
     write_embeddings(output, {crop: np.concatenate(parts) for crop, parts in chunks.items()}, record)
 
