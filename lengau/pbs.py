@@ -27,14 +27,15 @@ import yaml
 
 __all__ = [
     "Queue", "Site", "SiteError", "site_file", "load_site", "read_job_properties", "job_attempt",
-    "job_name", "walltime", "choose_queue", "qsub_command", "job_script", "parse_qstat",
+    "job_name", "walltime", "walltime_seconds", "job_walltime_s", "choose_queue", "qsub_command", "job_script", "parse_qstat",
     "state_of", "explain_exit", "QstatResult", "run_qstat", "job_status", "exit_marker_dir", "script_path",
 ]
 
 HERE = Path(__file__).resolve().parent
 SITE_ENV = "LENGAU_SITE"
 PLACEHOLDER_PROJECT = "CSCI0000"       # what site.yaml ships with: no job goes out under it
-SETTINGS = {"project", "queues", "setup", "log_dir", "unknown_job_grace_s", "qstat_timeout_s"}
+SETTINGS = {"project", "queues", "setup", "log_dir", "unknown_job_grace_s", "qstat_timeout_s",
+            "warn_before_walltime_s"}
 REQUIRED = {"project", "queues", "setup", "log_dir"}
 # job_state letters (qstat(1B)): F finished (and X, a finished subjob) are final; every other
 # letter (Q H W T M S U B R E) is a job PBS still holds. E = exiting: Exit_status not final yet.
@@ -63,6 +64,7 @@ class Site:
     log_dir: Path                # absolute: PBS writes it from the compute node
     unknown_job_grace_s: float
     qstat_timeout_s: float
+    warn_before_walltime_s: int = 300
 
 
 def site_file() -> Path:
@@ -94,6 +96,7 @@ def load_site(path: str | Path | None = None, workdir: str | Path | None = None)
         log_dir=log_dir if log_dir.is_absolute() else Path(workdir or Path.cwd()).resolve() / log_dir,
         unknown_job_grace_s=float(raw.get("unknown_job_grace_s", 300)),
         qstat_timeout_s=float(raw.get("qstat_timeout_s", 60)),
+        warn_before_walltime_s=int(raw.get("warn_before_walltime_s", 300)),
     )
 
 
@@ -144,14 +147,28 @@ def job_name(job_properties: dict[str, Any]) -> str:
     return name[:200] if name[:1].isalpha() else f"j{name}"[:200]
 
 
-def walltime(runtime_minutes: Any, cap_s: int) -> str:
-    """HH:MM:SS of a rule's ``runtime`` (minutes), never above the queue's cap; none: the cap."""
+def walltime_seconds(runtime_minutes: Any, cap_s: int) -> int:
+    """A rule's ``runtime`` (minutes) in seconds, never above the queue's cap; none: the cap."""
     try:
         seconds = int(round(float(runtime_minutes) * 60))
     except (TypeError, ValueError):
         seconds = cap_s
-    seconds = cap_s if seconds <= 0 else min(seconds, cap_s)
+    return cap_s if seconds <= 0 else min(seconds, cap_s)
+
+
+def walltime(runtime_minutes: Any, cap_s: int) -> str:
+    """HH:MM:SS of :func:`walltime_seconds`."""
+    return _hms(walltime_seconds(runtime_minutes, cap_s))
+
+
+def _hms(seconds: int) -> str:
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def job_walltime_s(job_properties: dict[str, Any], site: Site) -> int:
+    """The walltime (seconds) a job is submitted with: its runtime, capped by its queue."""
+    runtime = (job_properties.get("resources") or {}).get("runtime")
+    return walltime_seconds(runtime, choose_queue(job_properties, site).max_walltime_s)
 
 
 def choose_queue(job_properties: dict[str, Any], site: Site) -> Queue:
@@ -186,7 +203,7 @@ def qsub_command(job_properties: dict[str, Any], site: Site, attempt: int = 1) -
         "-P", site.project,
         "-q", queue.name,
         "-l", chunk,
-        "-l", f"walltime={walltime(resources.get('runtime'), queue.max_walltime_s)}",
+        "-l", f"walltime={_hms(job_walltime_s(job_properties, site))}",
         "-j", "oe",
         "-o", str(site.log_dir / f"{name}.attempt{attempt}.pbs.log"),
     ]
@@ -203,17 +220,22 @@ def script_path(job_properties: dict[str, Any], workdir: str | Path, attempt: in
     return scripts / f"{job_name(job_properties)}.attempt{attempt}.sh"
 
 
-def job_script(jobscript: str, site: Site, workdir: str | Path) -> str:
+def job_script(jobscript: str, site: Site, workdir: str | Path, walltime_s: int | None = None) -> str:
     """The script PBS runs: site setup, Snakemake's own job script, then the exit-status marker.
 
     Snakemake's script ends in ``exit 0 || exit 1``, so it runs in a background subshell and
     the marker is written after it. At walltime (or qdel) PBS sends SIGTERM to every process of
     the job and kills what is left once the job script ends; so on SIGTERM this script waits for
     the job's Python processes (training saving its resume state) before it ends. PBS's
-    kill_delay, after which it sends SIGKILL, bounds that wait.
+    kill_delay, after which it sends SIGKILL, bounds that wait: seconds, too short to save a
+    pix2pixHD's weights and Adam state on Lustre. So, given the job's ``walltime_s``, a timer
+    sends the same SIGTERM ``site.warn_before_walltime_s`` earlier (Slurm's ``--signal=TERM@300``).
     """
     body = "\n".join(line for line in jobscript.splitlines() if not line.startswith("#!"))
     marker = shlex.quote(str(exit_marker_dir(workdir)))
+    early = walltime_s - site.warn_before_walltime_s if walltime_s else 0
+    timer = [f"# SIGTERM to the whole job {site.warn_before_walltime_s} s before its walltime, as PBS sends at it.",
+             f'( sleep {early} && pkill -TERM -s "$$" ) &', "timer=$!"] if early > 0 else ["timer="]
     return "\n".join([
         "#!/bin/bash",
         "# Submitted by lengau/submit.py (the Snakemake lengau profile); options are on the qsub line.",
@@ -222,6 +244,7 @@ def job_script(jobscript: str, site: Site, workdir: str | Path) -> str:
         "trap 'terminated=1' TERM",
         "# --- site setup (lengau/site.yaml: setup) ---",
         site.setup.rstrip("\n"),
+        *timer,
         "# --- the Snakemake job ---",
         "(",
         body,
@@ -232,6 +255,7 @@ def job_script(jobscript: str, site: Site, workdir: str | Path) -> str:
         '    while pgrep -s "$$" python >/dev/null; do sleep 1; done',
         "    status=143",
         "fi",
+        'if [ -n "$timer" ]; then pkill -P "$timer"; kill "$timer"; fi 2>/dev/null',
         'mkdir -p "$exit_dir" && echo "$status" > "$exit_dir/$PBS_JOBID"',
         'exit "$status"',
         "",

@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
     attempt = pbs.job_attempt(jobscript)
     script = pbs.script_path(properties, workdir, attempt)
     script.parent.mkdir(parents=True, exist_ok=True)
-    script.write_text(pbs.job_script(jobscript, site, workdir))
+    script.write_text(pbs.job_script(jobscript, site, workdir, pbs.job_walltime_s(properties, site)))
     site.log_dir.mkdir(parents=True, exist_ok=True)          # PBS does not create it
     pbs.exit_marker_dir(workdir).mkdir(parents=True, exist_ok=True)
     command = [*pbs.qsub_command(properties, site, attempt), str(script)]

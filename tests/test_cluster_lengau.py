@@ -162,6 +162,38 @@ def test_walltime_and_names():
     assert pbs.job_name({"type": "group", "groupid": "3d1f"}) == "group-3d1f"
 
 
+def test_the_job_script_sends_sigterm_before_the_walltime(tmp_path):
+    """PBS's SIGKILL follows its walltime SIGTERM within seconds; the job script's timer sends the
+    SIGTERM warn_before_walltime_s early, so a saving rule (here: 1 s to save) finishes and the
+    job ends 143, as at walltime, long before its own 60 s of work."""
+    site = pbs.load_site(write_site(tmp_path / "site.yaml", warn_before_walltime_s=2, setup="true"),
+                         workdir=tmp_path)
+    saver = tmp_path / "saver.py"
+    saver.write_text(textwrap.dedent('''
+        import pathlib, signal, sys, time
+
+        def save(*_):
+            time.sleep(1)
+            pathlib.Path("saved").touch()
+            sys.exit(143)
+
+        signal.signal(signal.SIGTERM, save)
+        time.sleep(60)
+    '''))
+    body = f"#!/bin/sh\n# properties = {{}}\ncd {tmp_path} && {sys.executable} {saver} && touch done\n"
+    script = tmp_path / "job.sh"
+    script.write_text(pbs.job_script(body, site, tmp_path, walltime_s=3))
+    started = time.monotonic()
+    job = subprocess.run(["bash", str(script)], env=dict(os.environ, PBS_JOBID="1.test"), start_new_session=True,
+                         capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - started < 10, job.stderr
+    assert job.returncode == 143 and (tmp_path / "saved").exists() and not (tmp_path / "done").exists()
+    assert (pbs.exit_marker_dir(tmp_path) / "1.test").read_text().strip() == "143"
+    # Without a walltime (or one shorter than the warning) there is no timer.
+    assert "pkill -TERM" not in pbs.job_script(body, site, tmp_path)
+    assert "pkill -TERM" not in pbs.job_script(body, site, tmp_path, walltime_s=2)
+
+
 def test_a_job_without_memory_is_refused(site):
     job = properties()
     del job["resources"]["mem_mb"]
