@@ -40,9 +40,9 @@ import torch
 
 from pipeline.config import DEFAULT_CONFIG, load_config
 from pipeline.data.labels import num_channels
-from pipeline.train.__main__ import train_settings
 from pipeline.train.loop import build_models, compile_models, make_optimizers, move_models, set_up_device
 from pipeline.train.schedule import StagePlan, optimizer_steps, plan_stages
+from pipeline.train.settings import train_settings
 from pipeline.train.step import random_window, train_window
 
 # Thesis 5.2: 55.8 GPU-days on V100s for all 14 variants.

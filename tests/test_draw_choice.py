@@ -31,9 +31,9 @@ from pipeline.io import write_json
 from pipeline.models.encoder import choose_centres
 from pipeline.synthesize.draws import DrawSeeding, draw_seed, read_draw_choice
 from pipeline.synthesize.video import candidate_videos, real_videos, synthesize_videos
-from pipeline.train.__main__ import train_settings
 from pipeline.train.cluster import feature_bank
 from pipeline.train.loop import train_variant
+from pipeline.train.settings import train_settings
 
 SUBSET_KEYS = {"root", "frames", "annotated_index", "splits", "test", "gtfine_train", "counts"}
 

@@ -13,9 +13,9 @@ from pipeline.errors import PipelineError
 from pipeline.pack.dataset import WindowDataset
 from pipeline.synthesize.video import real_videos, synthesize_videos, to_score_size
 from pipeline.synthesize.warping import non_occluded, warping_error
-from pipeline.train.__main__ import train_settings
 from pipeline.train.cluster import feature_bank
 from pipeline.train.loop import train_variant
+from pipeline.train.settings import train_settings
 
 
 @pytest.fixture(scope="module")

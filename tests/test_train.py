@@ -19,12 +19,12 @@ from torch import nn
 
 from conftest import make_packed_city
 from pipeline.config import DEFAULT_CONFIG, load_config
-from pipeline.errors import PipelineError
-from pipeline.train.__main__ import train_settings
 from pipeline.data.labels import num_channels
+from pipeline.errors import PipelineError
 from pipeline.train.loop import (TERMINATED_EXIT, _grow, _regrow_optimizers, build_models, compile_models,
                                  load_trained, make_optimizers, train_variant)
 from pipeline.train.schedule import lr_factor, optimizer_steps, plan_stages, uses_decay
+from pipeline.train.settings import train_settings
 from pipeline.train.step import random_window, train_window
 
 

@@ -10,17 +10,10 @@ import argparse
 from collections.abc import Sequence
 
 from pipeline.cli import add_settings_arguments, read_settings, run_main
-from pipeline.errors import PipelineError
 from pipeline.train.loop import train_variant
+from pipeline.train.settings import train_settings
 
-
-def train_settings(config: dict, variant: str) -> dict:
-    """What training reads: the variant's entry and the train, losses and weights sections."""
-    if variant not in config["variants"]:
-        raise PipelineError(f"variant {variant!r} is not in config.yaml's variants "
-                            f"({', '.join(sorted(config['variants']))})")
-    return {"entry": config["variants"][variant], "train": config["train"], "losses": config["losses"],
-            "weights": config["weights"], "label_set": config["labels"]["label_set"]}
+__all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -23,6 +23,7 @@ from pipeline.models.encoder import cluster_features, region_means
 from pipeline.pack.dataset import FrameDataset
 from pipeline.provenance import code_version, provenance
 from pipeline.train.loop import load_trained
+from pipeline.train.settings import cluster_settings
 
 __all__ = ["feature_bank"]
 
@@ -55,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--output", required=True)
     add_settings_arguments(parser)
     args = parser.parse_args(argv)
-    settings = read_settings(args, lambda config: {"clusters": 10, "seed": config["train"]["seed"]})
+    settings = read_settings(args, cluster_settings)
     result = feature_bank(args.model, args.data, settings["clusters"], settings["seed"])
     result["provenance"] = provenance("cluster_features", settings, code_version("pipeline.train.cluster"),
                                       settings["seed"], model=args.model, data=args.data)

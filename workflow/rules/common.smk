@@ -5,6 +5,7 @@ from snakemake.utils import validate
 
 import pipeline.config
 from pipeline.data.subset import HELDOUT_SPLIT, stage_settings as subset_settings
+from pipeline.data.synthetic import settings_from_config as synthetic_settings
 from pipeline.fvd import (
     CANDIDATE_KEYS,
     DRAW_KEYS,
@@ -15,7 +16,9 @@ from pipeline.fvd import (
     SYNTH_KEYS,
     TABLE_KEYS,
 )
+from pipeline.pack.__main__ import pick_settings as pack_settings
 from pipeline.provenance import code_version
+from pipeline.train.settings import cluster_settings, train_settings
 
 # Our validator first: its errors name the config key; it also checks variant consistency.
 config.update(pipeline.config.validate(config))
@@ -97,18 +100,9 @@ def i3d_path():
     )
 
 
-def train_settings(variant):
-    """What the train rule's stage reads: the variant's entry and the training sections."""
-    return json.dumps(
-        {
-            "entry": config["variants"][variant],
-            "train": config["train"],
-            "losses": config["losses"],
-            "weights": config["weights"],
-            "label_set": config["labels"]["label_set"],
-        },
-        sort_keys=True,
-    )
+def stage_settings(pick, *args):
+    """A stage's settings as JSON, built by the stage's own function of the config."""
+    return json.dumps(pick(config, *args), sort_keys=True)
 
 
 def clusters_input(wildcards):

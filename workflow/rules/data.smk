@@ -6,16 +6,7 @@ rule synthetic_city:
     benchmark:
         "results/timing/synthetic_city.tsv"
     params:
-        settings=json.dumps(
-            {
-                **config["data"]["synthetic"],
-                "height": config["data"]["frame_height"],
-                "width": config["data"]["frame_width"],
-                "frames": config["data"]["frames_per_snippet"],
-                "annotated": config["data"]["annotated_frame"],
-            },
-            sort_keys=True,
-        ),
+        settings=stage_settings(synthetic_settings),
         code=code_version("pipeline.data.synthetic"),
     threads: 1
     resources:
@@ -40,7 +31,7 @@ checkpoint select_subset:
         root=DATA_ROOT,
         frames=config["data"]["frames_per_snippet"],
         annotated=config["data"]["annotated_frame"],
-        settings=json.dumps(subset_settings(config), sort_keys=True),
+        settings=stage_settings(subset_settings),
         code=code_version("pipeline.data.subset"),
     threads: 1
     resources:

@@ -12,9 +12,7 @@ rule pack:
         "results/timing/pack/{split}.tsv"
     params:
         frames_root=DATA_ROOT,
-        settings=json.dumps(
-            {"pack": config["pack"], "label_set": config["labels"]["label_set"]}, sort_keys=True
-        ),
+        settings=stage_settings(pack_settings),
         code=code_version("pipeline.pack"),
     threads: 2
     resources:

@@ -10,7 +10,7 @@ rule train:
     benchmark:
         "results/timing/train/{variant}.tsv"
     params:
-        settings=lambda wildcards: train_settings(wildcards.variant),
+        settings=lambda wildcards: stage_settings(train_settings, wildcards.variant),
         code=code_version("pipeline.train"),
         # Not a declared output: Snakemake would delete it before a resubmitted job starts.
         resume="results/resume/{variant}",
@@ -39,7 +39,7 @@ rule cluster_features:
     benchmark:
         "results/timing/cluster_features/{variant}.tsv"
     params:
-        settings=json.dumps({"clusters": 10, "seed": config["train"]["seed"]}),
+        settings=stage_settings(cluster_settings),
         code=code_version("pipeline.train.cluster"),
     threads: 2
     resources:
