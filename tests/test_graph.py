@@ -85,3 +85,25 @@ def test_pack_decodes_with_the_rule_threads(full_size_workdir):
     assert len(jobs) == 2
     for job in jobs:
         assert re.search(r"^Shell command: python -m pipeline\.pack .* --threads 2 ", job, re.M), job
+
+
+def test_weight_files_are_inputs_so_a_missing_one_stops_the_dag(full_size_workdir):
+    """A named backbone or flow checkpoint that is not there stops the dry run, naming it, instead
+    of failing inside a queued GPU job; a present one is an input of the jobs that load it."""
+    weights = full_size_workdir / "weights"
+    (weights / "mobilenet_v2.pth").touch()
+    missing = weights / "vgg19.pth"
+    (full_size_workdir / "backbones.yaml").write_text(yaml.safe_dump(
+        {"weights": {"vgg19": str(missing), "mobilenet_v2": str(weights / "mobilenet_v2.pth")}}))
+    args = ("-n", "-p", "-d", str(full_size_workdir), "--configfile", "override.yaml", "backbones.yaml")
+    result = run_snakemake(*args, cwd=full_size_workdir, check=False)
+    assert result.returncode != 0 and str(missing) in result.stdout + result.stderr
+    missing.touch()
+    planned = run_snakemake(*args, cwd=full_size_workdir).stdout
+    inputs = [re.search(r"^\s+input: (.*)$", job, re.M)[1] for job in planned_jobs(planned, "train")]
+    assert len(inputs) == 14
+    # v01, v02 use VGG-19; v10 no perceptual loss; the other 11 MobileNetV2.
+    assert sorted(sum(name in line for line in inputs) for name in ("vgg19.pth", "mobilenet_v2.pth")) == [2, 11]
+    assert sum(line == "results/data/train.h5" for line in inputs) == 1
+    flow_inputs = [re.search(r"^\s+input: (.*)$", job, re.M)[1] for job in planned_jobs(planned, "reference_flow")]
+    assert flow_inputs and all("flownet2.ckpt" in line for line in flow_inputs)

@@ -105,6 +105,20 @@ def stage_settings(pick, *args):
     return json.dumps(pick(config, *args), sort_keys=True)
 
 
+def backbone_weights(wildcards):
+    """The variant's perceptual backbone file where config.yaml names one: a missing file stops
+    the DAG here, not in a queued GPU job, and a replaced file retrains."""
+    backbone = config["variants"][wildcards.variant]["perceptual"]
+    path = config["weights"].get(backbone) if backbone else None
+    return [path] if path else []
+
+
+def flow_checkpoint():
+    """flow.checkpoint as an input where it is a file (ptlflow also takes checkpoint names)."""
+    named = config["flow"]["checkpoint"]
+    return [named] if named and ("/" in named or Path(named).suffix) else []
+
+
 def clusters_input(wildcards):
     if config["variants"][wildcards.variant]["feature_encoder"]:
         return f"results/train/{wildcards.variant}/clusters.pt"

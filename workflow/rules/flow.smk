@@ -1,6 +1,7 @@
 rule reference_flow:
     input:
         subset="results/data/subset.json",
+        checkpoint=flow_checkpoint(),
     output:
         flow="results/flow/{split}/{city}.h5",
     log:

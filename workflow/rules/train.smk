@@ -1,6 +1,7 @@
 rule train:
     input:
         data="results/data/train.h5",
+        weights=backbone_weights,
     output:
         model="results/train/{variant}/model.pt",
         losses="results/train/{variant}/losses.csv",
