@@ -21,6 +21,7 @@ from conftest import make_packed_city
 from pipeline.config import DEFAULT_CONFIG, load_config
 from pipeline.data.labels import num_channels
 from pipeline.errors import PipelineError
+from pipeline.models.prior import shift_prior
 from pipeline.train.loop import (TERMINATED_EXIT, _grow, _regrow_optimizers, build_models, compile_models,
                                  load_trained, make_optimizers, train_variant)
 from pipeline.train.schedule import lr_factor, optimizer_steps, plan_stages, uses_decay
@@ -204,6 +205,36 @@ def test_compiled_windows_after_the_first_reuse_its_graphs(study, variant):
     assert terms and all(math.isfinite(value) for value in terms.values())
     generator_graphs = torch._dynamo.eval_frame._debug_get_cache_entry_list(type(models.generator).forward.__code__)
     assert len(generator_graphs) == 1
+
+
+def test_the_discriminators_see_real_priors_with_real_frames_and_generated_ones_with_fakes(study):
+    """No teacher forcing (thesis-code.md 6): the generator and the fake branch get the last two
+    *generated* frames as priors, the real branch the last two real frames; newest first."""
+    settings = tiny(study, "v08")
+    plan = plan_stages(settings["entry"], settings["train"])[0]
+    window = random_window(3, plan.height, plan.width, num_channels(settings["label_set"]))
+    torch.manual_seed(0)
+    models = build_models(settings["entry"], settings, plan)
+    optimizers = make_optimizers(models, settings["entry"], settings["train"], torch.device("cpu"))
+    generated, seen = [], []
+    models.generator.register_forward_hook(lambda module, args, output: generated.append(output["image"].detach()))
+    models.discriminators["image"].register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+    train_window(models, optimizers, window)
+    assert len(generated) == 3 and len(seen) == 4 * 3     # per frame: G on fake and real, D on real and fake
+
+    def priors(frames):     # "adj" priors: newest first, shifted by -0.5
+        return torch.cat([shift_prior(frame.clamp(0, 1), "adj") for frame in frames], 1)
+
+    frame = 2
+    fake_for_generator, real_for_generator, real_for_step, fake_for_step = seen[4 * frame: 4 * frame + 4]
+    real = window["image"][:, frame]
+    assert torch.equal(real_for_step, real_for_generator)
+    labels = num_channels(settings["label_set"])      # input: labels, edge, image, prior labels, prior images
+    assert torch.equal(real_for_step[:, labels + 1: labels + 4], real)
+    assert torch.equal(real_for_step[:, -6:], priors([window["image"][:, 1], window["image"][:, 0]]))
+    assert torch.equal(fake_for_step, fake_for_generator)
+    assert torch.equal(fake_for_step[:, -6:], priors([generated[1], generated[0]]))
+    assert not torch.equal(fake_for_step[:, -6:], real_for_step[:, -6:])
 
 
 def run_training(variant: str, settings: dict, packed: dict, work: Path, kill_when=None) -> subprocess.CompletedProcess:
