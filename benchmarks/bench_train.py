@@ -1,6 +1,6 @@
 """Training step time per variant and stage: the thesis's way (fp32, eager) against the fast path.
 
-Three modes on a GPU, timed in one run and printed as ratios, per variant and per training stage
+Four modes on a GPU, timed in one run and printed as ratios, per variant and per training stage
 (the CRN's second stage at 512x1024 with its added module):
 
 - ``fp32``: the thesis's arithmetic, eager, IEEE float32 (its V100s and the PyTorch of its day had
@@ -12,8 +12,8 @@ Three modes on a GPU, timed in one run and printed as ratios, per variant and pe
   discriminators compiled too).
 
 On the CPU the loop runs fp32 only (exact), timed at a small size; ``--compile-on-cpu`` adds the
-two compiled modes there (still fp32): at that size a step is mostly the host's work of issuing
-operations, the share that bounds the fast step on a GPU.
+two compiled modes there (still fp32), which shows they run but not what they gain on a GPU
+(inductor's CPU code was slower than eager at 64x128: ``benchmarks/results/train_gpu.md``).
 
 The study's GPU-days follow from the step times and the thesis's schedule: every stage's
 optimiser steps (epochs x 808 training sequences x frames stepped per sample) times its step
@@ -190,7 +190,7 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, default=None, help="seconds; start no configuration after it")
     parser.add_argument("--json", type=Path, help="append one JSON line per configuration here")
     parser.add_argument("--compile-on-cpu", action="store_true",
-                        help="on the CPU also time the compiled modes (fp32: the host's share of a step)")
+                        help="on the CPU also time the compiled modes (fp32; not a guide to the GPU)")
     parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
                         help="print the top kernels of one window in the last mode")
     parser.add_argument("--from-json", type=Path, help="print the table and GPU-days of an earlier --json run")
