@@ -94,11 +94,12 @@ def _frame(window: Mapping[str, torch.Tensor], t: int) -> dict[str, torch.Tensor
     return {key: window[key][:, t] for key in ("image", "labels", "edge", "instances", "flow")}
 
 
-def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list, clip: float | None) -> None:
+def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float | None) -> None:
+    """Backward, clip the gradient norm of the optimiser's own parameters, one step."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if clip:
-        torch.nn.utils.clip_grad_norm_(params, clip)
+        torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], clip)
     optimizer.step()
 
 
@@ -165,7 +166,7 @@ def _train_frame(models: Models, optimizers: Optimizers, frame: dict, previous: 
                                                          fake_priors, previous)
             terms.update(_generator_gan_terms(models, discriminator_inputs))
         loss = sum(terms.values())
-    _step(optimizers.generator, loss, models.generator_parameters(), optimizers.grad_clip)
+    _step(optimizers.generator, loss, optimizers.grad_clip)
     logged = {**terms, "generator": loss}
     if "flow" in output:
         logged["flow_epe"] = end_point_error(output["flow"].detach().float(), frame["flow"])
@@ -219,7 +220,7 @@ def _discriminator_step(models: Models, optimizers: Optimizers, pairs: dict, aut
             discriminator = models.discriminators[name]
             loss = loss + models.criteria[f"{prefix}gan"].discriminator(
                 discriminator(real_input), discriminator(fake_input.detach()))
-    _step(optimizers.discriminator, loss, list(models.discriminators.parameters()), optimizers.grad_clip)
+    _step(optimizers.discriminator, loss, optimizers.grad_clip)
     return loss.detach()
 
 
