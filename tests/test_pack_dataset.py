@@ -105,6 +105,20 @@ def test_window_starts_are_deterministic_and_cover_every_start():
     assert draws != [window_start(1, epoch, 0, 30, 6) for epoch in range(2000)]
 
 
+def test_a_later_training_stage_draws_other_windows(packed):
+    # A CRN's second stage counts its epochs from 0 again; its windows must not replay stage 0's.
+    windows = WindowDataset(packed, (16, 32), window=3, seed=0)
+    starts = {}
+    for stage in (0, 1):
+        starts[stage] = []
+        for epoch in range(8):
+            windows.set_epoch(epoch, stage)
+            starts[stage] += [windows.window_start(i) for i in range(len(windows))]
+    assert starts[0] != starts[1]
+    windows.set_epoch(3, 1)
+    assert windows.window_start(0) == window_start(0, 3, 0, windows.packed.frames, 3, stage=1)
+
+
 def test_window_dataset_seed_and_epoch(packed):
     first = WindowDataset(packed, (16, 32), window=3, seed=0)
     again = WindowDataset(packed, (16, 32), window=3, seed=0)

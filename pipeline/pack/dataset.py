@@ -5,7 +5,7 @@
   yields frame ``annotated_index`` of each snippet; ``frames='all'`` yields every frame.
 - :class:`WindowDataset`: ``window`` consecutive frames of a snippet, for the video variants
   (thesis-code.md section 6: 6 frames of 30, +1 with flow, one random window per snippet per
-  epoch). The start is drawn from ``(seed, epoch, index)``, so a sample does not depend on the
+  epoch). The start is drawn from ``(seed, stage, epoch, index)``, so a sample does not depend on the
   worker that loads it; every start 0..T-window is possible (the thesis's ``int(rand*(30-N))``
   never drew the last one). ``start=`` fixes it instead (validation, synthesis).
 
@@ -115,9 +115,11 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def window_start(seed: int, epoch: int, index: int, frames: int, window: int) -> int:
-    """The first frame of sample ``index``'s window in ``epoch``: uniform over 0..frames-window."""
-    return int(np.random.default_rng((seed, epoch, index)).integers(0, frames - window + 1))
+def window_start(seed: int, epoch: int, index: int, frames: int, window: int, stage: int = 0) -> int:
+    """The first frame of sample ``index``'s window in ``epoch`` of training stage ``stage``:
+    uniform over 0..frames-window. The stage is part of the key so that a CRN's second stage,
+    whose epochs count from 0 again, does not replay the first stage's windows."""
+    return int(np.random.default_rng((seed, stage, epoch, index)).integers(0, frames - window + 1))
 
 
 def compact_sample(arrays: dict[str, np.ndarray], flow_valid: np.ndarray) -> dict[str, torch.Tensor]:
@@ -245,8 +247,8 @@ class FrameDataset(_PackedDataset):
 class WindowDataset(_PackedDataset):
     """Windows of ``window`` consecutive frames, one per snippet, at a start drawn per epoch.
 
-    The start of sample ``i`` is ``window_start(seed, epoch, i, T, window)`` unless ``start``
-    fixes it. Call ``set_epoch(epoch)`` before each epoch (the DataLoader copies the dataset
+    The start of sample ``i`` is ``window_start(seed, epoch, i, T, window, stage)`` unless ``start``
+    fixes it. Call ``set_epoch(epoch, stage)`` before each epoch (the DataLoader copies the dataset
     into its workers at each new iterator, so leave ``persistent_workers`` off).
     """
 
@@ -258,10 +260,10 @@ class WindowDataset(_PackedDataset):
             raise ValueError(f"window must be 1..{self.packed.frames}, got {window}")
         if start is not None and not 0 <= start <= self.packed.frames - window:
             raise ValueError(f"start must be 0..{self.packed.frames - window} for a window of {window}")
-        self.window, self.seed, self.start, self.epoch = window, seed, start, 0
+        self.window, self.seed, self.start, self.epoch, self.stage = window, seed, start, 0, 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+    def set_epoch(self, epoch: int, stage: int = 0) -> None:
+        self.epoch, self.stage = int(epoch), int(stage)
 
     def __len__(self) -> int:
         return len(self.packed)
@@ -269,7 +271,7 @@ class WindowDataset(_PackedDataset):
     def window_start(self, index: int) -> int:
         if self.start is not None:
             return self.start
-        return window_start(self.seed, self.epoch, index, self.packed.frames, self.window)
+        return window_start(self.seed, self.epoch, index, self.packed.frames, self.window, self.stage)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):

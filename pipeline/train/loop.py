@@ -4,7 +4,7 @@ A cluster job that hits its walltime gets SIGTERM: the loop finishes the window 
 saves the resume state (see ``state.py``) and exits with status 143, so Snakemake's retry
 resubmits it and the new job continues exactly where this one stopped. The data order survives
 too: an epoch's sample order is a pure function of (seed, stage, epoch) and a window's first
-frame of (seed, epoch, index) (``pack.dataset.window_start``; the same in both stages). Nothing
+frame of (seed, stage, epoch, index) (``pack.dataset.window_start``). Nothing
 finished is recomputed: a finished run's outputs are declared, the resume folder is not.
 
 On a GPU: bf16 autocast, ``torch.compile`` of the generator (or of every network:
@@ -198,7 +198,7 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
             while position.epoch < epochs and not _stage_done(plan, position):
                 lr = _set_lr(optimizers, plan, position.epoch, train, entry)
                 if hasattr(dataset, "set_epoch"):
-                    dataset.set_epoch(position.epoch)
+                    dataset.set_epoch(position.epoch, position.stage)
                 in_epoch = min(len(dataset), samples_total - position.epoch * len(dataset))
                 order = _order(train["seed"], position.stage, position.epoch, len(dataset))[position.sample:in_epoch]
                 # The loader's own generator: creating a loader must not draw from the global RNG,
