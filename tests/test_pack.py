@@ -139,6 +139,20 @@ def test_bad_inputs_name_the_file(tree, tmp_path):
     assert not (tmp_path / "a.h5").exists() and not (tmp_path / "b.h5").exists()
 
 
+def test_mixed_flow_dtypes_name_the_odd_file(tmp_path):
+    # Two cities' flow files, one float16 and one float32: the error names the later dtype's file.
+    tree = make_pack_tree(tmp_path / "t", {"delta": 1, "gamma": 1})
+    odd = next(path for path in tree.flow if path.stem == "gamma")
+    with h5py.File(odd, "a") as file:
+        for name in list(file["flow"]):
+            flow = file[f"flow/{name}"][...]
+            del file[f"flow/{name}"]
+            file.create_dataset(f"flow/{name}", data=flow.astype(np.float32))
+    with pytest.raises(PipelineError, match=rf"^{odd}: .*float16 \(first in .*delta.h5\), float32 \(first in .*gamma.h5\)"):
+        _pack(tree, tmp_path / "mixed.h5")
+    assert not (tmp_path / "mixed.h5").exists()
+
+
 def test_verify_passes_a_good_file(packed, capsys):
     summary = verify(packed)
     assert summary["snippets"] == 3 and summary["resolutions"] == [(16, 32), (32, 64)]

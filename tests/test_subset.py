@@ -62,6 +62,9 @@ def test_command_writes_subset_with_provenance(small_tree, tmp_path):
     beta = subset_snippets(subset, "train", "beta")
     assert [s.annotated_frame for s in beta] == [294, 340]
     assert not list(output.parent.glob(".*"))      # no temporary left behind
+    with pytest.raises(PipelineError, match=rf"^{output}: the subset has no city 'atlantis' in split 'train'; "
+                                            r"its 'train' cities are \['alpha', 'beta'\]"):
+        subset_snippets(subset, "train", "atlantis")
 
 
 def test_command_reports_bad_input_on_one_line(tmp_path):

@@ -138,6 +138,7 @@ def load_subset(path: str | Path) -> dict:
     subset = read_json(path)
     if "splits" not in subset or "test" not in subset:
         raise PipelineError("not a subset file (no 'splits' or 'test')", path)
+    subset["loaded_from"] = str(path)      # for errors; not a key the file holds
     return subset
 
 
@@ -146,7 +147,10 @@ def subset_snippets(subset: dict, split: str, city: str) -> list[Snippet]:
     try:
         ids = subset["splits"][split][city]
     except KeyError:
-        raise PipelineError(f"the subset has no city {city!r} in split {split!r}") from None
+        has = sorted(subset["splits"].get(split, {})) if split in subset["splits"] else sorted(subset["splits"])
+        what = f"its {split!r} cities are" if split in subset["splits"] else "its splits are"
+        raise PipelineError(f"the subset has no city {city!r} in split {split!r}; {what} {has}",
+                            subset.get("loaded_from")) from None
     folder = subset.get("split_dirs", {}).get(split, split)     # held-out snippets live in the test split
     return _snippets(subset, folder, city, ids)
 

@@ -161,15 +161,19 @@ def _check_inputs(snippets: list[Snippet], inputs: PackInputs) -> None:
 
 def _common_flow_dtype(snippets: list[Snippet], inputs: PackInputs) -> np.dtype:
     """The flow files' dtype (every file and snippet must agree); packed flow keeps it."""
-    dtypes = set()
+    first_file_of: dict[np.dtype, Path] = {}          # each dtype found, and the first file holding it
     for city in sorted({s.city for s in snippets}):
         with _open_flow(inputs.flow[city]) as file:
             for snippet in (s for s in snippets if s.city == city):
-                dtypes.add(_flow_dataset(file, snippet, inputs.flow[city]).dtype)
-    if len(dtypes) != 1 or next(iter(dtypes)) not in FLOW_DTYPES:
-        raise PipelineError(f"flow files must all hold float16 or all float32, found "
-                            f"{sorted(map(str, dtypes))}", next(iter(inputs.flow.values())))
-    return dtypes.pop()
+                dtype = _flow_dataset(file, snippet, inputs.flow[city]).dtype
+                first_file_of.setdefault(dtype, inputs.flow[city])
+    dtypes = list(first_file_of)
+    odd = next((d for d in dtypes if d not in FLOW_DTYPES), dtypes[-1] if len(dtypes) > 1 else None)
+    if odd is not None:
+        found = ", ".join(f"{d} (first in {path})" for d, path in first_file_of.items())
+        raise PipelineError(f"flow files must all hold float16 or all float32; found {found}",
+                            first_file_of[odd])
+    return dtypes[0]
 
 
 def _open_flow(path: Path) -> h5py.File:
