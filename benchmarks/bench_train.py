@@ -1,6 +1,6 @@
 """Training step time per variant and stage: the thesis's way (fp32, eager) against the fast path.
 
-Four modes on a GPU, timed in one run and printed as ratios, per variant and per training stage
+Five modes on a GPU, timed in one run and printed as ratios, per variant and per training stage
 (the CRN's second stage at 512x1024 with its added module):
 
 - ``fp32``: the thesis's arithmetic, eager, IEEE float32 (its V100s and the PyTorch of its day had
@@ -9,7 +9,10 @@ Four modes on a GPU, timed in one run and printed as ratios, per variant and per
 - ``fast``: what ``pipeline.train.loop`` does on a GPU (the same functions): bf16 autocast,
   ``torch.compile`` of the generator, fused Adam, cuDNN autotuning;
 - ``fast_all``: the same with ``train.compile_scope: all`` (the encoder, criteria and
-  discriminators compiled too).
+  discriminators compiled too);
+- ``fast_graphs``: ``fast_all`` with ``train.compile_mode: reduce-overhead`` (each compiled graph
+  replayed as a CUDA graph: the fast step is bound by launching kernels). A mode that fails is
+  recorded as ``{mode}_error`` and the run goes on.
 
 On the CPU the loop runs fp32 only (exact), timed at a small size; ``--compile-on-cpu`` adds the
 two compiled modes there (still fp32), which shows they run but not what they gain on a GPU
@@ -57,14 +60,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-MODES = ("fp32", "tf32", "fast", "fast_all")
+MODES = ("fp32", "tf32", "fast", "fast_all", "fast_graphs")
+CPU_MODES = ("fp32", "fast", "fast_all")    # with --compile-on-cpu (no TF32, no CUDA graphs there)
 
 
 def prepare(models, settings: dict, device: torch.device, mode: str):
     """Place the models and make the optimisers (and compile) as the training loop does, in ``mode``."""
     fast = mode.startswith("fast")
     train = dict(settings["train"], amp="auto" if fast else "off", compile="on" if fast else "off",
-                 compile_scope="all" if mode == "fast_all" else "generator")
+                 compile_scope="generator" if mode == "fast" else "all",
+                 compile_mode="reduce-overhead" if mode == "fast_graphs" else "default")
     torch.backends.cudnn.allow_tf32 = mode != "fp32"
     set_up_device(train, device)
     move_models(models, device)
@@ -108,18 +113,23 @@ def measure(name: str, settings: dict, plan: StagePlan, device, labels: int, arg
               "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
     torch.manual_seed(0)
     models = build_models(entry, settings, plan)
-    modes = [m for m in MODES if device.type == "cuda" or m == "fp32" or (args.compile_on_cpu and m != "tf32")]
+    on_cpu = CPU_MODES if args.compile_on_cpu else ("fp32",)
+    modes = [m for m in MODES if device.type == "cuda" or m in on_cpu]
     modes = [m for m in modes if m.startswith("fast")] if args.warm_only else modes
     for mode in modes:
-        optimizers = prepare(models, settings, device, mode)
-        if args.warm_only:
-            train_window(models, optimizers, window)
-            _sync(device)
-        else:
-            record[mode] = time_step(models, optimizers, window, args.repeats)
-        if args.profile and mode == modes[-1]:
-            profile(models, optimizers, window, args.profile)
-        del optimizers
+        try:
+            optimizers = prepare(models, settings, device, mode)
+            if args.warm_only:
+                train_window(models, optimizers, window)
+                _sync(device)
+            else:
+                record[mode] = time_step(models, optimizers, window, args.repeats)
+            if args.profile and mode == modes[-1]:
+                profile(models, optimizers, window, args.profile)
+        except Exception as error:  # noqa: BLE001 -- one failing mode must not cost the others' timings
+            record[f"{mode}_error"] = f"{type(error).__name__}: {error}"[:500]
+            print(f"{name} stage {plan.index} {mode} failed: {record[f'{mode}_error']}", flush=True)
+        optimizers = None
         if device.type == "cuda":
             record[f"{mode}_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
             torch.cuda.reset_peak_memory_stats()

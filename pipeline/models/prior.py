@@ -62,7 +62,8 @@ class PriorFrames:
 
     def push(self, image: torch.Tensor, labels: torch.Tensor) -> None:
         """Add the newest frame (in [0, 1]; clamped, detached and kept in the placeholders' dtype
-        here: a bf16 frame from autocast would make a compiled generator recompile per dtype)."""
+        here: a bf16 frame from autocast would make a compiled generator recompile per dtype).
+        The clamp makes a new tensor: a CUDA graph's replay reuses its output's memory."""
         if not self.images:
             raise RuntimeError("PriorFrames.push before reset")
         newest = shift_prior(image.detach().clamp(0.0, 1.0).to(self.images[0].dtype), self.mode)

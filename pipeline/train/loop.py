@@ -269,10 +269,10 @@ def move_models(models: Models, device: torch.device) -> None:
 
 def compile_models(models: Models, train: Mapping, device: torch.device, only: tuple[str, ...] | None = None,
                    **options: Any) -> None:
-    """torch.compile, on a GPU, the modules of ``train.compile_scope`` (or ``only`` those of them;
-    ``options`` go to ``torch.compile``). In place (``Module.compile``): the objects, their
-    parameters and their state_dict keys stay as they are, so optimisers and checkpoints see no
-    wrapper."""
+    """torch.compile, on a GPU, the modules of ``train.compile_scope`` (or ``only`` those of them)
+    in ``train.compile_mode`` (``options`` go to ``torch.compile`` too). In place
+    (``Module.compile``): the objects, their parameters and their state_dict keys stay as they
+    are, so optimisers and checkpoints see no wrapper."""
     wanted = train.get("compile", "auto")
     if not (wanted == "on" or (wanted == "auto" and device.type == "cuda")):
         return
@@ -281,10 +281,12 @@ def compile_models(models: Models, train: Mapping, device: torch.device, only: t
     # forward, each called with and without grad and (under autocast) on fp32 and bf16 inputs,
     # which passes the default limit of 8, past which it silently runs eagerly.
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
+    options = {"mode": train.get("compile_mode", "default"), **options}
     for name, module in modules.items():
         if only is None or name in only:
             module.compile(**options)
     models.compiled = tuple(modules)
+    models.cuda_graphs = options["mode"] == "reduce-overhead" and device.type == "cuda"
 
 
 def _grow(models: Models, optimizers: Optimizers, plan: StagePlan, train: Mapping, device) -> torch.nn.Module:
@@ -363,7 +365,7 @@ def _hardware(models: Models, train: Mapping, device: torch.device) -> dict:
     """Where and how the last stage trained (a resumed run may have started elsewhere)."""
     return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "precision": "bf16 autocast" if fast_path(train, device) else "fp32",
-            "compiled": list(models.compiled), "torch": torch.__version__}
+            "compiled": list(models.compiled), "cuda_graphs": models.cuda_graphs, "torch": torch.__version__}
 
 
 def _write_outputs(variant, settings, models: Models, plan: StagePlan, data_path: Path, output_dir: Path,

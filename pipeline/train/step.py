@@ -44,6 +44,7 @@ class Models:
     encoder: nn.Module | None = None
     discriminators: nn.ModuleDict | None = None
     compiled: tuple[str, ...] = ()   # the modules torch.compile'd in place (loop.compile_models)
+    cuda_graphs: bool = False        # compiled with mode="reduce-overhead" on a GPU
 
     def compilable(self, scope: str) -> dict[str, nn.Module]:
         """The modules a ``train.compile_scope`` covers: the generator, or every module of the
@@ -147,6 +148,10 @@ def _train_frame(models: Models, optimizers: Optimizers, frame: dict, previous: 
     entry, criteria = models.entry, models.criteria
     autocast = optimizers.autocast or _no_autocast
     real = frame["image"]
+    if models.cuda_graphs:
+        # A frame is one generation of the CUDA-graph trees: the graphs' outputs may be reused
+        # from here on, so nothing of an earlier frame's outputs is kept (the prior is a copy).
+        torch.compiler.cudagraph_mark_step_begin()
     with autocast():
         inputs = _generator_inputs(models, frame, fake_priors)
         output = models.generator(inputs)
