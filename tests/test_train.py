@@ -13,6 +13,7 @@ import time
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -257,17 +258,61 @@ def run_training(variant: str, settings: dict, packed: dict, work: Path, kill_wh
     return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
-def weights(path: Path) -> dict:
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    states = {f"generator.{k}": v for k, v in checkpoint["generator"].items()}
-    if checkpoint["encoder"]:
-        states.update({f"encoder.{k}": v for k, v in checkpoint["encoder"].items()})
-    return states
+def finished_run(work: Path) -> dict:
+    """Everything a finished run leaves that determines how training would continue, exactly.
+
+    - ``model``: model.pt less its provenance (which records dates and seconds): the generator
+      and encoder weights, sizes, entry.
+    - ``resume``: the resume.pt the loop saves after its last stage, less the seconds elapsed
+      and the code version (a hash of the source files, which an edit of the work tree between
+      the runs would change): every trained module (the discriminators too, buffers included),
+      every optimiser's state dict (Adam's moments and step counts per parameter; the param
+      groups with their learning rates, betas and parameter order), the loop position, the
+      python, numpy and torch RNG states, the rest of the fingerprint and the logged row count.
+    - ``log``: the loss log's rows, every column as written.
+    - ``steps``: the windows trained, as the summary records them.
+    """
+    model = torch.load(work / "out" / "model.pt", map_location="cpu", weights_only=False)
+    resume = torch.load(work / "resume" / "resume.pt", map_location="cpu", weights_only=False)
+    steps = json.loads((work / "out" / "summary.json").read_text())["steps"]
+    assert model.pop("provenance")["steps"] == steps
+    assert resume["extra"].pop("elapsed") > 0 and resume["fingerprint"].pop("code_version")
+    return {"model": model, "resume": resume, "steps": steps,
+            "log": (work / "out" / "losses.csv").read_text().splitlines()}
+
+
+def assert_identical(expected, found, where: str = "") -> None:
+    """Exact equality through dicts, lists and tuples down to tensors, arrays and numbers:
+    the same keys, types, dtypes, shapes and values (no tolerance)."""
+    assert type(found) is type(expected), f"{where}: {type(expected).__name__} vs {type(found).__name__}"
+    if torch.is_tensor(expected):
+        assert (expected.dtype, expected.shape) == (found.dtype, found.shape), where
+        assert torch.equal(expected, found), where
+    elif isinstance(expected, np.ndarray):
+        assert expected.dtype == found.dtype and np.array_equal(expected, found), where
+    elif isinstance(expected, dict):
+        assert list(expected) == list(found), where
+        for key in expected:
+            assert_identical(expected[key], found[key], f"{where}.{key}")
+    elif isinstance(expected, (list, tuple)):
+        assert len(expected) == len(found), where
+        for index, (a, b) in enumerate(zip(expected, found)):
+            assert_identical(a, b, f"{where}[{index}]")
+    else:
+        assert expected == found, f"{where}: {expected!r} vs {found!r}"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant, kill_stage", [("v07", 0), ("v06", 1)])
-def test_sigterm_and_resume_give_the_uninterrupted_weights(study, packed, tmp_path, variant, kill_stage):
+@pytest.mark.parametrize("variant, kill_stage", [
+    ("v07", 0),   # CRN with adjacent prior frames; no encoder, no discriminator, constant lr
+    ("v06", 1),   # CRN killed after growing: feature encoder, edge map, discriminator, decaying lr
+    ("v14", 0),   # pix2pixHD twin: flow and warp losses, image and temporal discriminators, the
+                  # extra flow frame; killed in epoch 0, the resumed job goes on into the decay
+])
+def test_sigterm_and_resume_give_the_uninterrupted_state(study, packed, tmp_path, variant, kill_stage):
+    """A job killed mid-epoch and resubmitted ends where an unbroken run ends: the same weights
+    (generator, encoder, discriminators), optimiser states (moments, step counts, learning
+    rates), RNG states and position, and the same loss log, row for row and column for column."""
     settings = tiny(study, variant)
     whole = run_training(variant, settings, packed, tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr
@@ -280,13 +325,27 @@ def test_sigterm_and_resume_give_the_uninterrupted_weights(study, packed, tmp_pa
     assert not (tmp_path / "broken" / "out" / "model.pt").exists()
     resumed = run_training(variant, settings, packed, tmp_path / "broken")
     assert resumed.returncode == 0, resumed.stderr
-    expected, found = weights(tmp_path / "whole" / "out" / "model.pt"), weights(tmp_path / "broken" / "out" / "model.pt")
-    assert expected.keys() == found.keys()
-    for key in expected:
-        assert torch.equal(expected[key], found[key]), key
-    log_whole = (tmp_path / "whole" / "out" / "losses.csv").read_text().splitlines()
-    log_resumed = (tmp_path / "broken" / "out" / "losses.csv").read_text().splitlines()
-    assert [row.split(",")[:4] for row in log_whole] == [row.split(",")[:4] for row in log_resumed]
+    expected, found = finished_run(tmp_path / "whole"), finished_run(tmp_path / "broken")
+
+    # Not vacuous: every trained module and optimiser is there, and each optimiser has stepped.
+    entry = settings["entry"]
+    trained = {"generator"} | ({"encoder"} if entry["feature_encoder"] else set())
+    trained |= {"discriminators"} if entry["discriminator"] else set()
+    assert set(expected["resume"]["modules"]) == trained
+    assert set(expected["resume"]["optimizers"]) == ({"generator", "discriminator"} if entry["discriminator"]
+                                                     else {"generator"})
+    for optimizer in expected["resume"]["optimizers"].values():
+        assert optimizer["state"] and all(state["step"] > 0 for state in optimizer["state"].values())
+    if entry["discriminator"] > 1:
+        assert {"image", "temporal"} <= {key.split(".")[0] for key in expected["resume"]["modules"]["discriminators"]}
+    if entry["flow"]:
+        assert {"flow", "warp", "temporal_gan"} <= set(expected["log"][0].split(","))
+    assert len(expected["log"]) == expected["steps"] + 1
+
+    assert_identical(expected["model"], found["model"], "model.pt")
+    assert_identical(expected["resume"], found["resume"], "resume.pt")
+    assert found["log"] == expected["log"]
+    assert found["steps"] == expected["steps"]
 
 
 def test_outputs_record_provenance_and_reload(study, packed, tmp_path):
@@ -295,7 +354,7 @@ def test_outputs_record_provenance_and_reload(study, packed, tmp_path):
     models, checkpoint = load_trained(path)
     assert "random" in checkpoint["provenance"]["backbone_weights"]["perceptual"]
     assert checkpoint["provenance"]["hardware"] == {"device": "cpu", "precision": "fp32", "compiled": [],
-                                                    "torch": torch.__version__}
+                                                    "cuda_graphs": False, "torch": torch.__version__}
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["training_seconds"] > 0 and summary["steps"] == 2 * 4
     header = (tmp_path / "out" / "losses.csv").read_text().splitlines()[0].split(",")
@@ -331,18 +390,22 @@ def test_a_resume_folder_of_another_run_is_refused(study, packed, tmp_path):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the fast path: bf16, compile, fused Adam)")
-@pytest.mark.parametrize("variant", ["v06", "v14"])
-def test_the_fast_path_trains_on_a_gpu(study, packed, tmp_path, variant):
+@pytest.mark.parametrize("variant, scope, mode", [("v06", "generator", "default"), ("v14", "generator", "default"),
+                                                 ("v07", "all", "reduce-overhead"), ("v14", "all", "reduce-overhead")])
+def test_the_fast_path_trains_on_a_gpu(study, packed, tmp_path, variant, scope, mode):
     """Both CRN stages (the grown generator is compiled again) and the twin pix2pixHD with flow,
-    through bf16 autocast, torch.compile and fused Adam: finite losses, a checkpoint that loads."""
+    through bf16 autocast, torch.compile and fused Adam, also with every network compiled into
+    CUDA graphs: finite losses, a checkpoint that loads."""
     settings = tiny(study, variant)
+    settings["train"] = dict(settings["train"], compile_scope=scope, compile_mode=mode)
     path = train_variant(variant, settings, packed["train"], tmp_path / "out", tmp_path / "resume", "cuda",
                          progress=False)
     models, checkpoint = load_trained(path)
     assert checkpoint["provenance"]["hardware"]["precision"] == "bf16 autocast"
     assert checkpoint["provenance"]["hardware"]["compiled"]
+    assert checkpoint["provenance"]["hardware"]["cuda_graphs"] == (mode == "reduce-overhead")
     rows = (tmp_path / "out" / "losses.csv").read_text().splitlines()
     header, values = rows[0].split(","), [row.split(",") for row in rows[1:]]
     generator = header.index("generator")
     assert len(values) > 2 and all(math.isfinite(float(row[generator])) for row in values)
-    assert {row[1] for row in values} == ({"0", "1"} if variant == "v06" else {"0"})
+    assert {row[1] for row in values} == ({"0", "1"} if settings["entry"]["network"] == "crn" else {"0"})

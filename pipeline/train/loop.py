@@ -40,7 +40,7 @@ from pipeline.pack.dataset import FrameDataset, WindowDataset, expand
 from pipeline.pack.verify import open_packed
 from pipeline.provenance import code_version, provenance
 from pipeline.train.schedule import StagePlan, plan_stages
-from pipeline.train.state import Position, fingerprint, load_resume, restore_rng, save_resume
+from pipeline.train.state import Position, fingerprint, load_resume, restore_rng, save_resume, seed_rng
 from pipeline.train.step import Models, Optimizers, train_window
 
 __all__ = ["train_variant", "build_models", "move_models", "set_up_device", "compile_models", "make_optimizers",
@@ -164,7 +164,7 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
     plans = plan_stages(entry, train)
     state = load_resume(resume_dir, expected)
     position = state["position"] if state else Position()
-    torch.manual_seed(train["seed"])
+    seed_rng(train["seed"])      # every generator resume.pt keeps; a resume then restores them
     models = build_models(entry, settings, plans[0])
     for plan in plans[1:position.stage + 1]:
         models.generator = models.generator.grow(plan.output_images)

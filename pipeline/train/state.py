@@ -23,7 +23,7 @@ import torch
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_path
 
-__all__ = ["Position", "fingerprint", "capture_rng", "restore_rng", "save_resume", "load_resume"]
+__all__ = ["Position", "fingerprint", "seed_rng", "capture_rng", "restore_rng", "save_resume", "load_resume"]
 
 RESUME_NAME = "resume.pt"
 
@@ -43,6 +43,18 @@ class Position:
 def fingerprint(variant: str, settings: Any, code: str) -> dict:
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
     return {"variant": variant, "settings_sha256": digest[:16], "code_version": code}
+
+
+def seed_rng(seed: int) -> None:
+    """Seed every generator :func:`capture_rng` saves (python, numpy, torch and with it CUDA).
+
+    A fresh run starts them all from the seed. Python and numpy seed theirs from the OS at
+    start-up, so seeding torch alone left them different in every process: an unbroken run and a
+    resumed one (which restores the states of the job it continues) ended with different states,
+    and any draw from them would have made their weights differ too."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def capture_rng() -> dict:
