@@ -117,17 +117,26 @@ def train_window(models: Models, optimizers: Optimizers, window: Mapping[str, to
     if mode:
         fake_priors.reset(window["image"][:, 0], window["labels"][:, 0])
         real_priors.reset(window["image"][:, 0], window["labels"][:, 0])
-    totals: dict[str, float] = {}
-    counts: dict[str, int] = {}
+    logged: list[tuple[list[str], torch.Tensor]] = []
     for t in range(first, frames):
         frame = _frame(window, t)
         previous = _frame(window, t - 1) if t > 0 else None
-        terms = _train_frame(models, optimizers, frame, previous, fake_priors, real_priors, t > first)
-        for name, value in terms.items():
-            totals[name] = totals.get(name, 0.0) + value
-            counts[name] = counts.get(name, 0) + 1
+        logged.append(_train_frame(models, optimizers, frame, previous, fake_priors, real_priors, t > first))
         if mode:
             real_priors.push(frame["image"], frame["labels"])
+    return _frame_means(logged)
+
+
+def _frame_means(logged: list[tuple[list[str], torch.Tensor]]) -> dict[str, float]:
+    """Each term's mean over the frames that computed it, with one device-to-host copy a window:
+    a copy a frame would make the host wait for the GPU before queueing the next frame's work."""
+    numbers = iter(torch.cat([values for _, values in logged]).tolist())
+    totals: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for names, _ in logged:
+        for name in names:
+            totals[name] = totals.get(name, 0.0) + next(numbers)
+            counts[name] = counts.get(name, 0) + 1
     return {name: total / counts[name] for name, total in totals.items()}
 
 
@@ -144,7 +153,7 @@ def _generator_inputs(models: Models, frame: Mapping[str, torch.Tensor], priors:
 
 def _train_frame(models: Models, optimizers: Optimizers, frame: dict, previous: dict | None,
                  fake_priors: PriorFrames | None, real_priors: PriorFrames | None,
-                 has_prior: bool) -> dict[str, float]:
+                 has_prior: bool) -> tuple[list[str], torch.Tensor]:
     entry, criteria = models.entry, models.criteria
     autocast = optimizers.autocast or _no_autocast
     real = frame["image"]
@@ -179,9 +188,9 @@ def _train_frame(models: Models, optimizers: Optimizers, frame: dict, previous: 
         logged["discriminator"] = _discriminator_step(models, optimizers, discriminator_inputs, autocast)
     if fake_priors is not None:
         fake_priors.push(output["image"], frame["labels"])
-    # One device-to-host copy per frame: each float() would wait for the GPU on its own.
-    numbers = torch.stack([value.detach().float() for value in logged.values()]).tolist()
-    return dict(zip(logged, numbers))
+    # The frame's terms stacked into a new tensor now: a CUDA graph's replay in the next frame
+    # reuses its outputs' memory, and the values are read when the window ends.
+    return list(logged), torch.stack([value.detach().float() for value in logged.values()])
 
 
 def _discriminator_inputs(models: Models, inputs: dict, frame: dict, fake: torch.Tensor,
