@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -18,6 +19,7 @@ from pipeline.io import write_json
 from pipeline.labels import instance as instance_cli
 from pipeline.labels import semantic as semantic_cli
 from pipeline.labels.checkpoint import read_checkpoint, save_checkpoint
+from pipeline.labels.detectron2_backend import DETECTRON2_COMMIT, instances_to_detections, model_input
 from pipeline.labels.detections import Detections, paint_instances
 from pipeline.labels.gtfine import instance_targets
 from pipeline.labels.quality import Quality, category_miou, confusion, instance_matches, mean_iou
@@ -255,8 +257,42 @@ def test_detectron2_missing_says_how_to_install(monkeypatch, tmp_path: Path):
     settings = {"backend": "detectron2", "checkpoint": str(tmp_path / "model_final_af9cf5.pkl"),
                 "config": "Cityscapes/mask_rcnn_R_50_FPN.yaml", "score_threshold": 0.5,
                 "min_size": 1024, "max_size": 2048}
-    with pytest.raises(PipelineError, match="not importable.*pip install --no-build-isolation"):
+    with pytest.raises(PipelineError, match=f"not importable.*checkout {DETECTRON2_COMMIT}.*"
+                                            f"pip install --no-build-isolation --no-deps"):
         instance_cli.instance_labeller(settings, device="cpu")
+
+
+def test_readme_builds_the_detectron2_commit_the_backend_names():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"checkout {DETECTRON2_COMMIT}" in readme
+
+
+@pytest.mark.parametrize("input_format", ["BGR", "RGB"])
+def test_detectron2_input_is_default_predictors(input_format):
+    """What DefaultPredictor hands the model: the model's channel order, CHW float, the frame's size."""
+    rgb = np.random.default_rng(2).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    doubled = model_input(rgb, input_format, lambda image: image.repeat(2, 0).repeat(2, 1))
+    image = doubled["image"]
+    assert image.dtype == torch.float32 and image.shape == (3, 10, 14)
+    assert (doubled["height"], doubled["width"]) == (5, 7)  # outputs come back at the frame's size
+    channels = rgb.transpose(2, 0, 1) if input_format == "RGB" else rgb[:, :, ::-1].transpose(2, 0, 1)
+    assert np.array_equal(image[:, ::2, ::2].numpy(), channels.astype(np.float32))
+
+
+def test_detectron2_instances_become_detections():
+    masks = torch.zeros(2, 4, 6, dtype=torch.bool)
+    masks[0, :2], masks[1, 2:] = True, True
+    instances = SimpleNamespace(pred_masks=masks, pred_classes=torch.tensor([7, 0]),
+                                scores=torch.tensor([0.9, 0.8], dtype=torch.float16))
+    found = instances_to_detections(instances)
+    assert found.masks.dtype == bool and np.array_equal(found.masks, masks.numpy())
+    assert found.classes.dtype == np.int64 and found.classes.tolist() == [7, 0]
+    assert found.scores.dtype == np.float32 and np.allclose(found.scores, [0.9, 0.8], atol=1e-3)
+    labels = np.full((4, 6), THING_LABEL_IDS[7], np.uint8)  # bicycle: class 7 is label id 33
+    assert np.all(paint_instances(labels, found, 0.5)[:2] == 33000)
+    nothing = SimpleNamespace(pred_masks=torch.zeros(0, 4, 6, dtype=torch.bool),
+                              pred_classes=torch.zeros(0, dtype=torch.int64), scores=torch.zeros(0))
+    assert instances_to_detections(nothing).masks.shape == (0, 4, 6)
 
 
 # --- quality -------------------------------------------------------------------------------------
