@@ -76,11 +76,11 @@ def identify_i3d(directory: str | Path) -> dict[str, Any]:
     if meta_file.is_file():
         meta = json.loads(meta_file.read_text())
         record.update(kind="local_random", width_multiplier=meta.get("width_multiplier"),
-                      seed=meta.get("seed"), comparable_to_published_fvd=False)
+                      seed=meta.get("seed"), published_i3d=False)
     elif (directory / "tfhub_module.pb").is_file():
-        record.update(kind="tfhub", handle=TFHUB_HANDLE, comparable_to_published_fvd=True)
+        record.update(kind="tfhub", handle=TFHUB_HANDLE, published_i3d=True)
     else:
-        record.update(kind="unknown_savedmodel", comparable_to_published_fvd=False)
+        record.update(kind="unknown_savedmodel", published_i3d=False)
     return record
 
 

@@ -187,7 +187,7 @@ def save_local_i3d(output: str | Path, width_multiplier: float = 1.0, seed: int 
         "width_multiplier": float(width_multiplier),
         "seed": int(seed),
         "weights": "seeded random (He normal), batch-norm statistics from seeded smooth random videos",
-        "comparable_to_published_fvd": False,
+        "published_i3d": False,     # the weights are not DeepMind's Kinetics-400 I3D
         "provenance": provenance("i3d", settings, code_version("pipeline.fvd.i3d"), seed=seed),
     }
     with atomic_dir(output) as tmp:

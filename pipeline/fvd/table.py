@@ -123,7 +123,9 @@ def _optional_number(found: Mapping[str, tuple[dict, Path]], name: str, keys: Se
 
 
 def describe_i3d(i3d: Mapping[str, Any] | None) -> str:
-    """One line saying which I3D produced a score (and whether it compares with published FVDs)."""
+    """One line saying which I3D produced a score. Only the published I3D's scores can compare
+    with published FVDs, and then only at the same number of videos a score (FVD's bias falls with
+    N: the thesis's per-batch FVD uses 16, the pooled one 128 per crop)."""
     if not i3d:
         return "unknown"
     if i3d.get("kind") == "tfhub":
