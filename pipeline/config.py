@@ -2,7 +2,9 @@
 
 config.yaml is the study; override files (config/demo.yaml) are merged over it key by key, the
 way Snakemake merges ``--configfile``s. Validation uses ``workflow/schemas/config.schema.yaml``
-(the same file ``common.smk`` gives ``snakemake.utils.validate``); errors name the key.
+(the same file ``common.smk`` gives ``snakemake.utils.validate``); errors name the key. After the
+schema, :func:`check_variant` rejects contradictory variants and :func:`check_consistency` what
+one section requires of another (the test videos fit in a snippet, every size read is packed, ...).
 """
 
 from __future__ import annotations
@@ -17,11 +19,18 @@ import yaml
 
 from pipeline.errors import PipelineError
 
-__all__ = ["SCHEMA_PATH", "load_config", "merge", "validate", "check_variant", "section"]
+__all__ = ["SCHEMA_PATH", "I3D_MIN_FRAMES", "load_config", "merge", "validate", "check_variant",
+           "check_consistency", "section"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT_CONFIG = REPO_ROOT / "config.yaml"
+# Frames a video needs for the I3D embedding: time is halved three times, then pooled over 2
+# frames VALID (pipeline.fvd.embed.MIN_FRAMES, which imports TensorFlow, hence written again here;
+# tests/test_config.py reads it there and compares).
+I3D_MIN_FRAMES = 9
+# The synthetic city's smallest frame side (pipeline.data.synthetic checks it when drawing).
+SYNTHETIC_MIN_SIZE = 16
 
 
 def merge(base: Mapping, override: Mapping) -> dict:
@@ -36,8 +45,10 @@ def merge(base: Mapping, override: Mapping) -> dict:
 
 
 def load_config(paths: Iterable[str | Path] = (DEFAULT_CONFIG,)) -> dict:
-    """Read, merge in order, validate and check the given YAML files."""
+    """Read, merge in order, validate and check the given YAML files (a consistency error names
+    the file that set each key it names)."""
     config: dict = {}
+    sources: dict[tuple[str, ...], str] = {}
     for path in paths:
         path = Path(path)
         if not path.is_file():
@@ -49,7 +60,19 @@ def load_config(paths: Iterable[str | Path] = (DEFAULT_CONFIG,)) -> dict:
         if not isinstance(loaded, Mapping):
             raise PipelineError("a config file must hold a mapping of sections", path)
         config = merge(config, loaded)
-    return validate(config)
+        sources.update(_key_paths(loaded, str(path)))
+    return validate(config, sources)
+
+
+def _key_paths(node: Mapping, source: str, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], str]:
+    """Every key path of a loaded file (mappings walked into) -> the file: merged in order, the
+    last file holding a path is the one whose value the merged config has there."""
+    paths = {}
+    for key, value in node.items():
+        paths[prefix + (str(key),)] = source
+        if isinstance(value, Mapping):
+            paths.update(_key_paths(value, source, prefix + (str(key),)))
+    return paths
 
 
 def _schema() -> dict:
@@ -86,8 +109,11 @@ def _with_defaults(validator_class, root: Mapping):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-def validate(config: Mapping) -> dict:
-    """Validate a merged config against the schema, fill defaults, check variants; return it."""
+def validate(config: Mapping, sources: Mapping[tuple[str, ...], str] | None = None) -> dict:
+    """Validate a merged config against the schema, fill defaults, check variants and the
+    consistency of its sections (:func:`check_consistency`); return it. ``sources``: key path ->
+    the file that set it, for the messages (:func:`load_config` knows them; Snakemake's merge
+    of ``--configfile``s does not tell)."""
     config = copy.deepcopy(dict(config))
     schema = _schema()
     validator = _with_defaults(jsonschema.Draft202012Validator, schema)(schema)
@@ -96,6 +122,7 @@ def validate(config: Mapping) -> dict:
         raise PipelineError("invalid config:\n" + "\n".join(_describe(err) for err in errors))
     for name, entry in config["variants"].items():
         check_variant(name, entry)
+    check_consistency(config, sources)
     return config
 
 
@@ -121,6 +148,152 @@ def check_variant(name: str, entry: Mapping[str, Any]) -> None:
         problems.append("ResNeXt refinement modules are weight-normed (norm: weight)")
     if problems:
         raise PipelineError(f"variant {name!r} in config: " + "; ".join(problems))
+
+
+class _Keys:
+    """Names config keys in messages: ``fvd.frames = 16 (config/demo.yaml)``."""
+
+    def __init__(self, config: Mapping, sources: Mapping[tuple[str, ...], str] | None):
+        self.config, self.sources = config, sources
+
+    def value(self, path: str) -> Any:
+        node: Any = self.config
+        for key in path.split("."):
+            node = node[key]
+        return node
+
+    def source(self, path: str) -> str:
+        if self.sources is None:
+            return ""
+        return f" ({self.sources.get(tuple(path.split('.')), 'default')})"
+
+    def __call__(self, path: str, shown: Any = None) -> str:
+        value = self.value(path) if shown is None else shown
+        if isinstance(value, bool) or value is None:
+            value = yaml.safe_dump(value).split("\n", 1)[0]     # true, false, null as in the file
+        return f"{path} = {value}{self.source(path)}"
+
+
+def _size(height: int, width: int) -> str:
+    return f"{height}x{width}"
+
+
+def check_consistency(config: Mapping, sources: Mapping[tuple[str, ...], str] | None = None) -> None:
+    """Reject a config whose sections contradict each other (each section valid on its own).
+
+    Every rule is a constraint a stage enforces when it runs (hours into a cluster run), checked
+    here instead; each message names the keys, their values and, where ``sources`` tell, the file
+    that set them. The rules:
+
+    - data.annotated_frame is a frame of the snippet (< data.frames_per_snippet).
+    - The test videos fit in a snippet: fvd.start_frame + fvd.frames <= data.frames_per_snippet
+      (pipeline.synthesize: real and synthesised videos are those frames of one snippet).
+    - With prior-frame variants, fvd.warmup_frames <= fvd.start_frame: they synthesise the
+      warm-up frames before the start frame (so warm-up + frames fit in the snippet too).
+    - Training windows fit in a snippet: train.window (+1 for a flow variant) <=
+      data.frames_per_snippet, for the prior-frame variants that train on windows.
+    - fvd.batches x fvd.batch_size test videos <= subset.test_sequences (one video a snippet).
+    - data.source synthetic: frames of 16x16 at least; the test split of data.synthetic.cities
+      has subset.test_sequences snippets (plus fvd.draw_choice.heldout_videos with
+      fvd.draw_choice.auto); subset.train_cities are cities of its train split.
+    - Every size a stage reads from the packed files is packed (pack.resolutions): each training
+      stage of a network some variant uses (synthesis reads the last one's) and fvd.height x width.
+    - fvd.width >= fvd.height: FVD scores square crops of side fvd.height.
+    - fvd.i3d (the real I3D) needs fvd.frames >= 9. The schema allows 2 so that tests can run the
+      graph with a few frames and the local random I3D (pipeline.fvd.embed still needs 9 to embed).
+    """
+    keys = _Keys(config, sources)
+    data, subset, fvd, train = config["data"], config["subset"], config["fvd"], config["train"]
+    snippet = data["frames_per_snippet"]
+    variants = config["variants"]
+    prior = sorted(name for name, entry in variants.items() if entry["prior"])
+    problems = []
+
+    if data["annotated_frame"] >= snippet:
+        problems.append(f"{keys('data.annotated_frame')} is not a frame of a snippet of "
+                        f"{keys('data.frames_per_snippet')} (frames 0..{snippet - 1}): it is the snippet's "
+                        "gtFine frame")
+
+    end = fvd["start_frame"] + fvd["frames"]
+    if end > snippet:
+        problems.append(f"{keys('fvd.start_frame')} + {keys('fvd.frames')} = frame {end}, past the end of a "
+                        f"snippet of {keys('data.frames_per_snippet')}: every test video, real or synthesised, "
+                        "is frames start_frame..start_frame + frames - 1 of one snippet")
+    if prior and fvd["warmup_frames"] > fvd["start_frame"]:
+        problems.append(f"{keys('fvd.warmup_frames')} > {keys('fvd.start_frame')}: the prior-frame variants "
+                        f"({', '.join(prior)}) synthesise the warm-up frames before the start frame, from frame "
+                        "start_frame - warmup_frames of the snippet (warm-up + frames must fit in it too)")
+
+    windows = {name: train["window"] + (1 if variants[name]["flow"] else 0) for name in prior}
+    too_long = sorted(name for name, length in windows.items() if length > snippet)
+    if too_long:
+        flow = sorted(name for name in too_long if variants[name]["flow"])
+        plus = f" (+1 for the flow variants {', '.join(flow)})" if flow else ""
+        problems.append(f"{keys('train.window')}{plus} = {max(windows.values())} frames, more than a snippet of "
+                        f"{keys('data.frames_per_snippet')}: the prior-frame variants ({', '.join(too_long)}) "
+                        "train on windows of consecutive frames of one snippet")
+
+    videos = fvd["batches"] * fvd["batch_size"]
+    if videos > subset["test_sequences"]:
+        problems.append(f"{keys('fvd.batches')} x {keys('fvd.batch_size')} = {videos} test videos, more than "
+                        f"{keys('subset.test_sequences')} test snippets (one video a snippet)")
+
+    if data["source"] == "synthetic":
+        problems += _synthetic_problems(config, keys)
+
+    packed = [tuple(size) for size in config["pack"]["resolutions"]]
+    shown_packed = keys("pack.resolutions", "[" + ", ".join(_size(*size) for size in packed) + "]")
+    networks = sorted({entry["network"] for entry in variants.values()})
+    for network in networks:
+        for index, stage in enumerate(train[network]["stages"]):
+            if (stage["height"], stage["width"]) not in packed:
+                users = sorted(name for name, entry in variants.items() if entry["network"] == network)
+                problems.append(f"train.{network}.stages[{index}] = {_size(stage['height'], stage['width'])}"
+                                f"{keys.source(f'train.{network}.stages')} is not a size {shown_packed} packs: "
+                                f"training {', '.join(users)} reads the packed frames at each stage's size "
+                                "(synthesis at the last one's)")
+    if (fvd["height"], fvd["width"]) not in packed:
+        problems.append(f"{keys('fvd.height')} x {keys('fvd.width')} is not a size {shown_packed} packs: the "
+                        "real test videos are read from the packed test split at the scoring size")
+    if fvd["width"] < fvd["height"]:
+        problems.append(f"{keys('fvd.width')} < {keys('fvd.height')}: FVD scores square crops of side "
+                        "fvd.height (fvd.crops), which need frames at least as wide as tall")
+
+    if fvd["i3d"] and fvd["frames"] < I3D_MIN_FRAMES:
+        problems.append(f"{keys('fvd.frames')} with the real I3D ({keys('fvd.i3d')}): the I3D embedding needs "
+                        f"at least {I3D_MIN_FRAMES} frames a video (it halves time three times, then pools 2)")
+    if problems:
+        raise PipelineError("inconsistent config:\n" + "\n".join(f"  - {problem}" for problem in problems))
+
+
+def _synthetic_problems(config: Mapping, keys: _Keys) -> list[str]:
+    """What the synthetic city (data.source synthetic) must hold for the subset to be drawn."""
+    problems = []
+    data = config["data"]
+    if min(data["frame_height"], data["frame_width"]) < SYNTHETIC_MIN_SIZE:
+        problems.append(f"{keys('data.frame_height')} x {keys('data.frame_width')}: the synthetic city is drawn at "
+                        f"{SYNTHETIC_MIN_SIZE}x{SYNTHETIC_MIN_SIZE} at least ({keys('data.source')})")
+    cities = data["synthetic"]["cities"]
+    subset, choice = config["subset"], config["fvd"]["draw_choice"]
+    split = subset["test_split"]
+    wanted, what = subset["test_sequences"], keys("subset.test_sequences")
+    if choice["auto"]:
+        wanted += choice["heldout_videos"]
+        what += (f" + {keys('fvd.draw_choice.heldout_videos')} held-out snippets "
+                 f"({keys('fvd.draw_choice.auto')}) = {wanted}")
+    held = cities.get(split, {})
+    if sum(held.values()) < wanted:
+        listed = ", ".join(f"{city} {count}" for city, count in sorted(held.items())) or "no city"
+        problems.append(f"{what} snippets of split {split!r} ({keys('subset.test_split')}), but "
+                        f"data.synthetic.cities.{split}{keys.source(f'data.synthetic.cities.{split}')} has "
+                        f"{sum(held.values())} ({listed}) with {keys('data.source')}")
+    if subset["train_cities"] is not None:
+        unknown = sorted(set(subset["train_cities"]) - set(cities.get("train", {})))
+        if unknown:
+            problems.append(f"{keys('subset.train_cities')} names {', '.join(unknown)}, not a city of "
+                            f"data.synthetic.cities.train{keys.source('data.synthetic.cities.train')} "
+                            f"({', '.join(sorted(cities.get('train', {}))) or 'none'}) with {keys('data.source')}")
+    return problems
 
 
 def section(config: Mapping, *keys: str) -> Any:

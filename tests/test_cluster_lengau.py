@@ -366,6 +366,7 @@ def graph_workdir(tmp_path_factory) -> Path:
     study["variants"] = {name: entry for name, entry in study["variants"].items() if name in VARIANTS}
     study["data"].update(source="cityscapes", cityscapes_root=str(root))
     study["subset"].update(train_cities=["aachen", "bremen"], test_sequences=4)
+    study["fvd"].update(batches=1)          # one batch of 4 videos: the 4 test snippets
     (work / "study.yaml").write_text(yaml.safe_dump(study))
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     subprocess.run([str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(work), "--cores", "1",

@@ -208,6 +208,7 @@ TINY_TRAIN = {
     "window": 3,
     "checkpoint_minutes": 30,    # only SIGTERM saves during this test
     "crn": {"stages": [{"height": 16, "width": 32, "epochs": 60}, {"height": 32, "width": 64, "epochs": 1}]},
+    "pix2pixhd": {"stages": [{"height": 32, "width": 64, "epochs": 1}]},       # not trained here: packed sizes
     "model_overrides": {"generator": {"width_divisor": 64}, "discriminator": {"width_divisor": 16},
                         "encoder": {"width_divisor": 4}},
 }
@@ -222,7 +223,11 @@ def graph_workdir(tmp_path_factory) -> Path:
     for split in ("train", "val"):
         shutil.copy(packed[split], work / "results" / "data" / f"{split}.h5")
     fvd = {"height": 16, "width": 32, "frames": 4, "batch_size": 2, "batches": 1}     # the 2 test videos
-    (work / "tiny.yaml").write_text(yaml.safe_dump({"train": TINY_TRAIN, "fvd": fvd}))
+    # The packed city's geometry (conftest.make_packed_city's defaults), so the config describes it.
+    data = {"frame_height": 32, "frame_width": 64, "frames_per_snippet": 8, "annotated_frame": 5}
+    tiny = {"data": data, "subset": {"test_sequences": 2}, "pack": {"resolutions": [[16, 32], [32, 64]]},
+            "train": TINY_TRAIN, "fvd": fvd}
+    (work / "tiny.yaml").write_text(yaml.safe_dump(tiny))
     return work
 
 

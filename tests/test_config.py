@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import yaml
 from snakemake.utils import validate as snakemake_validate
 
-from pipeline.config import DEFAULT_CONFIG, REPO_ROOT, SCHEMA_PATH, load_config, merge, validate
+from pipeline.config import (
+    DEFAULT_CONFIG,
+    I3D_MIN_FRAMES,
+    REPO_ROOT,
+    SCHEMA_PATH,
+    check_consistency,
+    load_config,
+    merge,
+    validate,
+)
 from pipeline.errors import PipelineError
 
 DEMO = REPO_ROOT / "config" / "demo.yaml"
@@ -113,3 +123,113 @@ def test_merge_recurses_into_mappings_only():
 def test_missing_config_file_is_named(tmp_path):
     with pytest.raises(PipelineError, match="config file not found"):
         load_config([tmp_path / "nope.yaml"])
+
+
+# --- consistency across sections ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_raw() -> dict:
+    """config.yaml with demo.yaml merged over it, before validation (changes merge over it)."""
+    return merge(yaml.safe_load(DEFAULT_CONFIG.read_text()), yaml.safe_load(DEMO.read_text()))
+
+
+def test_the_study_and_the_demo_are_consistent(study):
+    check_consistency(study)
+    check_consistency(load_config([DEFAULT_CONFIG, DEMO]))
+    # The study with its cluster paths set, as on Lengau: the real I3D and 16 frames.
+    check_consistency(merge(study, {"fvd": {"i3d": "/models/i3d"}}))
+
+
+# Each rule: a change to the demo that breaks it (and only it), and what the message names.
+RULES = [
+    ("annotated-frame", {"data": {"annotated_frame": 12}},
+     r"data\.annotated_frame = 12 is not a frame of a snippet of data\.frames_per_snippet = 12"),
+    ("video-past-snippet", {"fvd": {"start_frame": 3}},
+     r"fvd\.start_frame = 3 \+ fvd\.frames = 10 = frame 13, past the end of a snippet of "
+     r"data\.frames_per_snippet = 12"),
+    ("warmup-before-start", {"fvd": {"warmup_frames": 3}},
+     r"fvd\.warmup_frames = 3 > fvd\.start_frame = 2: the prior-frame variants \(v07, v08, v09, v12, v13, v14\)"),
+    ("window-past-snippet", {"train": {"window": 12}},
+     r"train\.window = 12 \(\+1 for the flow variants v09, v14\) = 13 frames, more than a snippet of "
+     r"data\.frames_per_snippet = 12: the prior-frame variants \(v09, v14\)"),
+    ("videos-past-test-snippets", {"fvd": {"batches": 3}},
+     r"fvd\.batches = 3 x fvd\.batch_size = 4 = 12 test videos, more than subset\.test_sequences = 8"),
+    ("synthetic-test-split", {"subset": {"test_sequences": 12}, "fvd": {"batches": 3}},
+     r"subset\.test_sequences = 12 snippets of split 'val' .*data\.synthetic\.cities\.val has 8 "
+     r"\(lindwurm 4, testfurt 4\) with data\.source = synthetic"),
+    ("synthetic-heldout", {"fvd": {"draw_choice": {"auto": True}}},
+     r"subset\.test_sequences = 8 \+ fvd\.draw_choice\.heldout_videos = 4 held-out snippets "
+     r"\(fvd\.draw_choice\.auto = true\) = 12 snippets of split 'val'"),
+    ("synthetic-train-cities", {"subset": {"train_cities": ["pixelstadt", "atlantis"]}},
+     r"subset\.train_cities = \['pixelstadt', 'atlantis'\] names atlantis, not a city of "
+     r"data\.synthetic\.cities\.train"),
+    ("synthetic-frame-size", {"data": {"frame_height": 8}},
+     r"data\.frame_height = 8 x data\.frame_width = 256: the synthetic city is drawn at 16x16 at least"),
+    ("stage-not-packed", {"train": {"crn": {"stages": [{"height": 32, "width": 64, "epochs": 1}]}}},
+     r"train\.crn\.stages\[0\] = 32x64 is not a size pack\.resolutions = \[64x128, 128x256\] packs: training v01"),
+    ("fvd-size-not-packed", {"fvd": {"height": 32, "width": 64}},
+     r"fvd\.height = 32 x fvd\.width = 64 is not a size pack\.resolutions = \[64x128, 128x256\] packs"),
+    ("fvd-crops", {"pack": {"resolutions": [[64, 128], [128, 256], [128, 64]]}, "fvd": {"height": 128, "width": 64}},
+     r"fvd\.width = 64 < fvd\.height = 128: FVD scores square crops"),
+    ("real-i3d-frames", {"fvd": {"i3d": "/models/i3d", "frames": 8}},
+     r"fvd\.frames = 8 with the real I3D \(fvd\.i3d = /models/i3d\): the I3D embedding needs at least 9 frames"),
+]
+
+
+@pytest.mark.parametrize("change, named", [rule[1:] for rule in RULES], ids=[rule[0] for rule in RULES])
+def test_each_consistency_rule_rejects_a_config_that_breaks_it(demo_raw, change, named):
+    with pytest.raises(PipelineError, match="inconsistent config") as caught:
+        validate(merge(demo_raw, change))
+    message = str(caught.value)
+    assert re.search(named, message), message
+    assert message.count("\n  - ") == 1, message          # this rule alone
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"train": {"window": 11}},                                  # 11 + 1 = 12 frames for the flow variants
+        {"pack": {"resolutions": [[64, 128], [128, 256], [256, 512]]}},     # a size nothing reads
+        {"data": {"synthetic": {"cities": {"val": {"heldorf": 4}}}}, "fvd": {"draw_choice": {"auto": True}}},
+        {"fvd": {"start_frame": 0, "frames": 12, "warmup_frames": 0}},
+    ],
+    ids=["window-fills-snippet", "extra-size", "heldout-city", "whole-snippet"],
+)
+def test_consistent_changes_pass(demo_raw, change):
+    validate(merge(demo_raw, change))
+
+
+def test_rules_apply_only_where_a_stage_reads_the_keys(demo_raw):
+    # Without prior-frame variants neither the warm-up nor the training window is read ...
+    config = copy.deepcopy(demo_raw)
+    config["variants"] = {name: entry for name, entry in config["variants"].items() if not entry["prior"]}
+    validate(merge(config, {"fvd": {"warmup_frames": 5}, "train": {"window": 20}}))
+    # ... nor, without a pix2pixHD variant, its schedule.
+    config["variants"] = {name: entry for name, entry in config["variants"].items() if entry["network"] == "crn"}
+    validate(merge(config, {"train": {"pix2pixhd": {"stages": [{"height": 99, "width": 99, "epochs": 1}]}}}))
+    # Cityscapes: the snippets on disk are not in the config, so the counts are not checked here.
+    validate(merge(demo_raw, {"data": {"source": "cityscapes"}, "subset": {"train_cities": ["aachen"]}}))
+
+
+def test_a_consistency_error_names_the_file_of_each_key(tmp_path):
+    override = tmp_path / "mine.yaml"
+    override.write_text(yaml.safe_dump({"fvd": {"frames": 11}}))
+    with pytest.raises(PipelineError) as caught:
+        load_config([DEFAULT_CONFIG, DEMO, override])
+    message = str(caught.value)
+    assert f"fvd.start_frame = 2 ({DEFAULT_CONFIG})" in message
+    assert f"fvd.frames = 11 ({override})" in message
+    assert f"data.frames_per_snippet = 12 ({DEMO})" in message
+    # A key no file sets is the schema's default; Snakemake's merge does not tell the files.
+    config = merge(yaml.safe_load(DEFAULT_CONFIG.read_text()), {"fvd": {"start_frame": 20}})
+    del config["fvd"]["frames"]
+    with pytest.raises(PipelineError, match=r"fvd\.start_frame = 20 \+ fvd\.frames = 16 = frame 36"):
+        validate(config)
+    with pytest.raises(PipelineError, match=r"fvd\.frames = 16 \(default\)"):
+        validate(config, {("fvd", "start_frame"): "mine.yaml"})
+
+
+def test_i3d_min_frames_is_the_embed_stages():
+    embed = (REPO_ROOT / "pipeline" / "fvd" / "embed.py").read_text()     # imports TensorFlow: read it
+    assert re.search(r"^MIN_FRAMES = (\d+)$", embed, re.M)[1] == str(I3D_MIN_FRAMES)

@@ -64,6 +64,9 @@ TEST_CONFIG = {
     "labels": {"instance": {"backend": "torchvision"}},
     "flow": {"backend": "dis", "height": SIZE[0], "width": SIZE[1]},
     "pack": {"resolutions": [list(SIZE)]},
+    # Not run here, but consistent: the one packed size is every training stage's.
+    "train": {"crn": {"stages": [{"height": SIZE[0], "width": SIZE[1], "epochs": 1}]},
+              "pix2pixhd": {"stages": [{"height": SIZE[0], "width": SIZE[1], "epochs": 1}]}},
     "weights": {"allow_random": True},
     "fvd": {"local_i3d_width": 0.25, "height": SIZE[0], "width": SIZE[1], "frames": VIDEO_FRAMES,
             "batch_size": 2, "batches": 2, "bootstrap": 50, "start_frame": START, "warmup_frames": 2},
