@@ -18,6 +18,7 @@ import yaml
 from conftest import REPO, run_snakemake
 from test_graph import job_counts
 import pipeline.provenance as provenance
+from pipeline.config import load_config
 
 TINY = {
     "data": {"frame_height": 32, "frame_width": 64, "frames_per_snippet": 8, "annotated_frame": 5,
@@ -196,3 +197,18 @@ def test_code_version_follows_the_code_a_stage_imports(tmp_path, monkeypatch):
     assert after_kmeans["pipeline.train"] == after_warp["pipeline.train"]
     with pytest.raises(ValueError, match="no module 'pipeline.no_such_stage'"):
         provenance.code_version("pipeline.no_such_stage")      # a typo in a rule must not hash nothing
+
+
+def test_a_variant_more_plans_its_own_jobs_and_rebuilds_only_the_summaries(planned, tmp_path):
+    """README: a 15th variant is one more entry under ``variants:``; the graph then trains,
+    synthesises and scores it alone, the per-variant jobs of the other 14 stay as they were, and
+    only what sums up every variant (the table and its charts) is made again."""
+    v15 = dict(load_config([REPO / "config.yaml", REPO / "config" / "demo.yaml"])["variants"]["v08"], index=15)
+    after = planned_commands(tmp_path, {"variants": {"v15": v15}})
+    before = planned[0]
+    added = after.keys() - before.keys()
+    assert before.keys() - after.keys() == set()
+    assert all("v15" in outputs for _, outputs in added), added
+    assert {"train", "cluster_features", "synthesize", "embed", "fvd"} <= {rule for rule, _ in added}
+    changed = {rule for rule, outputs in before.keys() & after.keys() if before[rule, outputs] != after[rule, outputs]}
+    assert changed == {"fvd_table", "report_fvd_table", "report_fvd_chart", "report_warping", "report_timing"}
