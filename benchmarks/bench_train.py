@@ -19,8 +19,9 @@ two compiled modes there (still fp32), which shows they run but not what they ga
 (inductor's CPU code was slower than eager at 64x128: ``benchmarks/results/train_gpu.md``).
 
 The study's GPU-days follow from the step times and the thesis's schedule: every stage's
-optimiser steps (epochs x 808 training sequences x frames stepped per sample) times its step
-time, beside the thesis's 55.8 V100-days.
+optimiser steps (epochs x samples x frames stepped per sample: 808 windows of 6 frames for the
+prior-frame variants, 2975 gtFine frames for the image variants) times its step time, beside
+the thesis's 55.8 V100-days.
 
     python benchmarks/bench_train.py                 # CPU: every variant at 64x128, widths / 8
     python benchmarks/bench_train.py --full          # GPU: the thesis's sizes and widths
@@ -50,8 +51,10 @@ from pipeline.train.step import random_window, train_window
 
 # Thesis 5.2: 55.8 GPU-days on V100s for all 14 variants.
 THESIS_GPU_DAYS = 55.8
-# Thesis 4.5.1: the training set kept 808 sequences (config.yaml: subset).
+# Thesis 4.5.1: the prior-frame variants' training set kept 808 sequences (config.yaml: subset);
+# the image variants trained on the 2975 gtFine train frames (train.image_data: gtfine_train).
 THESIS_TRAIN_SEQUENCES = 808
+THESIS_TRAIN_IMAGES = 2975
 SMALL = (64, 128)
 
 
@@ -167,8 +170,15 @@ def gpu_days(records: list[dict], config: dict, mode: str) -> tuple[float, list[
             if step is None:
                 estimated.append(f"{name}/stage{plan.index} left out")
                 continue
-            seconds += optimizer_steps(plan, settings["entry"], config["train"], THESIS_TRAIN_SEQUENCES) * step
+            seconds += optimizer_steps(plan, settings["entry"], config["train"], _samples(settings["entry"], config)) * step
     return seconds / 86400, estimated
+
+
+def _samples(entry: dict, config: dict) -> int:
+    """Training samples an epoch in the thesis's study: windows of the 808 sequences, or frames."""
+    if entry["prior"] or config["train"]["image_data"] == "train":
+        return THESIS_TRAIN_SEQUENCES
+    return THESIS_TRAIN_IMAGES
 
 
 def report(records: list[dict], config: dict, device: str) -> None:

@@ -19,9 +19,10 @@ from pipeline.data.subset import select_subset
 from pipeline.data.synthetic import generate
 from pipeline.flow.warp import warp
 from pipeline.io import write_json
-from pipeline.pack.dataset import WindowDataset
+from pipeline.errors import PipelineError
+from pipeline.pack.dataset import FrameDataset, WindowDataset
 from pipeline.pack.verify import verify
-from pipeline.pack.writer import PackInputs, pack
+from pipeline.pack.writer import GTFINE_SPLIT, PackInputs, pack
 
 FRAMES, ANNOTATED = 8, 5
 HEIGHT, WIDTH = 64, 128
@@ -102,3 +103,32 @@ def test_packed_flow_warps_the_packed_frames(city, resolution):
     packed = error(1.0)
     assert packed < 0.7 * error(0.0)
     assert packed < 0.9 * error(0.5) and packed < 0.9 * error(2.0)
+
+
+def test_the_image_variants_set_is_every_train_citys_gtfine_frame(tmp_path):
+    """gtfine_train: the annotated frame of every train snippet, the cities outside the study's
+    subset too, with the gtFine labels as they are on disk; one frame a snippet, no flow."""
+    root = tmp_path / "city"
+    generate(root, {"train": {"synthberg": 2, "farburg": 1}, "val": {"testfurt": 1}}, seed=1, height=HEIGHT,
+             width=WIDTH, frames=FRAMES, annotated=ANNOTATED)
+    subset = select_subset(root, {"train_cities": ["synthberg"], "test_split": "val", "test_sequences": 1,
+                                  "seed": 0}, FRAMES, ANNOTATED)
+    write_json(tmp_path / "subset.json", subset)
+    settings = {"pack": {"resolutions": [[32, 64], [64, 128]], "compression": "lz4"}, "label_set": "train19_other"}
+    with pytest.raises(PipelineError, match="'gtfine_train' is packed from the root's gtFine labels"):
+        pack(tmp_path / "subset.json", GTFINE_SPLIT, PackInputs.from_paths(root, [], [], []), tmp_path / "x.h5", settings)
+    packed = pack(tmp_path / "subset.json", GTFINE_SPLIT, PackInputs.from_gtfine(root), tmp_path / "gtfine.h5",
+                  settings, progress=False)
+    assert verify(packed)["snippets"] == 3 and not (tmp_path / "x.h5").exists()
+    frames = FrameDataset(packed, (64, 128), frames="annotated", expand=False)
+    assert sorted(frames[i]["snippet"] for i in range(len(frames))) == sorted(
+        snippet for city in subset["gtfine_train"].values() for snippet in city)
+    for i in range(len(frames)):
+        sample = frames[i]
+        city_name = sample["snippet"].split("_")[0]
+        truth = np.load(root / "truth" / "train" / city_name / f"{sample['snippet']}.npz")
+        np.testing.assert_array_equal(sample["label_ids"].numpy(), truth["labels"][ANNOTATED])
+        np.testing.assert_array_equal(sample["instances"].numpy(), truth["instances"][ANNOTATED])
+        image = cv2.imread(str(root / "leftImg8bit_sequence" / "train" / city_name / f"{sample['snippet']}_leftImg8bit.png"))
+        np.testing.assert_array_equal(sample["image"].numpy(), image[..., ::-1])     # compact: uint8 HWC
+        assert not sample["flow"].any() and not sample["flow_valid"]

@@ -212,3 +212,18 @@ def test_a_variant_more_plans_its_own_jobs_and_rebuilds_only_the_summaries(plann
     assert {"train", "cluster_features", "synthesize", "embed", "fvd"} <= {rule for rule, _ in added}
     changed = {rule for rule, outputs in before.keys() & after.keys() if before[rule, outputs] != after[rule, outputs]}
     assert changed == {"fvd_table", "report_fvd_table", "report_fvd_chart", "report_warping", "report_timing"}
+
+
+def test_image_variants_train_on_every_gtfine_frame_and_prior_variants_on_the_subset(planned, tmp_path):
+    """thesis 4.5.1: the image variants trained on the labelled image dataset as it is; the
+    prior-frame variants on the subset's sequences. train.image_data: train gives the old choice."""
+    def data_of(commands, variant):
+        return next(re.search(r"--data (\S+)", command)[1] for (rule, outputs), command in commands.items()
+                    if rule == "train" and f"/{variant}/" in outputs)
+
+    assert data_of(planned[0], "v01") == "results/data/gtfine_train.h5"
+    assert data_of(planned[0], "v07") == "results/data/train.h5"
+    assert any(rule == "pack_gtfine" for rule, _ in planned[0])
+    subset_only = planned_commands(tmp_path, {"train": {"image_data": "train"}})
+    assert data_of(subset_only, "v01") == "results/data/train.h5"
+    assert not any(rule == "pack_gtfine" for rule, _ in subset_only)

@@ -5,6 +5,8 @@ Usage::
     python -m pipeline.pack --subset results/data/subset.json --split train --frames-root ROOT \\
         --semantic DIR [DIR ...] --instance DIR [DIR ...] --flow FILE [FILE ...] \\
         --output results/data/train.h5 --settings JSON [--threads N]
+    python -m pipeline.pack --subset results/data/subset.json --split gtfine_train --frames-root ROOT \
+        --output results/data/gtfine_train.h5 --settings JSON        # the image variants' gtFine frames
     python -m pipeline.pack --verify FILE [--structure-only]
 
 ``--settings`` is ``{"pack": config["pack"], "label_set": config["labels"]["label_set"]}``; by
@@ -35,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--structure-only", action="store_true",
                         help="with --verify: check attributes, datasets and shapes, not values")
     parser.add_argument("--subset", help="results/data/subset.json")
-    parser.add_argument("--split", help="train, val or test")
+    parser.add_argument("--split", help="train, val, test, heldout, or gtfine_train (every annotated train "
+                                        "frame with its gtFine labels: no label or flow inputs)")
     parser.add_argument("--frames-root", help="Cityscapes root (default: the subset's root)")
     parser.add_argument("--semantic", nargs="+", default=[], help="semantic label directories, one a city")
     parser.add_argument("--instance", nargs="+", default=[], help="instance label directories, one a city")
@@ -60,11 +63,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     if missing:
         raise PipelineError(f"packing needs {', '.join(missing)} (or --verify FILE)")
     from pipeline.data.subset import load_subset
-    from pipeline.pack.writer import PackInputs, pack
+    from pipeline.pack.writer import GTFINE_SPLIT, PackInputs, pack
 
     settings = read_settings(args, pick_settings)
     frames_root = args.frames_root or load_subset(args.subset)["root"]
-    inputs = PackInputs.from_paths(frames_root, args.semantic, args.instance, args.flow)
+    if args.split == GTFINE_SPLIT:
+        if args.semantic or args.instance or args.flow:
+            raise PipelineError(f"--split {GTFINE_SPLIT} packs the gtFine labels: no --semantic, --instance or --flow")
+        inputs = PackInputs.from_gtfine(frames_root)
+    else:
+        inputs = PackInputs.from_paths(frames_root, args.semantic, args.instance, args.flow)
     pack(args.subset, args.split, inputs, args.output, settings, threads=args.threads)
 
 

@@ -10,6 +10,11 @@ snippet of the split in the subset and every frame, at each of ``pack.resolution
 - its reference flow from the flow stage's per-city file (``flow/{snippet_id}``, frames 1..T-1),
   resized with its vectors scaled; frame 0 has no flow, stored as zeros with ``flow_valid`` False.
 
+The split ``gtfine_train`` (:data:`GTFINE_SPLIT`) is the image variants' training set instead:
+the labelled image dataset "in the given form" (thesis 4.5.1), i.e. the annotated frame of every
+train snippet of every city (the subset's ``gtfine_train``, 2975 on Cityscapes) with its gtFine
+labelIds and instanceIds, one frame a snippet and no flow (never written: it reads as zeros).
+
 The file is written under a temporary name and renamed (``pipeline.io.atomic_path``), so an
 interrupted pack leaves nothing at the output path. Its attributes (``pipeline.pack.schema``)
 carry the schema version, resolutions, the label table and the provenance: the settings, code
@@ -22,7 +27,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +37,7 @@ from tqdm import tqdm
 
 from pipeline.data.cityscapes import Snippet, read_frame, read_label_png
 from pipeline.data.labels import LABEL_SETS, NUM_LABEL_IDS, label_table
-from pipeline.data.subset import load_subset, subset_snippets
+from pipeline.data.subset import gtfine_train_snippets, load_subset, subset_snippets
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_path, read_json
 from pipeline.pack.resize import resize_flow, resize_image, resize_labels
@@ -42,7 +47,9 @@ from pipeline.pack.schema import (
 )
 from pipeline.provenance import code_version, provenance
 
-__all__ = ["PackInputs", "pack", "city_paths", "instance_label_ids"]
+__all__ = ["GTFINE_SPLIT", "PackInputs", "pack", "city_paths", "instance_label_ids"]
+
+GTFINE_SPLIT = "gtfine_train"
 
 FLOW_DTYPES = (np.dtype(np.float16), np.dtype(np.float32))
 DEFAULT_RESOLUTIONS = [[256, 512], [512, 1024]]
@@ -50,12 +57,18 @@ DEFAULT_RESOLUTIONS = [[256, 512], [512, 1024]]
 
 @dataclass(frozen=True)
 class PackInputs:
-    """Where a split's sources are: the frames' root and the label and flow stages' outputs by city."""
+    """Where a split's sources are: the frames' root and the label and flow stages' outputs by
+    city, or (``gtfine``) the root's own gtFine labels and no flow."""
 
     frames_root: Path
     semantic: dict[str, Path]     # city -> directory of labelIds PNGs (+ provenance.json)
     instance: dict[str, Path]     # city -> directory of instanceIds PNGs (+ provenance.json)
     flow: dict[str, Path]         # city -> flow file (flow/{snippet_id} [T-1, H, W, 2])
+    gtfine: bool = False
+
+    @classmethod
+    def from_gtfine(cls, frames_root: str | Path) -> "PackInputs":
+        return cls(Path(frames_root), {}, {}, {}, gtfine=True)
 
     @classmethod
     def from_paths(cls, frames_root: str | Path, semantic: Sequence[str | Path],
@@ -64,7 +77,16 @@ class PackInputs:
         return cls(Path(frames_root), city_paths(semantic, "semantic label directory"),
                    city_paths(instance, "instance label directory"), city_paths(flow, "flow file"))
 
+    def label_path(self, snippet: Snippet, number: int, kind: str) -> Path:
+        """Frame ``number``'s ``labelIds`` or ``instanceIds`` PNG."""
+        if self.gtfine:
+            return snippet.gtfine_path(kind)      # one frame a snippet: the annotated one
+        folder = (self.semantic if kind == "labelIds" else self.instance)[snippet.city]
+        return folder / f"{snippet.city}_{snippet.seq:06d}_{number:06d}_{kind}.png"
+
     def sources(self) -> dict[str, Any]:
+        if self.gtfine:
+            return {"frames_root": str(self.frames_root), "labels": "gtFine"}
         return {"frames_root": str(self.frames_root),
                 "semantic": {c: str(p) for c, p in sorted(self.semantic.items())},
                 "instance": {c: str(p) for c, p in sorted(self.instance.items())},
@@ -114,15 +136,19 @@ def pack(subset_path: str | Path, split: str, inputs: PackInputs, output: str | 
         codecs = array_codecs(pack_settings.get("compression", DEFAULT_COMPRESSION))
     except ValueError as err:
         raise PipelineError(f"pack.compression: {err}") from err
+    if (split == GTFINE_SPLIT) != inputs.gtfine:
+        wanted = "the root's gtFine labels" if split == GTFINE_SPLIT else "label directories and flow files"
+        raise PipelineError(f"split {split!r} is packed from {wanted}", inputs.frames_root)
     subset = load_subset(subset_path)
-    snippets = _split_snippets(subset, split, subset_path)
-    _check_inputs(snippets, inputs)
+    snippets = _split_snippets(subset, split, subset_path, inputs.frames_root)
+    if not inputs.gtfine:
+        _check_inputs(snippets, inputs)
     flow_meta = {city: _flow_attrs(path) for city, path in sorted(inputs.flow.items())
                  if city in {s.city for s in snippets}}
     layout = _Layout(
         resolutions=[parse_resolution(r) for r in pack_settings.get("resolutions", DEFAULT_RESOLUTIONS)],
         frames=snippets[0].frames,
-        flow_dtype=_common_flow_dtype(snippets, inputs),
+        flow_dtype=np.dtype(np.float16) if inputs.gtfine else _common_flow_dtype(snippets, inputs),
         codecs=codecs,
         chunk_frames=min(int(pack_settings.get("chunk_frames", 1)), snippets[0].frames),
     )
@@ -131,7 +157,7 @@ def pack(subset_path: str | Path, split: str, inputs: PackInputs, output: str | 
                         **_input_provenance(inputs, {s.city for s in snippets}, flow_meta))
     output = Path(output)
     with atomic_path(output, suffix=".h5") as tmp, h5py.File(tmp, "w") as file:
-        _create(file, snippets, layout, split, label_set, record, subset["annotated_index"])
+        _create(file, snippets, layout, split, label_set, record, snippets[0].annotated_index)
         with ThreadPoolExecutor(max(1, threads)) as pool:
             bar = tqdm(snippets, desc=f"pack {split}", unit="snippet",
                        disable=None if progress is None else not progress)
@@ -143,11 +169,17 @@ def pack(subset_path: str | Path, split: str, inputs: PackInputs, output: str | 
     return output
 
 
-def _split_snippets(subset: dict, split: str, subset_path: str | Path) -> list[Snippet]:
-    cities = subset.get("splits", {}).get(split)
-    if not cities:
+def _split_snippets(subset: dict, split: str, subset_path: str | Path, frames_root: Path) -> list[Snippet]:
+    """The split's snippets, their frames read from ``frames_root`` (the dataset may have moved
+    since ``select_subset`` recorded its root); ``gtfine_train``'s as their annotated frame only."""
+    if split == GTFINE_SPLIT:
+        snippets = [replace(s, frames=1, annotated_index=0) for s in gtfine_train_snippets(subset, subset_path)]
+    else:
+        cities = subset.get("splits", {}).get(split)
+        snippets = [s for city in sorted(cities or ()) for s in subset_snippets(subset, split, city)]
+    if not snippets:
         raise PipelineError(f"the subset has no snippets in split {split!r}", subset_path)
-    return [s for city in sorted(cities) for s in subset_snippets(subset, split, city)]
+    return [replace(s, root=frames_root) for s in snippets]
 
 
 def _check_inputs(snippets: list[Snippet], inputs: PackInputs) -> None:
@@ -248,6 +280,10 @@ def _summary(records: dict[str, Any]) -> dict[str, Any]:
 
 def _input_provenance(inputs: PackInputs, cities: set[str], flow_meta: dict[str, Any]) -> dict[str, Any]:
     """The label stages' provenance.json and the flow files' attributes, with a summary."""
+    if inputs.gtfine:
+        truth = {"backend": "gtFine", "weights_real": None}
+        return {"inputs": {"labels": "gtFine", "flow": None},
+                "labellers": {"semantic": truth, "instance": truth, "flow": {"backend": None, "weights_real": None}}}
     inputs_record: dict[str, dict[str, Any]] = {"semantic": {}, "instance": {}, "flow": flow_meta}
     for kind, folders in (("semantic", inputs.semantic), ("instance", inputs.instance)):
         for city in sorted(cities):
@@ -287,13 +323,17 @@ def _create(file: h5py.File, snippets: list[Snippet], layout: _Layout, split: st
 def _write_snippet(file: h5py.File, index: int, snippet: Snippet, inputs: PackInputs,
                    layout: _Layout, pool: ThreadPoolExecutor) -> None:
     """Read, check and resize one snippet's frames; write each array in one call (whole chunks)."""
-    with _open_flow(inputs.flow[snippet.city]) as flow_file:
-        flow = _flow_dataset(flow_file, snippet, inputs.flow[snippet.city])[()]
+    flow = None
+    if not inputs.gtfine:
+        with _open_flow(inputs.flow[snippet.city]) as flow_file:
+            flow = _flow_dataset(flow_file, snippet, inputs.flow[snippet.city])[()]
     jobs = [(t, path, flow[t - 1] if t > 0 else None) for t, path in enumerate(snippet.frame_paths)]
     per_frame = list(pool.map(lambda job: _frame_arrays(snippet, inputs, layout, *job), jobs))
     for resolution in layout.resolutions:
         group = file[group_name(resolution)]
         for name in ARRAYS:
+            if name == "flow" and flow is None:
+                continue      # only frame 0, whose flow is zero: unwritten chunks read as the fill value 0
             group[name][index] = np.stack([arrays[resolution][name] for arrays in per_frame])
 
 
@@ -301,10 +341,9 @@ def _frame_arrays(snippet: Snippet, inputs: PackInputs, layout: _Layout, t: int,
                   flow: np.ndarray | None) -> dict[tuple[int, int], dict[str, np.ndarray]]:
     """One frame's arrays at every resolution."""
     number = snippet.frame_numbers[t]
-    stem = f"{snippet.city}_{snippet.seq:06d}_{number:06d}"
     rgb = read_frame(frame_path)
-    labels = _checked_labels(inputs.semantic[snippet.city] / f"{stem}_labelIds.png", np.uint8)
-    instances = _checked_labels(inputs.instance[snippet.city] / f"{stem}_instanceIds.png", np.uint16)
+    labels = _checked_labels(inputs.label_path(snippet, number, "labelIds"), np.uint8)
+    instances = _checked_labels(inputs.label_path(snippet, number, "instanceIds"), np.uint16)
     out = {}
     for size in layout.resolutions:
         flow_at = (np.zeros((*size, 2), np.float32) if flow is None else resize_flow(flow, size))

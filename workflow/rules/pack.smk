@@ -25,3 +25,29 @@ rule pack:
         " --frames-root {params.frames_root} --semantic {input.semantic} --instance {input.instance}"
         " --flow {input.flow} --output {output.data} --threads {threads} --settings {params.settings:q}"
         " > {log} 2>&1"
+
+
+# The image variants' training set: the annotated frame of every train snippet with its gtFine
+# labels (thesis 4.5.1: "the labelled image dataset ... in the given form"); no label or flow stage.
+rule pack_gtfine:
+    input:
+        subset="results/data/subset.json",
+    output:
+        data="results/data/gtfine_train.h5",
+    log:
+        "logs/pack/gtfine_train.log",
+    benchmark:
+        "results/timing/pack/gtfine_train.tsv"
+    params:
+        frames_root=DATA_ROOT,
+        settings=stage_settings(pack_settings),
+        code=code_version("pipeline.pack"),
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m pipeline.pack --subset {input.subset} --split gtfine_train --frames-root {params.frames_root}"
+        " --output {output.data} --threads {threads} --settings {params.settings:q} > {log} 2>&1"

@@ -1,6 +1,15 @@
+def training_data(wildcards):
+    """The packed split a variant trains on: prior-frame variants the windows of the subset's
+    snippets, image variants the annotated frames of train.image_data (gtfine_train: every
+    train city's, as the thesis)."""
+    if config["variants"][wildcards.variant]["prior"]:
+        return "results/data/train.h5"
+    return f"results/data/{config['train']['image_data']}.h5"
+
+
 rule train:
     input:
-        data="results/data/train.h5",
+        data=training_data,
         weights=backbone_weights,
     output:
         model="results/train/{variant}/model.pt",
@@ -32,7 +41,7 @@ rule train:
 rule cluster_features:
     input:
         model="results/train/{variant}/model.pt",
-        data="results/data/train.h5",
+        data=training_data,
     output:
         clusters="results/train/{variant}/clusters.pt",
     log:
