@@ -237,3 +237,15 @@ def test_each_array_takes_its_own_codec(tree, packed, tmp_path):
         with pytest.raises(PipelineError, match=f"pack.compression: .*{message}"):
             _pack(tree, tmp_path / "bad.h5", settings=settings)
     assert not (tmp_path / "bad.h5").exists()
+
+
+def test_frames_are_read_from_frames_root_when_the_dataset_has_moved(tmp_path):
+    # subset.json records where select_subset found the dataset; --frames-root says where it is now.
+    tree = make_pack_tree(tmp_path / "before", {"delta": 1})
+    moved = tmp_path / "after"
+    (tmp_path / "before").rename(moved)
+    inputs = PackInputs.from_paths(moved, [moved / p.relative_to(tree.root) for p in tree.semantic],
+                                   [moved / p.relative_to(tree.root) for p in tree.instance],
+                                   [moved / p.relative_to(tree.root) for p in tree.flow])
+    packed = pack(moved / "subset.json", tree.split, inputs, tmp_path / "moved.h5", SETTINGS, progress=False)
+    assert verify(packed)["snippets"] == 1
