@@ -217,10 +217,15 @@ SETTINGS = {"batch_size": 8, "batches": 2, "crops": ["left", "center"], "bootstr
 I3D = {"kind": "local_random", "width_multiplier": 0.25, "seed": 0, "sha256": "abc", "path": "/i3d"}
 
 
-def write_set(path: Path, shift: float, seed: int, i3d: dict = I3D, frames: int = 16) -> Path:
+SNIPPETS = [f"testfurt_000000_{i:06d}" for i in range(16)]
+
+
+def write_set(path: Path, shift: float, seed: int, i3d: dict = I3D, frames: int = 16,
+              snippets: list[str] = SNIPPETS, start_frame: int = 2) -> Path:
     rng = np.random.default_rng(seed)
     per_crop = {crop: rng.standard_normal((16, 30)) + shift for crop in SETTINGS["crops"]}
-    write_embeddings(path, per_crop, {"i3d": i3d, "videos": {"shape": [16, frames, 32, 64, 3], "provenance": {}}})
+    videos = {"snippets": snippets, "settings": {"start_frame": start_frame}}
+    write_embeddings(path, per_crop, {"i3d": i3d, "videos": {"shape": [16, frames, 32, 64, 3], "provenance": videos}})
     return path
 
 
@@ -244,6 +249,13 @@ def test_score_stage_refuses_incomparable_sets(tmp_path: Path) -> None:
     longer = write_set(tmp_path / "longer.npz", 0.0, seed=2, frames=24)
     with pytest.raises(PipelineError, match="longer.npz.*frames"):
         score_stage.score_embeddings(real, longer, SETTINGS)
+    # Video i must show real video i's snippet from the same frame (batch b against batch b).
+    shuffled = write_set(tmp_path / "shuffled.npz", 0.0, seed=2, snippets=SNIPPETS[::-1])
+    with pytest.raises(PipelineError, match="shuffled.npz.*other test snippets.*video i must pair"):
+        score_stage.score_embeddings(real, shuffled, SETTINGS)
+    later = write_set(tmp_path / "later.npz", 0.0, seed=2, start_frame=3)
+    with pytest.raises(PipelineError, match=r"later.npz.*another start frame \(3\) than the real videos \(2\)"):
+        score_stage.score_embeddings(real, later, SETTINGS)
     with pytest.raises(PipelineError, match="3 batches of 8"):
         score_stage.score_embeddings(real, write_set(tmp_path / "f.npz", 0, 3), dict(SETTINGS, batches=3))
 

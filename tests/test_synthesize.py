@@ -69,14 +69,14 @@ def test_prior_variants_warm_up_and_feature_draws_follow_the_seed(packed_city, t
     first, result = synthesize_videos(trained["v08"], packed_city["val"], fvd_settings, trained["clusters"])
     again, repeat = synthesize_videos(trained["v08"], packed_city["val"], fvd_settings, trained["clusters"])
     assert first.shape == (2, 4, 16, 32, 3)
-    assert result["record"]["start_frame"] == 0 and result["record"]["warmup_frames"] == 2
+    assert result["record"]["first_synthesised_frame"] == 0 and result["record"]["warmup_frames"] == 2
     assert result["record"]["features"] == "cluster draw"
     assert np.array_equal(first, again) and result["record"]["feature_draws"] == repeat["record"]["feature_draws"]
     other, changed = synthesize_videos(trained["v08"], packed_city["val"], dict(fvd_settings, seed=5),
                                        trained["clusters"])
     assert changed["record"]["feature_draws"] != result["record"]["feature_draws"]
     image_variant, plain = synthesize_videos(trained["v02"], packed_city["val"], fvd_settings)
-    assert plain["record"]["start_frame"] == 2 and plain["record"]["features"] is None
+    assert plain["record"]["first_synthesised_frame"] == 2 and plain["record"]["features"] is None
     assert all(np.isfinite(plain["warping_errors"]))
 
 

@@ -38,6 +38,22 @@ def _frames(record: dict[str, Any]) -> int | None:
     return shape[1] if shape else None
 
 
+def _made_from(record: dict[str, Any]) -> dict[str, Any]:
+    """The test snippets and start frame the embedded videos were made from, as far as recorded."""
+    videos = record.get("videos", {}).get("provenance") or {}
+    return {"snippets": videos.get("snippets"), "start_frame": videos.get("settings", {}).get("start_frame")}
+
+
+def _check_pairing(real: dict[str, Any], fake: dict[str, Any], fake_path: str | Path) -> None:
+    """Batch b against batch b and the shared bootstrap draws assume synthesised video i shows
+    real video i's snippet from the same frame: a stale or hand-made file must not pass."""
+    for key, what in (("snippets", "other test snippets"), ("start_frame", "another start frame")):
+        if None not in (real[key], fake[key]) and real[key] != fake[key]:
+            shown = (lambda v: v) if key == "start_frame" else (lambda v: f"{len(v)} from {v[0]}")
+            raise PipelineError(f"made from {what} ({shown(fake[key])}) than the real videos "
+                                f"({shown(real[key])}): video i must pair with real video i", fake_path)
+
+
 def check_compatible(real: dict[str, np.ndarray], real_record: dict[str, Any], fake: dict[str, np.ndarray],
                      fake_record: dict[str, Any], crops: list[str], fake_path: str | Path) -> None:
     """Raise a PipelineError naming the synthesised file if the two sets cannot be compared."""
@@ -48,6 +64,7 @@ def check_compatible(real: dict[str, np.ndarray], real_record: dict[str, Any], f
     if _frames(real_record) != _frames(fake_record):
         raise PipelineError(f"videos of {_frames(fake_record)} frames against real videos of "
                             f"{_frames(real_record)}: FVD compares only equal lengths", fake_path)
+    _check_pairing(_made_from(real_record), _made_from(fake_record), fake_path)
     for crop in crops:
         if crop not in fake or crop not in real:
             raise PipelineError(f"crop '{crop}' missing (real has {sorted(real)}, synthesised {sorted(fake)})",

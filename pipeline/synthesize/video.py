@@ -102,7 +102,7 @@ class _Synthesizer:
     def record(self, count: int) -> dict[str, Any]:
         features = "cluster draw" if self.bank is not None else ("encoded real frame" if self.models.encoder else None)
         return {"variant": self.variant, "model_provenance": self.checkpoint["provenance"],
-                "start_frame": self.start, "warmup_frames": self.warmup, "model_size": list(self.model_size),
+                "first_synthesised_frame": self.start, "warmup_frames": self.warmup, "model_size": list(self.model_size),
                 "features": features, "snippets": self.inputs.packed.snippets[:count]}
 
 
