@@ -4,12 +4,14 @@ instance pooling and k-means, CRN layout and growth, twin merge, losses, weight 
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from pipeline.errors import PipelineError
@@ -24,7 +26,8 @@ from pipeline.models.encoder import (
 from pipeline.models.inputs import InputSpec
 from pipeline.models.losses import FeatureMatchingLoss, FlowLoss, LSGANLoss, WarpLoss, end_point_error
 from pipeline.models.norms import conv_norm, make_norm
-from pipeline.models.perceptual import PerceptualLoss, load_backbone
+from pipeline.models.perceptual import IMAGENET_STD, Backbone, PerceptualLoss, load_backbone
+from pipeline.models.pix2pixhd import GlobalGenerator
 from pipeline.models.prior import PriorFrames, unshift_prior
 from pipeline.models.twin import merge_with_prior
 
@@ -370,6 +373,59 @@ def test_one_image_diversity_loss_equals_the_plain_perceptual_loss(mobilenet_los
     assert torch.allclose(errors.sum(), mobilenet_loss.plain(fake, real), rtol=1e-4)
 
 
+def _toy_loss(tap: nn.Module, pixel_divisor: float | None) -> PerceptualLoss:
+    """A perceptual loss whose "backbone" is one known slice: checkable by hand."""
+    return PerceptualLoss(Backbone("toy", nn.Sequential(tap), (1,), "none"), (1.0,), pixel_divisor)
+
+
+def _zero_tap() -> nn.Module:
+    conv = nn.Conv2d(3, 1, 1)
+    nn.init.zeros_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+def test_the_pixel_term_compares_imagenet_normalised_images():
+    """thesis-code.md 5: Perceptual_Loss normalised both images with ImageNet mean and std and took
+    its pixel term on the normalised tensors: a shift d of channel c costs d / std_c, not d."""
+    loss = _toy_loss(_zero_tap(), pixel_divisor=1.0)     # the tap is 0 for any input: pixel term only
+    real = torch.rand(1, 3, 4, 8)
+    shift = torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1)
+    expected = sum(d / s for d, s in zip((0.1, 0.2, 0.3), IMAGENET_STD)) / 3
+    assert float(loss(real + shift, real)) == pytest.approx(expected, rel=1e-5)
+    # The diversity loss's pixel term too (K = 2 images, one label channel covering everything).
+    labels = torch.ones(1, 1, 4, 8)
+    errors = loss.class_errors(torch.stack([real + shift, real], 1), real, labels)
+    assert errors[0, :, 0].tolist() == pytest.approx([expected, 0.0], rel=1e-5)
+
+
+def test_the_backbone_and_the_pixel_term_take_the_same_normalised_tensor():
+    seen = []
+    loss = _toy_loss(nn.Identity(), pixel_divisor=1.0)
+    loss.backbone.slices[0].register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    real = torch.rand(1, 3, 4, 8)
+    pairs = loss._features(real)
+    assert torch.equal(seen[0], (real - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+                       / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+    assert pairs[0][0] is seen[0]
+
+
+def test_diversity_masks_are_resized_nearest_to_each_tap():
+    """thesis-code.md 5 (Perceptual_Loss.py): label masks reach a tap's size with mode "nearest",
+    so a class on one pixel of each 2x2 block counts fully there (area would give it 1/4)."""
+    loss = _toy_loss(nn.AvgPool2d(2), pixel_divisor=None)   # one tap at half resolution
+    real = torch.rand(1, 3, 4, 4)
+    fake = real + 0.3                                      # |difference| 0.3 / std_c everywhere
+    labels = torch.zeros(1, 2, 4, 4)
+    labels[:, 1, ::2, ::2] = 1.0                           # class 1 on the pixels nearest keeps
+    labels[:, 0] = 1.0 - labels[:, 1]
+    per_pixel = sum(0.3 / s for s in IMAGENET_STD) / 3
+    errors = loss.class_errors(torch.stack([fake, real], 1), real, labels)
+    # Nearest keeps pixels (0, 0), (0, 2), (2, 0), (2, 2): the half-size mask of class 1 is all ones.
+    assert errors[0, 0].tolist() == pytest.approx([0.0, per_pixel], rel=1e-5, abs=1e-7)
+    assert errors[0, 1].tolist() == pytest.approx([0.0, 0.0], abs=1e-7)
+
+
 # --- backbone weights from torchvision files ------------------------------------------------
 
 def test_mobilenet_weights_load_from_a_torchvision_state_dict_file(tmp_path):
@@ -437,13 +493,91 @@ def test_multiscale_discriminator_pools_the_input_for_each_further_scale():
         discriminator(torch.randn(1, 3, 32, 64))
 
 
+# --- initialisation ------------------------------------------------------------------------
+
+def _convs(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(name, m) for name, m in module.named_modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+
+
+def _default_bound(conv: nn.Module) -> float:
+    """PyTorch's default conv init draws weight and bias from U(-b, b), b = 1 / sqrt(fan_in)."""
+    fan_in, _ = nn.init._calculate_fan_in_and_fan_out(conv.weight)
+    return 1.0 / math.sqrt(fan_in)
+
+
+def _initialised_networks(seed: int = 0) -> dict[str, nn.Module]:
+    torch.manual_seed(seed)
+    twin = InputSpec(3, prior="adj")
+    return {
+        "crn": CRN(twin, 16, 32, norm="weight", residual=True, twin=True, width_divisor=16, processing_blocks=1),
+        "crn_layer": CRN(InputSpec(3), 16, 32, norm="layer", width_divisor=16),
+        "pix2pixhd": GlobalGenerator(twin, ngf=16, downsamplings=2, blocks=2, twin=True),
+        "encoder": FeatureEncoder(width_divisor=4),
+        "discriminator": MultiscaleDiscriminator(7, scales=2, ndf=16),
+    }
+
+
+def test_conv_biases_keep_pytorch_default_init_except_the_crn_image_head():
+    """Thesis ``Block.init_conv_weights(..., zero_bias=False)``: biases stay at PyTorch's default,
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)); only the CRN's 1x1 image head is zeroed (Xavier, zero bias).
+    Seeded builds are identical."""
+    networks = _initialised_networks()
+    checked = 0
+    for network, module in networks.items():
+        for name, conv in _convs(module):
+            if conv.bias is None:
+                continue
+            if name == "to_image" and network.startswith("crn"):
+                assert torch.all(conv.bias == 0), (network, name)
+                continue
+            bound = _default_bound(conv)
+            assert 0 < conv.bias.abs().max() <= bound, (network, name)
+            checked += 1
+    assert checked > 40
+    again = _initialised_networks()
+    for network, module in networks.items():
+        for key, value in module.state_dict().items():
+            assert torch.equal(value, again[network].state_dict()[key]), (network, key)
+
+
+def test_discriminator_last_conv_and_crn_flow_heads_keep_pytorch_default_weights():
+    """The thesis built the discriminator's final conv and the CRN's flow and mask convs as plain
+    nn.Conv2d (never initialised): U(-b, b) weights, b = 1/sqrt(fan_in), here b < 0.02. Every
+    other conv (and the pix2pixHD twin's heads, vid2vid's weights_init) is N(0, 0.02)."""
+    torch.manual_seed(0)
+    scale = PatchDiscriminator(24)                   # full width: the last conv has fan_in 512 * 16
+    last = scale.stages[-1]
+    assert isinstance(last, nn.Conv2d) and last.weight.abs().max() <= _default_bound(last) < 0.012
+    for stage in scale.stages[1:-1]:
+        assert stage[0].weight.std().item() == pytest.approx(0.02, rel=0.05)
+    crn = CRN(InputSpec(3, prior="adj"), 16, 32, norm="weight", twin=True, width_divisor=16)  # 64 channels
+    for conv in (crn.heads.to_flow[1], crn.heads.to_mask[1]):
+        bound = _default_bound(conv)
+        assert bound < 0.018 and conv.weight.abs().max() <= bound and 0 < conv.bias.abs().max() <= bound
+    generator = GlobalGenerator(InputSpec(3, prior="adj"), ngf=64, downsamplings=1, blocks=2, twin=True)
+    assert generator.heads.to_flow[1].weight.std().item() == pytest.approx(0.02, rel=0.1)
+
+
 def test_lsgan_losses_vanish_for_perfect_predictions():
     gan = LSGANLoss()
     ones = [[torch.ones(1, 1, 3, 3)]] * 2
     zeros = [[torch.zeros(1, 1, 3, 3)]] * 2
     assert float(gan.discriminator(ones, zeros)) == 0.0
-    assert float(gan(zeros, True)) == 2.0  # MSE 1 per scale, summed over 2 scales
-    assert float(gan.discriminator(zeros, ones)) == 2.0
+    assert float(gan(zeros, True)) == 1.0  # every patch of both scales off by 1: one MSE of 1
+    assert float(gan.discriminator(zeros, ones)) == 1.0
+
+
+def test_lsgan_loss_is_one_mse_over_the_patches_of_all_scales():
+    """The thesis concatenated every scale's flattened prediction and took one MSE, so a scale
+    weighs by its patch count (not a sum of per-scale means, which would give 1 + 4 = 5 here)."""
+    gan = LSGANLoss(weight=2.0)
+    full = [torch.zeros(1, 1, 2, 2)]           # 4 patches, each (0 - 1)^2 = 1 against "real"
+    pooled = [torch.full((1, 1, 1, 1), 3.0)]   # 1 patch, (3 - 1)^2 = 4
+    assert float(gan([full, pooled], True)) == pytest.approx(2.0 * (4 * 1 + 4) / 5)
+    # Against "fake": (4 * 0 + 9) / 5; the discriminator halves real + fake.
+    assert float(gan([full, pooled], False)) == pytest.approx(2.0 * 9 / 5)
+    real = [[torch.ones(1, 1, 2, 2)], [torch.full((1, 1, 1, 1), 0.5)]]   # (4 * 0 + 0.25) / 5
+    assert float(gan.discriminator(real, [full, pooled])) == pytest.approx(0.5 * 2.0 * (0.25 / 5 + 9 / 5))
 
 
 def test_feature_matching_weights_and_the_raw_input_term():

@@ -156,6 +156,65 @@ def test_kept_optimizer_state_follows_each_parameter_through_growth(study):
     assert any(name.startswith("encoder.") for name in old_moments)
 
 
+def _gradients(networks: dict[str, nn.Module]) -> dict[str, list[torch.Tensor]]:
+    return {name: [p.grad.clone() for p in module.parameters() if p.grad is not None]
+            for name, module in networks.items()}
+
+
+def _norm(gradients: list[torch.Tensor]) -> float:
+    return float(torch.linalg.vector_norm(torch.cat([g.flatten() for g in gradients])))
+
+
+def _trained_networks(models) -> dict[str, nn.Module]:
+    networks = {"generator": models.generator, "encoder": models.encoder}
+    networks.update({f"discriminator.{name}": module for name, module in models.discriminators.items()})
+    return networks
+
+
+def test_gradient_norms_are_clipped_per_network_and_the_encoder_is_not(study):
+    """thesis-code.md 4, 7 (Video_Framework.py): clip_grad_norm_(generator.parameters(), 30),
+    then each discriminator's own parameters: the encoder, in the generator's optimiser, is not
+    clipped, and the image (both scales together) and temporal discriminators are clipped apart.
+    One trained frame of v14 with and without a clip: the gradients the steps left behind."""
+    clip = 1e-3
+    found = {}
+    for grad_clip in (None, clip):
+        settings, plans, models = tiny_models(study, "v14")
+        train = dict(settings["train"], grad_clip=grad_clip)
+        optimizers = make_optimizers(models, settings["entry"], train, torch.device("cpu"))
+        window = random_window(2, plans[0].height, plans[0].width, num_channels(settings["label_set"]))
+        train_window(models, optimizers, window)   # a flow variant: frame 1 is the one trained
+        found[grad_clip] = _gradients(_trained_networks(models))
+    free, clipped = found[None], found[clip]
+    assert set(free) == {"generator", "encoder", "discriminator.image", "discriminator.temporal"}
+    for name, gradients in free.items():
+        norm = _norm(gradients)
+        assert norm > 10 * clip, name
+        scale = 1.0 if name == "encoder" else clip / (norm + 1e-6)
+        for before, after in zip(gradients, clipped[name]):
+            torch.testing.assert_close(after, before * scale, rtol=1e-5, atol=1e-12)
+        if name != "encoder":
+            assert _norm(clipped[name]) == pytest.approx(clip, rel=1e-4), name
+
+
+def test_growth_clips_the_grown_generator(study):
+    """The CRN's second stage replaces the generator; the rebuilt optimisers clip its parameters
+    (clip groups taken from the replaced one would leave the grown generator unclipped)."""
+    clip = 1e-3
+    settings, plans, models = tiny_models(study, "v09")
+    train = dict(settings["train"], grad_clip=clip)
+    cpu = torch.device("cpu")
+    optimizers = make_optimizers(models, settings["entry"], train, cpu)
+    before_growth = models.named_generator_parameters()
+    models.generator = _grow(models, optimizers, plans[1], train, cpu)
+    optimizers = _regrow_optimizers(models, optimizers, before_growth, settings["entry"], train, cpu)
+    train_window(models, optimizers, random_window(2, plans[1].height, plans[1].width,
+                                                   num_channels(settings["label_set"])))
+    gradients = _gradients(_trained_networks(models))
+    assert _norm(gradients["generator"]) == pytest.approx(clip, rel=1e-4)
+    assert _norm(gradients["discriminator.image"]) == pytest.approx(clip, rel=1e-4)
+
+
 @pytest.mark.parametrize("variant", ["v09", "v14"])
 def test_compiling_every_network_trains_as_the_eager_step(study, variant):
     """``compile_scope: all`` compiles, in place, the generator, encoder, criteria and

@@ -9,7 +9,11 @@
   instance norm, ReLU, twice (no ReLU after the second), output x + block.
 - ``reflect_conv``: reflection pad k//2 then a k x k conv (stems and 7x7 heads).
 
-Init follows the thesis and pix2pixHD: every conv N(0, 0.02) with zero bias (``init_conv_``).
+Init follows the thesis code (``Block.init_conv_weights`` with its default ``zero_bias=False``)
+and pix2pixHD's ``weights_init``: conv weights N(0, 0.02), biases left at PyTorch's default
+(``init_conv_``). The convs the thesis left alone keep PyTorch's default entirely: the
+discriminator's last conv and the CRN's flow and mask heads; the CRN's image head is Xavier with
+zero bias.
 """
 
 from __future__ import annotations
@@ -31,11 +35,12 @@ INIT_STD = 0.02
 LEAKY_SLOPE = 0.2
 
 
-def init_conv_(conv: nn.Conv2d | nn.ConvTranspose2d, std: float = INIT_STD) -> nn.Module:
-    """N(0, std) weights and zero bias, in place (thesis and pix2pixHD ``weights_init``)."""
-    nn.init.normal_(conv.weight, 0.0, std)
-    if conv.bias is not None:
-        nn.init.zeros_(conv.bias)
+def init_conv_(conv: nn.Conv2d | nn.ConvTranspose2d, std: float | None = INIT_STD) -> nn.Module:
+    """N(0, std) weights, in place; the bias keeps PyTorch's default (thesis ``init_conv_weights``
+    with ``zero_bias=False``, pix2pixHD ``weights_init``). ``std=None`` leaves the weights at
+    PyTorch's default too."""
+    if std is not None:
+        nn.init.normal_(conv.weight, 0.0, std)
     return conv
 
 
@@ -91,9 +96,10 @@ class ProcessingBlock(nn.Sequential):
         super().__init__(*layers)
 
 
-def reflect_conv(in_channels: int, out_channels: int, kernel_size: int = 7) -> nn.Sequential:
-    """Reflection pad ``kernel_size // 2`` and a ``kernel_size`` conv, N(0, 0.02) init."""
-    conv = init_conv_(nn.Conv2d(in_channels, out_channels, kernel_size))
+def reflect_conv(in_channels: int, out_channels: int, kernel_size: int = 7,
+                 std: float | None = INIT_STD) -> nn.Sequential:
+    """Reflection pad ``kernel_size // 2`` and a ``kernel_size`` conv, ``init_conv_(std)``."""
+    conv = init_conv_(nn.Conv2d(in_channels, out_channels, kernel_size), std)
     return nn.Sequential(nn.ReflectionPad2d(kernel_size // 2), conv)
 
 

@@ -14,7 +14,9 @@ resized bilinearly, and the previous module's features upsampled bilinearly (ali
   K + k, 2K + k; output (x + 1) / 2 with no tanh and no clamp (thesis; the official CRN scales
   to [0, 255]).
 - Twin (flow variants): a twin module beside each module takes the prior images and the
-  previous features; levels pass on main + twin; the final twin module feeds ``FlowHeads``.
+  previous features; levels pass on main + twin; the final twin module feeds ``FlowHeads``
+  (PyTorch's default init, as the thesis's plain flow and mask convs).
+- Init: every other conv N(0, 0.02) with PyTorch's default bias (the thesis's RMBlock).
 
 Thesis vs. official CRN: the thesis resizes labels nearest (official: area) and uses a
 per-channel LayerNorm over (H, W) with a per-pixel affine (official: GroupNorm(1, C), norm
@@ -144,7 +146,7 @@ class CRN(nn.Module):
         self.to_image = nn.Conv2d(final, 3 * output_images, 1)
         nn.init.xavier_uniform_(self.to_image.weight)
         nn.init.zeros_(self.to_image.bias)
-        self.heads = FlowHeads(final) if twin else None
+        self.heads = FlowHeads(final, std=None) if twin else None
 
     def _modules_for(self, group_channels: Sequence[int]) -> nn.ModuleList:
         settings = self.settings

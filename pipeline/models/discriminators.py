@@ -3,9 +3,11 @@ thesis built them (thesis-code.md §4, §6), shared by the CRN and pix2pixHD var
 
 One scale: four 4x4 stride-2 convs (zero padding 2; 64, 128, 256, 512 channels; the first
 without norm, the rest instance norm without affine; LeakyReLU 0.2), then a 4x4 stride-1 conv
-(padding 2) to one channel; init N(0, 0.02). The thesis kept stride 2 on the fourth conv;
-pix2pixHD's has stride 1 (``last_stride=1``). Each further scale sees the input average-pooled
-once more (3x3, stride 2, padding 1 not counted); scale 0 sees full resolution.
+(padding 2) to one channel; the four convs N(0, 0.02) with PyTorch's default bias, the last
+conv PyTorch's default (the thesis initialised only its ``CCILBlock`` convs). The thesis kept
+stride 2 on the fourth conv; pix2pixHD's has stride 1 (``last_stride=1``). Each further scale
+sees the input average-pooled once more (3x3, stride 2, padding 1 not counted); scale 0 sees
+full resolution.
 
 A scale returns its raw input, the four activations and the prediction, so the losses can pick
 what they match (the thesis's feature matching includes the raw input; pix2pixHD's does not).
@@ -43,7 +45,8 @@ class PatchDiscriminator(nn.Module):
             norm = [] if index == 0 else [nn.InstanceNorm2d(out)]
             stages.append(nn.Sequential(conv, *norm, nn.LeakyReLU(LEAKY_SLOPE, True)))
             channels = out
-        stages.append(init_conv_(nn.Conv2d(channels, 1, 4, stride=1, padding=2)))
+        # The thesis's final conv was a plain nn.Conv2d: PyTorch's default init, not N(0, 0.02).
+        stages.append(nn.Conv2d(channels, 1, 4, stride=1, padding=2))
         self.stages = nn.ModuleList(stages)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:

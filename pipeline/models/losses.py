@@ -3,8 +3,10 @@
 Every criterion is an ``nn.Module`` that returns its term already multiplied by its ``weight``
 (the config's ``losses:`` section), so a trainer logs ``name -> value`` and sums.
 
-- ``LSGANLoss`` (Mao et al. 2017, pix2pixHD's default): MSE of each scale's prediction against
-  1 (real) or 0 (fake), summed over scales; ``discriminator`` gives 0.5 (real + fake).
+- ``LSGANLoss`` (Mao et al. 2017, pix2pixHD's default): one MSE against 1 (real) or 0 (fake)
+  over every patch of every scale, as the thesis code took it (the scales' flattened predictions
+  concatenated), so a scale weighs by its patch count (pix2pixHD summed per-scale means);
+  ``discriminator`` gives 0.5 (real + fake).
 - ``FeatureMatchingLoss``: L1 between the discriminator activations on fake and (detached) real
   inputs. Thesis: each scale's 4 activations *plus its raw input*, every term weighted
   (1/D)(4/(5D)) x weight (x2 per term at 2 scales, x8 at 1). pix2pixHD (``style="pix2pixhd"``):
@@ -33,20 +35,21 @@ Outputs = list[list[torch.Tensor]]  # per scale: [input, act1..act4, prediction]
 
 
 class LSGANLoss(nn.Module):
-    """Least-squares GAN loss on the last output of every discriminator scale."""
+    """Least-squares GAN loss: one mean over the patches of every discriminator scale's prediction."""
 
     def __init__(self, weight: float = 1.0):
         super().__init__()
         self.weight = weight
 
     def forward(self, outputs: Outputs, real: bool) -> torch.Tensor:
-        """The generator's term (``real=True`` on fake inputs) or one half of the discriminator's."""
+        """The generator's term (``real=True`` on fake inputs) or one half of the discriminator's.
+
+        One MSE over all scales' patches together (thesis code), not a sum of per-scale means:
+        at 512x1024 the full-resolution scale's 34x66 patches outweigh the next scale's 18x34.
+        """
         target = 1.0 if real else 0.0
-        total = outputs[0][-1].new_zeros(())
-        for scale in outputs:
-            prediction = scale[-1]
-            total = total + F.mse_loss(prediction, torch.full_like(prediction, target))
-        return self.weight * total
+        predictions = torch.cat([scale[-1].reshape(-1) for scale in outputs])
+        return self.weight * F.mse_loss(predictions, torch.full_like(predictions, target))
 
     def discriminator(self, real_outputs: Outputs, fake_outputs: Outputs) -> torch.Tensor:
         """0.5 (loss(real, 1) + loss(fake, 0)); give it outputs on *detached* fakes."""

@@ -2,7 +2,9 @@
 (Chen and Koltun 2017 §3.3-3.4; thesis ch. 3.2.1, 4.5.2; thesis-code.md §5, networks.md §2, §5).
 
 Backbones are torchvision's, frozen and always in eval mode (BatchNorm uses running stats); images
-in [0, 1] are normalised with ImageNet mean and std. Taps, as the thesis cut them:
+in [0, 1] are normalised with ImageNet mean and std once, and that normalised tensor feeds both the
+backbone and the pixel term (as the thesis's Perceptual_Loss did: the pixel term is
+mean_c |fake - real| / std_c, not the raw [0, 1] difference). Taps, as the thesis cut them:
 
 - VGG-19 ``features`` cut at 4, 9, 14, 23, 32: relu1_2, relu2_2, relu3_2, relu4_2, relu5_2.
 - MobileNetV2 ``features`` cut at 4, 6, 8, 13, 17: blocks 3 (24 ch, /4), 5 (32, /8), 7 (64, /16),
@@ -13,10 +15,11 @@ Each tap's mean absolute error is *divided* by the official CRN constants 1.6, 2
 pix2pixHD's own VGG weights (1/32 .. 1 on relu*_1, x10) are not used by the thesis.
 
 Diversity loss (K images): per tap, the channel-mean absolute difference is masked by every label
-channel (area-resized to the tap, as the official CRN), averaged over space and divided by the
-divisor: a [B, K, L] matrix of errors. Loss = sum over classes of 0.999 min over images + 0.001
-mean over images, averaged over the batch. With K = 1 the plain loss is used (equal to it when the
-label channels sum to 1 everywhere).
+channel (resized to the tap with mode "nearest", as the thesis code did; the official CRN
+area-resized), averaged over space and divided by the divisor: a [B, K, L] matrix of errors.
+Loss = sum over classes of 0.999 min over images + 0.001 mean over images, averaged over the
+batch. With K = 1 the plain loss is used (equal to it when the label channels sum to 1
+everywhere).
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ DIVERSITY_MIN_WEIGHT = 0.999
 
 
 class Backbone(nn.Module):
-    """A frozen feature extractor: forward(images in [0, 1]) -> the tapped activations."""
+    """A frozen feature extractor: forward(images in [0, 1]) -> the tapped activations
+    (``taps(normalise(images))``)."""
 
     def __init__(self, name: str, features: nn.Sequential, cuts: Sequence[int], weights_source: str):
         super().__init__()
@@ -65,13 +69,21 @@ class Backbone(nn.Module):
         # Frozen means eval always: BatchNorm on batch statistics would change the loss.
         return super().train(False)
 
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        x = (images - self.mean) / self.std
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """ImageNet normalisation of images in [0, 1]."""
+        return (images - self.mean) / self.std
+
+    def taps(self, normalised: torch.Tensor) -> list[torch.Tensor]:
+        """The tapped activations of already normalised images."""
         taps = []
+        x = normalised
         for block in self.slices:
             x = block(x)
             taps.append(x)
         return taps
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return self.taps(self.normalise(images))
 
 
 def load_backbone(name: str, path: str | Path | None = None, allow_random: bool = False) -> Backbone:
@@ -84,7 +96,8 @@ def load_backbone(name: str, path: str | Path | None = None, allow_random: bool 
 
 class PerceptualLoss(nn.Module):
     """``weight`` x (pixel L1 / ``pixel_divisor`` + sum over taps of L1 / divisor), or the
-    diversity loss for K > 1 images; see the module docstring.
+    diversity loss for K > 1 images; see the module docstring. The pixel L1 is taken between the
+    ImageNet-normalised images, the backbone's own input.
 
     forward(fake [B, 3, H, W] or [B, K, 3, H, W], real [B, 3, H, W], labels [B, L, H, W]).
     """
@@ -104,9 +117,11 @@ class PerceptualLoss(nn.Module):
         return self.backbone.weights_source
 
     def _features(self, images: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
-        """(activation, divisor) pairs: the pixel term first where it is on."""
-        pairs = [] if self.pixel_divisor is None else [(images, float(self.pixel_divisor))]
-        return pairs + list(zip(self.backbone(images), self.layer_divisors))
+        """(activation, divisor) pairs: the pixel term first where it is on. ``images`` in [0, 1]
+        are normalised once; the pixel term and the backbone both take the normalised tensor."""
+        normalised = self.backbone.normalise(images)
+        pairs = [] if self.pixel_divisor is None else [(normalised, float(self.pixel_divisor))]
+        return pairs + list(zip(self.backbone.taps(normalised), self.layer_divisors))
 
     def forward(self, fake: torch.Tensor, real: torch.Tensor,
                 labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -136,7 +151,8 @@ class PerceptualLoss(nn.Module):
         for (fake_tap, divisor), (real_tap, _) in zip(self._features(fake.flatten(0, 1)), targets):
             fake_tap = fake_tap.view(batch, count, *fake_tap.shape[1:])
             difference = (fake_tap - real_tap[:, None]).abs().mean(2)  # [B, K, h, w]
-            masks = F.interpolate(labels.to(difference.dtype), size=difference.shape[-2:], mode="area")
+            # Nearest, as the thesis code (the official CRN used area): a mask stays one-hot.
+            masks = F.interpolate(labels.to(difference.dtype), size=difference.shape[-2:], mode="nearest")
             errors = errors + torch.einsum("bkhw,blhw->bkl", difference, masks) / (
                 difference.shape[-1] * difference.shape[-2] * divisor)
         return errors

@@ -10,6 +10,10 @@ the candidate S as the thesis code did::
 
 i.e. the mask weights the *candidate* (the thesis's equation 3.1 names the weight of P w; the
 code's mask is 1 - w). vid2vid scales its flow head by 20; the thesis's CRN did not, nor here.
+
+Init: the thesis's CRN built both head convs as plain ``nn.Conv2d`` (PyTorch's default init;
+``FlowHeads(channels, std=None)``). The pix2pixHD twin's code is not available; its heads keep
+vid2vid's ``weights_init``: weights N(0, 0.02), PyTorch's default bias.
 """
 
 from __future__ import annotations
@@ -18,19 +22,20 @@ import torch
 from torch import nn
 
 from pipeline.flow.warp import warp
-from pipeline.models.blocks import reflect_conv
+from pipeline.models.blocks import INIT_STD, reflect_conv
 from pipeline.models.prior import unshift_prior
 
 __all__ = ["FlowHeads", "merge_with_prior"]
 
 
 class FlowHeads(nn.Module):
-    """Flow [B, 2, H, W] in pixels and mask [B, 1, H, W] in (0, 1) from a feature map."""
+    """Flow [B, 2, H, W] in pixels and mask [B, 1, H, W] in (0, 1) from a feature map; the
+    convs' weights N(0, ``std``), or PyTorch's default for ``std=None`` (the CRN's)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, std: float | None = INIT_STD):
         super().__init__()
-        self.to_flow = reflect_conv(channels, 2, 7)
-        self.to_mask = reflect_conv(channels, 1, 7)
+        self.to_flow = reflect_conv(channels, 2, 7, std)
+        self.to_mask = reflect_conv(channels, 1, 7, std)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.to_flow(features), torch.sigmoid(self.to_mask(features))

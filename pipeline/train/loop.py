@@ -94,7 +94,9 @@ def set_up_device(train: Mapping, device: torch.device) -> None:
 
 def make_optimizers(models: Models, entry: Mapping, train: Mapping, device: torch.device) -> Optimizers:
     """Adam per the thesis's schedule; fused with bf16 autocast on the fast path, plain otherwise
-    (the thesis's way, which ``benchmarks/bench_train.py`` compares against)."""
+    (the thesis's way, which ``benchmarks/bench_train.py`` compares against). ``train.grad_clip``
+    clips the generator (not the encoder) and each discriminator on its own; the groups are the
+    models' parameters now, so call this again whenever a module is replaced (growth)."""
     fast = fast_path(train, device)
     adam = partial(torch.optim.Adam, fused=True) if fast else torch.optim.Adam
     settings = optimizer_settings(entry, train)
@@ -103,7 +105,9 @@ def make_optimizers(models: Models, entry: Mapping, train: Mapping, device: torc
     if models.discriminators is not None:
         discriminator = adam(models.discriminators.parameters(), **settings["discriminator"])
     autocast = partial(torch.autocast, "cuda", dtype=torch.bfloat16) if fast else None
-    return Optimizers(generator, discriminator, train.get("grad_clip"), autocast)
+    generator_clip, discriminator_clip = models.clip_groups()
+    return Optimizers(generator, discriminator, train.get("grad_clip"), autocast,
+                      generator_clip=generator_clip, discriminator_clip=discriminator_clip)
 
 
 def _set_lr(optimizers: Optimizers, plan: StagePlan, epoch: int, train: Mapping, entry: Mapping) -> float:
@@ -302,9 +306,10 @@ def _grow(models: Models, optimizers: Optimizers, plan: StagePlan, train: Mappin
 
 def _regrow_optimizers(models: Models, old: Optimizers, before_growth: dict[str, torch.nn.Parameter],
                        entry, train, device) -> Optimizers:
-    """Fresh Adam for the grown generator (thesis); keep the moments of carried-over parameters
-    when ``train.keep_optimizer_state_on_grow``. ``before_growth``: the old generator's and
-    encoder's parameters by name (``Models.named_generator_parameters``)."""
+    """Fresh Adam for the grown generator (thesis), and clip groups holding its parameters (not
+    the replaced generator's); keep the moments of carried-over parameters when
+    ``train.keep_optimizer_state_on_grow``. ``before_growth``: the old generator's and encoder's
+    parameters by name (``Models.named_generator_parameters``)."""
     new = make_optimizers(models, entry, train, device)
     if old.discriminator is not None:
         new.discriminator.load_state_dict(old.discriminator.state_dict())

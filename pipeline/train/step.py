@@ -11,8 +11,11 @@ follows from which criteria and discriminators the builders made. Per frame of a
    flow (L1 against the reference, on every trained frame: flow variants load one frame more,
    so the first trained frame has its reference flow) and warp (the real previous frame warped
    by the generated flow against the real frame; skipped at the first trained frame, while the
-   prior is a placeholder). One Adam step, grad-norm clip.
-4. Discriminator losses on the real frame (with real priors) and the detached fake; one step.
+   prior is a placeholder). One Adam step after clipping the gradient norm of the generator's
+   parameters (not the feature encoder's, which shares the optimiser: the thesis clipped
+   ``generator.parameters()`` only).
+4. Discriminator losses on the real frame (with real priors) and the detached fake; one step,
+   each discriminator's gradient norm clipped on its own (image, temporal), as the thesis did.
 
 A window logs each term's mean over the frames that computed it (warp: one frame fewer).
 """
@@ -68,6 +71,17 @@ class Models:
     def generator_parameters(self) -> list[nn.Parameter]:
         return list(self.named_generator_parameters().values())
 
+    def clip_groups(self) -> tuple[tuple[tuple[nn.Parameter, ...], ...], tuple[tuple[nn.Parameter, ...], ...]]:
+        """(generator groups, discriminator groups): the parameters whose gradient norm is
+        clipped together, per optimiser (thesis-code.md §4, §7). The generator alone (the
+        encoder, in the same optimiser, is not clipped); each discriminator on its own, all of
+        its scales together."""
+        def trainable(module: nn.Module) -> tuple[nn.Parameter, ...]:
+            return tuple(p for p in module.parameters() if p.requires_grad)
+        generator = (trainable(self.generator),)
+        discriminators = tuple(trainable(d) for d in (self.discriminators or {}).values())
+        return generator, discriminators
+
     def named_generator_parameters(self) -> dict[str, nn.Parameter]:
         """The generator optimiser's parameters, in its order, as ``generator.<name>`` and
         ``encoder.<name>`` (names survive growth and in-place compiling; positions do not)."""
@@ -79,10 +93,21 @@ class Models:
 
 @dataclass
 class Optimizers:
+    """The optimisers, and what each step clips: ``grad_clip`` applies to each tuple of
+    ``generator_clip`` / ``discriminator_clip`` on its own (``Models.clip_groups``, fixed when
+    the optimisers are made, so the per-frame step does no lookup)."""
+
     generator: torch.optim.Optimizer
     discriminator: torch.optim.Optimizer | None = None
     grad_clip: float | None = 30.0
     autocast: Any = field(default=None, repr=False)   # a context factory (bf16 on GPU) or None
+    generator_clip: tuple[tuple[nn.Parameter, ...], ...] = field(default=(), repr=False)
+    discriminator_clip: tuple[tuple[nn.Parameter, ...], ...] = field(default=(), repr=False)
+
+    def __post_init__(self) -> None:
+        if self.grad_clip and (not self.generator_clip or (self.discriminator is not None
+                                                           and not self.discriminator_clip)):
+            raise ValueError("grad_clip needs the parameter groups to clip (Models.clip_groups)")
 
     def all(self) -> dict[str, torch.optim.Optimizer]:
         found = {"generator": self.generator}
@@ -95,12 +120,14 @@ def _frame(window: Mapping[str, torch.Tensor], t: int) -> dict[str, torch.Tensor
     return {key: window[key][:, t] for key in ("image", "labels", "edge", "instances", "flow")}
 
 
-def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float | None) -> None:
-    """Backward, clip the gradient norm of the optimiser's own parameters, one step."""
+def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float | None,
+          groups: tuple[tuple[nn.Parameter, ...], ...]) -> None:
+    """Backward, clip the gradient norm of each group of parameters on its own, one step."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if clip:
-        torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], clip)
+        for parameters in groups:
+            torch.nn.utils.clip_grad_norm_(parameters, clip)
     optimizer.step()
 
 
@@ -180,7 +207,7 @@ def _train_frame(models: Models, optimizers: Optimizers, frame: dict, previous: 
                                                          fake_priors, previous)
             terms.update(_generator_gan_terms(models, discriminator_inputs))
         loss = sum(terms.values())
-    _step(optimizers.generator, loss, optimizers.grad_clip)
+    _step(optimizers.generator, loss, optimizers.grad_clip, optimizers.generator_clip)
     logged = {**terms, "generator": loss}
     if "flow" in output:
         logged["flow_epe"] = end_point_error(output["flow"].detach().float(), frame["flow"])
@@ -234,7 +261,7 @@ def _discriminator_step(models: Models, optimizers: Optimizers, pairs: dict, aut
             discriminator = models.discriminators[name]
             loss = loss + models.criteria[f"{prefix}gan"].discriminator(
                 discriminator(real_input), discriminator(fake_input.detach()))
-    _step(optimizers.discriminator, loss, optimizers.grad_clip)
+    _step(optimizers.discriminator, loss, optimizers.grad_clip, optimizers.discriminator_clip)
     return loss.detach()
 
 
