@@ -404,6 +404,67 @@ def test_keep_gtfine_keeps_the_annotated_frames_labels(tiny_city: Path):
     assert json.loads((out / "provenance.json").read_text())["kept_gtfine"] == 2
 
 
+def test_keep_gtfine_keeps_gtfine_on_the_train_split_only(tiny_city: Path):
+    """The thesis tested every variant on pseudo-labels: with keep_gtfine on, the annotated frames
+    of the test split (val) and of the held-out snippets are still the network's, and each label
+    directory's provenance says what was kept."""
+    root = tiny_city / "cityscapes"
+    write_snippet(root, "val", "gamma", 1, 19, size=(24, 40))
+    subset = select_subset(root, {"train_cities": None, "test_split": "val", "test_sequences": 1,
+                                  "heldout_sequences": 1})
+    assert set(subset["splits"]) == {"train", "val", "heldout"}
+    write_json(tiny_city / "subset.json", subset)
+    torch.save(_constant_segmenter(13).state_dict(), tiny_city / "seg.pt")   # car (26) everywhere
+    torch.save(build_mask_rcnn(32, 64).state_dict(), tiny_city / "inst.pt")
+    settings = json.dumps(_settings(tiny_city, keep_gtfine=True))
+    records = {}
+    for split, city in (("train", "alpha"), ("val", "gamma"), ("heldout", "gamma")):
+        sem, inst = tiny_city / "semantic" / split / city, tiny_city / "instance" / split / city
+        semantic_cli.main(["--subset", str(tiny_city / "subset.json"), "--split", split, "--city", city,
+                           "--checkpoint", str(tiny_city / "seg.pt"), "--output", str(sem),
+                           "--settings", settings])
+        instance_cli.main(["--subset", str(tiny_city / "subset.json"), "--split", split, "--city", city,
+                           "--semantic", str(sem), "--checkpoint", str(tiny_city / "inst.pt"),
+                           "--output", str(inst), "--settings", settings])
+        annotated = [name for name in sorted(p.name for p in sem.glob("*_labelIds.png"))
+                     if name.split("_")[2] == "000019"]
+        assert annotated
+        for name in annotated:
+            labels = read_label_png(sem / name)
+            ids = read_label_png(inst / name.replace("labelIds", "instanceIds"))
+            if split == "train":   # gtFine: road (7), one car instance (26000) (write_snippet)
+                assert np.all(labels == 7) and np.all(ids == 26000), (split, name)
+            else:                  # the network's: car everywhere, no instance
+                assert np.all(labels == 26) and np.all(ids == 26), (split, name)
+        records[split] = [json.loads((folder / "provenance.json").read_text()) for folder in (sem, inst)]
+    for record in records["train"]:
+        assert record["keep_gtfine"] is True and record["kept_gtfine"] == 2
+        assert record["settings"]["keep_gtfine"] is True
+    assert records["train"][0]["kept_gtfine_frames"] == ["alpha_000000_000019_labelIds.png",
+                                                         "alpha_000001_000019_labelIds.png"]
+    assert records["train"][1]["kept_gtfine_frames"] == ["alpha_000000_000019_instanceIds.png",
+                                                         "alpha_000001_000019_instanceIds.png"]
+    for split in ("val", "heldout"):
+        for record in records[split]:
+            assert record["settings"]["keep_gtfine"] is True     # the setting, as given ...
+            assert record["keep_gtfine"] is False                # ... not applied off the train split
+            assert record["kept_gtfine"] == 0 and record["kept_gtfine_frames"] == []
+
+
+def test_fit_augment_resizes_labels_on_the_images_grid():
+    """fit_segmenter's training labels shrink like its images (half-pixel centres, the pack's
+    resize_labels): a 4x shrink of ids encoding the column holds columns 4j + 2, not 4j."""
+    from pipeline.labels.fit_segmenter import augment
+
+    image = np.zeros((8, 64, 3), np.uint8)
+    columns = np.tile(np.arange(64, dtype=np.uint8), (8, 1))
+    for seed in range(4):                                   # flipped or not
+        _, y = augment(image, columns, (8, 64), (2, 16), (0.25, 0.25), np.random.default_rng(seed))
+        expected = [4 * j + 2 for j in range(16)]
+        assert y.shape == (2, 16) and y.dtype == torch.int64
+        assert all(row in (expected, expected[::-1]) for row in y.tolist())
+
+
 def test_a_crash_mid_city_leaves_nothing(tiny_city: Path):
     torch.save(_constant_segmenter(0).state_dict(), tiny_city / "seg.pt")
     frame = (tiny_city / "cityscapes" / "leftImg8bit_sequence" / "train" / "alpha"

@@ -15,7 +15,7 @@ import pytest
 from pipeline.errors import PipelineError
 from pipeline.pack.__main__ import main
 from pipeline.pack.example_tree import make_pack_tree
-from pipeline.pack.resize import resize_flow, resize_labels
+from pipeline.pack.resize import resize_flow, resize_image, resize_labels
 from pipeline.pack.verify import verify
 from pipeline.pack.writer import PackInputs, pack
 
@@ -55,7 +55,7 @@ def test_packed_arrays_are_the_resized_sources(tree, packed):
                     np.testing.assert_array_equal(group["frames"][i, t], expected)
                     for kind, name in (("labelIds", "labels"), ("instanceIds", "instances")):
                         source = cv2.imread(str(tree.label_path(snippet, t, kind)), cv2.IMREAD_UNCHANGED)
-                        expected = cv2.resize(source, (width, height), interpolation=cv2.INTER_NEAREST)
+                        expected = cv2.resize(source, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
                         np.testing.assert_array_equal(group[name][i, t], expected)
                     if t == 0:
                         assert not group["flow"][i, 0].any()
@@ -79,6 +79,30 @@ def test_nearest_resize_keeps_only_source_values():
         resized = resize_labels(instances, size)
         assert resized.dtype == np.uint16
         assert set(np.unique(resized)) <= set(np.unique(instances))
+
+
+@pytest.mark.parametrize("factor, centre", [(2, 1), (4, 2)])
+def test_label_resize_samples_the_footprint_centre_like_the_frames(factor, centre):
+    """A map whose ids encode the source row and column, shrunk 2x / 4x, holds the source pixel at
+    the centre of each target pixel's footprint (factor * i + centre, rounding half up), half a
+    source pixel from where INTER_AREA's frame sample is centred (factor * i + (factor - 1) / 2),
+    not its first pixel (cv2.INTER_NEAREST: factor * i, 1.5 source pixels off at 4x)."""
+    height, width = 32, 64
+    rows, cols = np.mgrid[0:height, 0:width]
+    ids = (rows * 1000 + cols).astype(np.int32)
+    small = (height // factor, width // factor)
+    resized = resize_labels(ids, small)
+    i, j = np.mgrid[0:small[0], 0:small[1]]
+    np.testing.assert_array_equal(resized // 1000, factor * i + centre)
+    np.testing.assert_array_equal(resized % 1000, factor * j + centre)
+    for dtype in (np.uint8, np.uint16, np.uint32):     # the same grid whatever the map's type
+        np.testing.assert_array_equal(resize_labels((cols % 200).astype(dtype), small) % 200,
+                                      (factor * j + centre) % 200)
+    area_rows = resize_image(rows.astype(np.float32)[..., None].repeat(3, -1), small)[..., 0]
+    area_cols = resize_image(cols.astype(np.float32)[..., None].repeat(3, -1), small)[..., 0]
+    assert np.allclose(area_cols, factor * j + (factor - 1) / 2)
+    assert np.abs(resized % 1000 - area_cols).max() == 0.5
+    assert np.abs(resized // 1000 - area_rows).max() == 0.5
 
 
 def test_flow_vectors_scale_with_size(tmp_path):

@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import cv2
 import numpy as np
 import segmentation_models_pytorch as smp
 import torch
@@ -38,6 +37,7 @@ from pipeline.labels.frames import FrameRef
 from pipeline.labels.gtfine import annotated_frames, sample_store, segmentation_sample
 from pipeline.labels.runtime import epoch_batches, fit_steps, pick_device, seed_everything, warmup_poly_lr
 from pipeline.labels.semantic import NUM_CLASSES, build_segmenter, normalise
+from pipeline.pack.resize import resize_labels
 from pipeline.provenance import code_version, provenance
 
 __all__ = ["augment", "class_weights", "segmentation_loss", "fit_segmenter", "segmenter_meta", "main"]
@@ -102,7 +102,7 @@ def augment(image: np.ndarray, train_ids: np.ndarray, input_size: tuple[int, int
     scale = rng.uniform(*scales)
     size = (max(1, round(input_size[0] * scale)), max(1, round(input_size[1] * scale)))
     x = normalise(torch.from_numpy(image)[None], size)[0]
-    y = torch.from_numpy(cv2.resize(train_ids, size[::-1], interpolation=cv2.INTER_NEAREST)).long()
+    y = torch.from_numpy(resize_labels(train_ids, size)).long()   # on the image's half-pixel grid
     pad_h, pad_w = max(0, crop[0] - size[0]), max(0, crop[1] - size[1])
     if pad_h or pad_w:  # 0 is the mean colour after normalisation
         x = F.pad(x, (0, pad_w, 0, pad_h), value=0.0)

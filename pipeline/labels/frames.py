@@ -4,6 +4,13 @@ Output names are Cityscapes' own, one PNG per frame: ``{city}_{seq:06d}_{frame:0
 (uint8 label ids) or ``..._instanceIds.png`` (uint16), plus ``provenance.json``. The directory is
 written through ``atomic_dir``: a crash mid-city leaves no half-written label set. Reading the
 next batch overlaps with the network (a thread; OpenCV releases the GIL while decoding).
+
+``labels.keep_gtfine`` applies to the train split only (:func:`keeps_gtfine`): the thesis trained
+the image variants on gtFine labels but tested every variant on pseudo-labels, so the test split
+(and the held-out snippets drawn from it) are labelled by the network on every frame, whatever
+the setting. ``provenance.json`` says what was done: ``keep_gtfine`` (whether gtFine was kept in
+this directory; the setting itself is under ``settings``), ``kept_gtfine`` (how many frames) and
+``kept_gtfine_frames`` (their file names).
 """
 
 from __future__ import annotations
@@ -23,7 +30,10 @@ from pipeline.errors import PipelineError
 from pipeline.io import atomic_dir, write_json
 from pipeline.labels.runtime import batched
 
-__all__ = ["FrameRef", "city_frames", "label_city", "write_label_png", "read_gtfine"]
+__all__ = ["GTFINE_SPLIT", "FrameRef", "city_frames", "keeps_gtfine", "label_city", "write_label_png",
+           "read_gtfine"]
+
+GTFINE_SPLIT = "train"  # the only split whose annotated frames may keep their gtFine labels
 
 LabelBatch = Callable[[np.ndarray, list["FrameRef"]], np.ndarray]
 
@@ -57,6 +67,13 @@ def city_frames(snippets: Sequence[Snippet]) -> list[FrameRef]:
     return [FrameRef(snippet, index) for snippet in snippets for index in range(snippet.frames)]
 
 
+def keeps_gtfine(keep_gtfine: bool, split: str) -> bool:
+    """Whether the annotated frames of ``split`` keep gtFine: ``labels.keep_gtfine`` on the train
+    split only. Val, test and held-out snippets are always pseudo-labelled (thesis-code.md: "Val
+    and sampling always use the sequence val split with pseudo-labels")."""
+    return bool(keep_gtfine) and split == GTFINE_SPLIT
+
+
 def read_gtfine(frame: FrameRef, kind: str, size: tuple[int, int] | None = None) -> np.ndarray:
     """The gtFine ``labelIds`` (uint8) or ``instanceIds`` (uint16) of an annotated frame."""
     image = read_label_png(frame.snippet.gtfine_path(kind), size)
@@ -88,18 +105,20 @@ def _read_batches(frames: list[FrameRef], batch_size: int, size: tuple[int, int]
 
 
 def label_city(frames: Sequence[FrameRef], label_batch: LabelBatch, output: str | Path, kind: str,
-               batch_size: int, keep_gtfine: bool, record: dict[str, Any], desc: str) -> int:
+               batch_size: int, keep_gtfine: bool, split: str, record: dict[str, Any], desc: str) -> int:
     """Label every frame into ``output`` atomically; return the number of frames written.
 
     ``label_batch(images [B,H,W,3] RGB uint8, refs)`` returns ``[B,H,W]`` maps. With
-    ``keep_gtfine`` the annotated frames take their gtFine ``kind`` file instead of the network's.
+    ``keep_gtfine`` (the setting) on the train ``split`` the annotated frames take their gtFine
+    ``kind`` file instead of the network's; on any other split every frame is the network's.
     """
     frames = list(frames)
     if not frames:
         raise PipelineError("no snippets to label in this city", output)
     size = tuple(read_frame(frames[0].path).shape[:2])
-    kept = [frame for frame in frames if keep_gtfine and frame.annotated]
-    todo = [frame for frame in frames if not (keep_gtfine and frame.annotated)]
+    keep = keeps_gtfine(keep_gtfine, split)
+    kept = [frame for frame in frames if keep and frame.annotated]
+    todo = [frame for frame in frames if not (keep and frame.annotated)]
     with atomic_dir(output) as tmp:
         for frame in kept:
             write_label_png(tmp / frame.output_name(kind), read_gtfine(frame, kind, size))
@@ -109,5 +128,8 @@ def label_city(frames: Sequence[FrameRef], label_batch: LabelBatch, output: str 
                 for frame, label_map in zip(batch, maps, strict=True):
                     write_label_png(tmp / frame.output_name(kind), label_map)
                 progress.update(len(batch))
-        write_json(tmp / "provenance.json", dict(record, frames=len(frames), kept_gtfine=len(kept)))
+        # keep_gtfine here is what was applied to this split (the setting is in record["settings"])
+        write_json(tmp / "provenance.json", dict(
+            record, frames=len(frames), keep_gtfine=keep, kept_gtfine=len(kept),
+            kept_gtfine_frames=[frame.output_name(kind) for frame in kept]))
     return len(frames)

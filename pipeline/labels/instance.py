@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return labeller(images, _semantic_of(semantic, batch, images.shape[1:3]))
 
     label_city(city_frames(snippets), label_batch, args.output, "instanceIds", batch_size,
-               keep_gtfine, record, desc=f"instance {args.split}/{args.city}")
+               keep_gtfine, args.split, record, desc=f"instance {args.split}/{args.city}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,11 @@
   the same share over true instances of at least 100 pixels, the smallest region Cityscapes'
   instance evaluation counts (most of the synthetic city's instances at 128x256 are far smaller:
   distant people and cars of a few pixels, or slivers of them behind others).
+
+Only the labellers' own labels are scored: a frame whose labels are the gtFine ones that
+``labels.keep_gtfine`` kept (the annotated frames of the train split; the label directory's
+``provenance.json`` lists them) is left out and counted in ``Quality.skipped``, as its perfect
+score would say nothing of the pseudo-labels.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ from pipeline.data.cityscapes import Snippet, read_label_png
 from pipeline.data.labels import (IGNORE_TRAIN_ID, THING_LABEL_IDS, TRAIN_LABEL_IDS, label_id_to_train_id,
                                   label_table)
 from pipeline.errors import PipelineError
-from pipeline.labels.frames import city_frames
+from pipeline.io import read_json
+from pipeline.labels.frames import FrameRef, city_frames
 
 __all__ = ["Quality", "confusion", "mean_iou", "category_miou", "instance_matches", "read_truth",
-           "evaluate_city"]
+           "kept_gtfine_frames", "evaluate_city"]
 
 NUM_CLASSES = len(TRAIN_LABEL_IDS)
 MATCH_IOU = 0.5
@@ -106,7 +112,8 @@ class Quality:
     instances: int = 0
     matched_large: int = 0     # the same over true instances of at least MIN_REGION pixels
     instances_large: int = 0
-    frames: int = 0
+    frames: int = 0            # frames scored
+    skipped: int = 0           # frames left out: their labels are the kept gtFine, not the network's
 
     def add(self, true_labels: np.ndarray, labels: np.ndarray,
             true_instances: np.ndarray | None = None, instances: np.ndarray | None = None) -> None:
@@ -119,6 +126,12 @@ class Quality:
             self.matched_large += int((matched & large).sum())
             self.instances_large += int(large.sum())
         self.frames += 1
+
+    def merge(self, other: Quality) -> None:
+        """Add another running total (another city's) to this one."""
+        self.counts += other.counts
+        for name in ("matched", "instances", "matched_large", "instances_large", "frames", "skipped"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     @property
     def miou(self) -> float:
@@ -146,13 +159,34 @@ def read_truth(root: str | Path, snippet: Snippet) -> tuple[np.ndarray, np.ndarr
         return truth["labels"], truth["instances"]
 
 
+def kept_gtfine_frames(folder: str | Path, frames: Iterable[FrameRef], kind: str) -> set[str]:
+    """The file names in a label directory that hold kept gtFine labels, from its provenance.json:
+    ``kept_gtfine_frames``, or where an older record has only the count ``kept_gtfine``, the
+    annotated frames. No provenance.json, or one without either key: none."""
+    path = Path(folder) / "provenance.json"
+    record = read_json(path) if path.is_file() else {}
+    if "kept_gtfine_frames" in record:
+        return set(record["kept_gtfine_frames"])
+    if record.get("kept_gtfine"):
+        return {frame.output_name(kind) for frame in frames if frame.annotated}
+    return set()
+
+
 def evaluate_city(snippets: Iterable[Snippet], semantic_dir: str | Path,
                   instance_dir: str | Path | None = None, quality: Quality | None = None) -> Quality:
-    """Add every frame of the snippets (labels written by label_semantic / label_instance)."""
+    """Add every frame of the snippets (labels written by label_semantic / label_instance) but
+    those whose labels are kept gtFine (counted in ``quality.skipped``)."""
     quality = quality or Quality()
     snippets = list(snippets)
+    frames = city_frames(snippets)
+    kept = kept_gtfine_frames(semantic_dir, frames, "labelIds")
+    if instance_dir is not None:
+        kept |= kept_gtfine_frames(instance_dir, frames, "instanceIds")
     truths = {snippet.id: read_truth(snippet.root, snippet) for snippet in snippets}
-    for frame in city_frames(snippets):
+    for frame in frames:
+        if frame.output_name("labelIds") in kept or frame.output_name("instanceIds") in kept:
+            quality.skipped += 1
+            continue
         true_labels, true_instances = (t[frame.index] for t in truths[frame.snippet.id])
         labels = read_label_png(Path(semantic_dir) / frame.output_name("labelIds"), true_labels.shape)
         instances = None

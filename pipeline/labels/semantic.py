@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     record = provenance("label_semantic", settings, code_version("pipeline.labels.semantic"), None,
                         split=args.split, city=args.city, weights=weights, device=str(labeller.device))
     label_city(city_frames(snippets), lambda images, _: labeller(images), args.output, "labelIds",
-               batch_size, keep_gtfine, record, desc=f"semantic {args.split}/{args.city}")
+               batch_size, keep_gtfine, args.split, record, desc=f"semantic {args.split}/{args.city}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ The thesis trained on gtFine labels but tested every variant on pseudo-labels of
 (thesis 4.4); how good those are bounds what the variants can learn. Per split and city: the
 mean IoU of the semantic labels over the 19 evaluated classes and the share of true instances
 matched at IoU >= 0.5 (:mod:`pipeline.labels.quality`), and the IoU of each class over all
-cities. With ``labels.keep_gtfine`` the annotated frame of each snippet keeps its true labels.
+cities. With ``labels.keep_gtfine`` the annotated frame of each train snippet keeps its gtFine
+labels: those frames are not scored (``frames_skipped``), only the ``frames`` the labellers made.
 
     python -m pipeline.report.label_quality --subset results/data/subset.json \\
         --semantic results/labels/semantic/*/* --instance results/labels/instance/*/* \\
@@ -44,23 +45,22 @@ def city_folders(paths: Sequence[str | Path]) -> dict[tuple[str, str], Path]:
 
 def evaluate_labels(subset_path: str | Path, semantic: Sequence[str | Path],
                     instance: Sequence[str | Path] = ()) -> dict[str, Any]:
-    """Per city and overall: mIoU, instance match share and frame count; per class IoU overall."""
+    """Per city and overall: mIoU, instance match share, frames scored and frames left out (kept
+    gtFine); per class IoU overall."""
     subset = load_subset(subset_path)
     instances = city_folders(instance)
     total, cities = Quality(), {}
     for (split, city), folder in tqdm(sorted(city_folders(semantic).items()), desc="label quality", unit="city"):
         quality = evaluate_city(subset_snippets(subset, split, city), folder, instances.get((split, city)))
         cities[f"{split}/{city}"] = {"miou": quality.miou, "instance_match_share": quality.match_share,
-                                     "frames": quality.frames}
-        total.counts += quality.counts
-        total.matched, total.instances, total.frames = (total.matched + quality.matched,
-                                                        total.instances + quality.instances,
-                                                        total.frames + quality.frames)
+                                     "frames": quality.frames, "frames_skipped": quality.skipped}
+        total.merge(quality)
     if not cities:
         raise PipelineError("no semantic label folders given", subset_path)
     _, class_iou = mean_iou(total.counts)
     return {"cities": cities, "miou": total.miou, "instance_match_share": total.match_share,
-            "frames": total.frames, "class_iou": {int(label): iou for label, iou in class_iou.items()}}
+            "frames": total.frames, "frames_skipped": total.skipped,
+            "class_iou": {int(label): iou for label, iou in class_iou.items()}}
 
 
 def draw_label_quality(result: dict[str, Any], notes: str, output: str | Path) -> None:
@@ -86,7 +86,9 @@ def draw_label_quality(result: dict[str, Any], notes: str, output: str | Path) -
     per_class.set_xticks(np.arange(len(labels)), [names_by_id[label] for label in labels], rotation=45,
                          ha="right", fontsize=8)
     per_class.set_ylim(0, 1.05)
-    per_class.set_title(f"IoU per class present in the truth ({result['frames']} frames)", fontsize=10)
+    skipped = result.get("frames_skipped", 0)
+    per_class.set_title(f"IoU per class present in the truth ({result['frames']} frames scored"
+                        + (f"; {skipped} kept-gtFine frames left out)" if skipped else ")"), fontsize=10)
     for axis in (per_city, per_class):
         axis.grid(axis="y", alpha=0.3)
     title(fig, "Pseudo-labels against the synthetic city's truth", notes)

@@ -57,6 +57,7 @@ rule label_semantic:
     benchmark:
         "results/timing/label_semantic/{split}/{city}.tsv"
     params:
+        # keep_gtfine as set; the stage applies it to the train split only (labels.frames.keeps_gtfine)
         settings=settings_of("labels", "semantic", "keep_gtfine"),
         code=code_version("pipeline.labels.semantic"),
     threads: 2
@@ -84,6 +85,7 @@ rule label_instance:
     benchmark:
         "results/timing/label_instance/{split}/{city}.tsv"
     params:
+        # keep_gtfine as set; the stage applies it to the train split only (labels.frames.keeps_gtfine)
         settings=settings_of("labels", "instance", "keep_gtfine"),
         code=code_version("pipeline.labels.instance"),
     threads: 2
