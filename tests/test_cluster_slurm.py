@@ -207,6 +207,7 @@ VARIANT = "v02"                 # a CRN without prior frames: two stages, the se
 TINY_TRAIN = {
     "window": 3,
     "checkpoint_minutes": 30,    # only SIGTERM saves during this test
+    "image_data": "train",       # the packed train split (the workdir holds no gtfine_train.h5)
     "crn": {"stages": [{"height": 16, "width": 32, "epochs": 60}, {"height": 32, "width": 64, "epochs": 1}]},
     "pix2pixhd": {"stages": [{"height": 32, "width": 64, "epochs": 1}]},       # not trained here: packed sizes
     "model_overrides": {"generator": {"width_divisor": 64}, "discriminator": {"width_divisor": 16},

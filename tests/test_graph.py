@@ -104,6 +104,6 @@ def test_weight_files_are_inputs_so_a_missing_one_stops_the_dag(full_size_workdi
     assert len(inputs) == 14
     # v01, v02 use VGG-19; v10 no perceptual loss; the other 11 MobileNetV2.
     assert sorted(sum(name in line for line in inputs) for name in ("vgg19.pth", "mobilenet_v2.pth")) == [2, 11]
-    assert sum(line == "results/data/train.h5" for line in inputs) == 1
+    assert sum(line == "results/data/gtfine_train.h5" for line in inputs) == 1     # v10: an image variant
     flow_inputs = [re.search(r"^\s+input: (.*)$", job, re.M)[1] for job in planned_jobs(planned, "reference_flow")]
     assert flow_inputs and all("flownet2.ckpt" in line for line in flow_inputs)

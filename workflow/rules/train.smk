@@ -1,12 +1,3 @@
-def training_data(wildcards):
-    """The packed split a variant trains on: prior-frame variants the windows of the subset's
-    snippets, image variants the annotated frames of train.image_data (gtfine_train: every
-    train city's, as the thesis)."""
-    if config["variants"][wildcards.variant]["prior"]:
-        return "results/data/train.h5"
-    return f"results/data/{config['train']['image_data']}.h5"
-
-
 rule train:
     input:
         data=training_data,
