@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.data.cityscapes import read_frame
 from pipeline.data.subset import select_subset
 from pipeline.data.synthetic import generate
 from pipeline.flow.warp import warp
@@ -129,6 +130,6 @@ def test_the_image_variants_set_is_every_train_citys_gtfine_frame(tmp_path):
         truth = np.load(root / "truth" / "train" / city_name / f"{sample['snippet']}.npz")
         np.testing.assert_array_equal(sample["label_ids"].numpy(), truth["labels"][ANNOTATED])
         np.testing.assert_array_equal(sample["instances"].numpy(), truth["instances"][ANNOTATED])
-        image = cv2.imread(str(root / "leftImg8bit_sequence" / "train" / city_name / f"{sample['snippet']}_leftImg8bit.png"))
-        np.testing.assert_array_equal(sample["image"].numpy(), image[..., ::-1])     # compact: uint8 HWC
+        frame = read_frame(root / "leftImg8bit_sequence" / "train" / city_name / f"{sample['snippet']}_leftImg8bit.png")
+        np.testing.assert_array_equal(sample["image"].numpy(), frame)     # compact: uint8 HWC RGB
         assert not sample["flow"].any() and not sample["flow_valid"]

@@ -33,10 +33,12 @@ from pipeline.errors import PipelineError
 from pipeline.io import read_json, write_json
 from pipeline.provenance import code_version, provenance
 
-__all__ = ["HELDOUT_SPLIT", "stage_settings", "select_subset", "choose_cities", "load_subset", "subset_snippets",
+__all__ = ["HELDOUT_SPLIT", "GTFINE_TRAIN", "stage_settings", "select_subset", "choose_cities", "load_subset", "subset_snippets",
            "gtfine_train_snippets"]
 
 HELDOUT_SPLIT = "heldout"
+# Every train city's annotated snippets (the labellers' fits; the image variants' packed set).
+GTFINE_TRAIN = "gtfine_train"
 
 
 def choose_cities(counts: dict[str, int], cities: list[str] | None, target: int | None) -> list[str]:
@@ -89,9 +91,9 @@ def select_subset(root: str | Path, settings: dict, frames: int = 30, annotated_
             test_split: _group([s for s in test]),
         },
         "test": [s.id for s in test],
-        "gtfine_train": {city: [s.id for s in snippets] for city, snippets in by_city.items()},
+        GTFINE_TRAIN: {city: [s.id for s in snippets] for city, snippets in by_city.items()},
         "counts": {"train": sum(len(by_city[c]) for c in cities), "test": len(test),
-                   "gtfine_train": sum(len(s) for s in by_city.values())},
+                   GTFINE_TRAIN: sum(len(s) for s in by_city.values())},
     }
     if settings.get("heldout_sequences"):
         taken = set(picked)
@@ -157,10 +159,10 @@ def subset_snippets(subset: dict, split: str, city: str) -> list[Snippet]:
 
 def gtfine_train_snippets(subset: dict, path: str | Path) -> list[Snippet]:
     """Every annotated train snippet of the dataset, city by city (what the labellers' fits read)."""
-    if "gtfine_train" not in subset:
+    if GTFINE_TRAIN not in subset:
         raise PipelineError("the subset lists no gtfine_train snippets (written by an older "
                             "select_subset: run it again)", path)
-    return [snippet for city, ids in sorted(subset["gtfine_train"].items())
+    return [snippet for city, ids in sorted(subset[GTFINE_TRAIN].items())
             for snippet in _snippets(subset, "train", city, ids)]
 
 

@@ -30,10 +30,10 @@ from pipeline.errors import PipelineError
 from pipeline.io import atomic_dir, write_json
 from pipeline.labels.runtime import batched
 
-__all__ = ["GTFINE_SPLIT", "FrameRef", "city_frames", "keeps_gtfine", "label_city", "write_label_png",
+__all__ = ["KEEP_GTFINE_SPLIT", "FrameRef", "city_frames", "keeps_gtfine", "label_city", "write_label_png",
            "read_gtfine"]
 
-GTFINE_SPLIT = "train"  # the only split whose annotated frames may keep their gtFine labels
+KEEP_GTFINE_SPLIT = "train"  # the only split whose annotated frames may keep their gtFine labels
 
 LabelBatch = Callable[[np.ndarray, list["FrameRef"]], np.ndarray]
 
@@ -71,7 +71,7 @@ def keeps_gtfine(keep_gtfine: bool, split: str) -> bool:
     """Whether the annotated frames of ``split`` keep gtFine: ``labels.keep_gtfine`` on the train
     split only. Val, test and held-out snippets are always pseudo-labelled (thesis-code.md: "Val
     and sampling always use the sequence val split with pseudo-labels")."""
-    return bool(keep_gtfine) and split == GTFINE_SPLIT
+    return bool(keep_gtfine) and split == KEEP_GTFINE_SPLIT
 
 
 def read_gtfine(frame: FrameRef, kind: str, size: tuple[int, int] | None = None) -> np.ndarray:

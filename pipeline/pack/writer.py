@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from pipeline.data.cityscapes import Snippet, read_frame, read_label_png
 from pipeline.data.labels import LABEL_SETS, NUM_LABEL_IDS, label_table
-from pipeline.data.subset import gtfine_train_snippets, load_subset, subset_snippets
+from pipeline.data.subset import GTFINE_TRAIN, gtfine_train_snippets, load_subset, subset_snippets
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_path, read_json
 from pipeline.pack.resize import resize_flow, resize_image, resize_labels
@@ -49,7 +49,7 @@ from pipeline.provenance import code_version, provenance
 
 __all__ = ["GTFINE_SPLIT", "PackInputs", "pack", "city_paths", "instance_label_ids"]
 
-GTFINE_SPLIT = "gtfine_train"
+GTFINE_SPLIT = GTFINE_TRAIN     # the packed split is named after the subset's list
 
 FLOW_DTYPES = (np.dtype(np.float16), np.dtype(np.float32))
 DEFAULT_RESOLUTIONS = [[256, 512], [512, 1024]]
@@ -332,7 +332,7 @@ def _write_snippet(file: h5py.File, index: int, snippet: Snippet, inputs: PackIn
     for resolution in layout.resolutions:
         group = file[group_name(resolution)]
         for name in ARRAYS:
-            if name == "flow" and flow is None:
+            if name == "flow" and inputs.gtfine:
                 continue      # only frame 0, whose flow is zero: unwritten chunks read as the fill value 0
             group[name][index] = np.stack([arrays[resolution][name] for arrays in per_frame])
 
@@ -346,10 +346,11 @@ def _frame_arrays(snippet: Snippet, inputs: PackInputs, layout: _Layout, t: int,
     instances = _checked_labels(inputs.label_path(snippet, number, "instanceIds"), np.uint16)
     out = {}
     for size in layout.resolutions:
-        flow_at = (np.zeros((*size, 2), np.float32) if flow is None else resize_flow(flow, size))
         out[size] = {"frames": resize_image(rgb, size), "labels": resize_labels(labels, size),
-                     "instances": resize_labels(instances, size),
-                     "flow": flow_at.astype(layout.flow_dtype)}
+                     "instances": resize_labels(instances, size)}
+        if not inputs.gtfine:      # gtfine_train writes no flow (see _write_snippet)
+            flow_at = np.zeros((*size, 2), np.float32) if flow is None else resize_flow(flow, size)
+            out[size]["flow"] = flow_at.astype(layout.flow_dtype)
     return out
 
 
