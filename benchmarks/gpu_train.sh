@@ -4,7 +4,8 @@
 #   bash benchmarks/gpu_train.sh OUTDIR [SECONDS [VARIANT...]]
 # SECONDS: the whole script's budget (default 540); VARIANTS: default all, in an order that times
 # the most telling ones first. PYTHON names the interpreter (default python3); STAGES=first times
-# the first stage only; BENCH_ARGS go to the timing run (e.g. --profile 12).
+# the first stage only; MODES (e.g. "fp32 fast_all") limits the modes timed; BENCH_ARGS go to the
+# timing run (e.g. --profile 12).
 set -uo pipefail
 out=${1:?usage: gpu_train.sh OUTDIR [SECONDS [VARIANT...]]}
 budget=${2:-540}
@@ -29,11 +30,11 @@ fi
 warm=$(( budget * 2 / 5 ))
 for i in "${!groups[@]}"; do
     TORCHINDUCTOR_COMPILE_THREADS=3 timeout "$warm" "$python" benchmarks/bench_train.py --full --warm-only --stages "${STAGES:-all}" \
-        --variants ${groups[$i]} >"$out/warm_$i.log" 2>&1 &
+        ${MODES:+--modes $MODES} --variants ${groups[$i]} >"$out/warm_$i.log" 2>&1 &
 done
 wait
 echo "cache filled in $(( SECONDS - start )) s"
 
 left=$(( budget - (SECONDS - start) ))
 timeout "$left" "$python" benchmarks/bench_train.py --full --stages "${STAGES:-all}" --repeats 3 --deadline $(( left - 70 )) \
-    --json "$out/train.jsonl" --variants "${order[@]}" ${BENCH_ARGS:-} 2>&1 | tee "$out/bench_train.log"
+    --json "$out/train.jsonl" --variants "${order[@]}" ${MODES:+--modes $MODES} ${BENCH_ARGS:-} 2>&1 | tee "$out/bench_train.log"

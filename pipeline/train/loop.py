@@ -280,7 +280,7 @@ def compile_models(models: Models, train: Mapping, device: torch.device, only: t
     wanted = train.get("compile", "auto")
     if not (wanted == "on" or (wanted == "auto" and device.type == "cuda")):
         return
-    modules = models.compilable(train.get("compile_scope", "generator"))
+    modules = models.compilable(train.get("compile_scope", "all"))
     # Dynamo keeps its graphs per code object: the image and temporal discriminators share one
     # forward, each called with and without grad and (under autocast) on fp32 and bf16 inputs,
     # which passes the default limit of 8, past which it silently runs eagerly.
