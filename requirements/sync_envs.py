@@ -16,10 +16,10 @@ ENVS = HERE.parent / "envs"
 # pip resolves what they need under those pins.
 STAGES = {
     "torch": ["torch", "torchvision", "segmentation-models-pytorch", "ptlflow", "opencv-python",
-              "h5py", "hdf5plugin", "cityscapesscripts", "imageio", "imageio-ffmpeg", "scipy", "tqdm",
+              "numpy", "safetensors", "h5py", "hdf5plugin", "cityscapesscripts", "imageio", "imageio-ffmpeg", "scipy", "tqdm",
               "tensorboard", "matplotlib", "pyyaml", "jsonschema", "setuptools"],
     "tf": ["tensorflow", "tf-keras", "tensorflow-hub", "h5py", "scipy", "numpy", "pyyaml",
-           "jsonschema", "matplotlib", "setuptools"],
+           "jsonschema", "matplotlib", "tqdm", "setuptools"],
 }
 
 

@@ -81,10 +81,12 @@ def test_too_few_val_snippets_outside_the_test_set_is_named(val_tree):
 
 # --- seeding and the choice (NumPy) ------------------------------------------------------------
 
-def test_candidate_zero_without_period_is_the_draw_made_without_the_option():
+def test_a_run_draws_slot_zero_and_per_video_draws_take_the_index():
     assert draw_seed(7, 0, 3) == 7 * 1_000_003 + 3
-    assert DrawSeeding(7).seed_of(130) == draw_seed(7, 0, 130)
-    assert DrawSeeding(7, candidate=2, period=16).seed_of(130) == draw_seed(7, 2, 130 % 16)
+    assert {DrawSeeding(7, candidate=2).seed_of(i) for i in (0, 1, 130)} == {draw_seed(7, 2, 0)}
+    assert DrawSeeding(7, per_video=True).seed_of(130) == draw_seed(7, 0, 130)
+    assert DrawSeeding(7, candidate=2, period=16, per_video=True).seed_of(130) == draw_seed(7, 2, 130 % 16)
+    assert DrawSeeding.of({"seed": 7, "feature_draw": "video"}) == DrawSeeding(7, per_video=True)
     for seed in (0, 123_456):        # distinct in the 32 bits torch's generator keeps
         assert len({draw_seed(seed, c, slot) % 2**32 for c in range(4096) for slot in (0, 15, 2**20 - 1)}) == 3 * 4096
     big = 10**6                          # what torch made of the old formula's large seeds
@@ -196,8 +198,10 @@ def test_held_out_candidates_are_scored_and_the_test_videos_use_the_chosen_set(d
     candidates, written = read_videos(tmp_path / "v04.h5")
     assert candidates.shape == (6, 9, 16, 32, 3) and written["snippets"] == subset["heldout"]
     bank = torch.load(draw_city["clusters"], weights_only=False)["bank"]
-    expected = choose_centres(bank, torch.Generator().manual_seed(draw_seed(0, 2, 1)))
-    assert written["feature_draws"][2 * 2 + 1] == {str(k): v.tolist() for k, v in expected.items()}
+    expected = choose_centres(bank, torch.Generator().manual_seed(draw_seed(0, 2, 0)))
+    # fvd.feature_draw: run: a candidate is one draw, which both held-out videos use
+    assert written["feature_draws"][2 * 2] == written["feature_draws"][2 * 2 + 1] == as_lists(expected)
+    assert written["draw_seeding"]["slot"] == "0: one draw for every video"
     assert np.abs(candidates[0].astype(int) - candidates[2]).mean() > 1     # another draw, another video
     _, again, _ = candidate_videos(draw_city["model"], draw_city["heldout"], draw_settings, draw_city["clusters"])
     assert np.array_equal(np.stack(list(again)), candidates)         # deterministic for the seed
@@ -221,16 +225,41 @@ def test_held_out_candidates_are_scored_and_the_test_videos_use_the_chosen_set(d
     assert test_record["snippets"] == subset["test"] and not set(subset["test"]) & set(subset["heldout"])
     assert test_record["draw_choice"]["chosen"] == choice["chosen"]
     assert test_record["draw_choice"]["file"] == str(tmp_path / "draws.json")
-    for index, draw in enumerate(test_record["feature_draws"]):      # test video i: slot i mod H of the set
-        assert draw == written["feature_draws"][choice["chosen"] * 2 + index % 2]
+    for draw in test_record["feature_draws"]:                        # every test video: the chosen draw
+        assert draw == written["feature_draws"][choice["chosen"] * 2]
 
 
-def test_without_the_option_the_test_draws_are_seeded_as_before(draw_city, draw_settings):
-    _, result = synthesize_videos(draw_city["model"], draw_city["val"], draw_settings, draw_city["clusters"])
+def test_per_video_draws_make_a_candidate_a_set_of_draws(draw_city, draw_settings):
+    """fvd.feature_draw: video: candidate c draws for each held-out video (slot j), and test
+    video i uses slot i mod H of the chosen set."""
+    settings = dict(draw_settings, feature_draw="video")
+    _, stream, record = candidate_videos(draw_city["model"], draw_city["heldout"], settings, draw_city["clusters"])
+    list(stream)
     bank = torch.load(draw_city["clusters"], weights_only=False)["bank"]
+    expected = choose_centres(bank, torch.Generator().manual_seed(draw_seed(0, 2, 1)))
+    assert record["feature_draws"][2 * 2 + 1] == as_lists(expected) != record["feature_draws"][2 * 2]
+    chosen = {"variant": "v04", "chosen": 1, "heldout_videos": 2, "file": "draws.json", "fvd": 1.0}
+    _, result = synthesize_videos(draw_city["model"], draw_city["val"], settings, draw_city["clusters"],
+                                  draw_choice=chosen)
     for index, draw in enumerate(result["record"]["feature_draws"]):
-        legacy = choose_centres(bank, torch.Generator().manual_seed(draw_settings["seed"] * 1_000_003 + index))
-        assert draw == {str(k): v.tolist() for k, v in legacy.items()}
+        assert draw == record["feature_draws"][1 * 2 + index % 2]
+    assert result["record"]["draw_seeding"]["slot"] == "video index mod 2"
+
+
+def as_lists(draw: dict) -> dict:
+    return {str(k): v.tolist() for k, v in draw.items()}
+
+
+@pytest.mark.parametrize("scope", ["run", "video"])
+def test_without_the_option_the_test_draws_are_candidate_zeros(draw_city, draw_settings, scope):
+    _, result = synthesize_videos(draw_city["model"], draw_city["val"], dict(draw_settings, feature_draw=scope),
+                                  draw_city["clusters"])
+    bank = torch.load(draw_city["clusters"], weights_only=False)["bank"]
+    draws = result["record"]["feature_draws"]
+    for index, draw in enumerate(draws):
+        slot = index if scope == "video" else 0
+        assert draw == as_lists(choose_centres(bank, torch.Generator().manual_seed(draw_seed(draw_settings["seed"], 0, slot))))
+    assert (draws[0] == draws[1]) == (scope == "run")
     assert "draw_choice" not in result["record"] and "draw_seeding" not in result["record"]
     with pytest.raises(PipelineError, match="a draw choice for variant 'v08'; variant 'v04' is another"):
         synthesize_videos(draw_city["model"], draw_city["val"], draw_settings, draw_city["clusters"],

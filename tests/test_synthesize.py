@@ -75,6 +75,8 @@ def test_prior_variants_warm_up_and_feature_draws_follow_the_seed(packed_city, t
     other, changed = synthesize_videos(trained["v08"], packed_city["val"], dict(fvd_settings, seed=5),
                                        trained["clusters"])
     assert changed["record"]["feature_draws"] != result["record"]["feature_draws"]
+    draws = result["record"]["feature_draws"]
+    assert len(draws) == 2 and draws[0] == draws[1]              # fvd.feature_draw: run, one for all videos
     image_variant, plain = synthesize_videos(trained["v02"], packed_city["val"], fvd_settings)
     assert plain["record"]["first_synthesised_frame"] == 2 and plain["record"]["features"] is None
     assert all(np.isfinite(plain["warping_errors"]))

@@ -30,9 +30,10 @@ Stages (one process each)::
 # fvd.draw_choice.auto, the held-out videos under every candidate draw (CANDIDATE_KEYS) and the
 # real held-out ones (REAL_HELDOUT_KEYS). None reads i3d, local_i3d_width, crops, bootstrap or
 # comparisons: a step to the real I3D re-embeds the videos without resynthesising them.
-SYNTH_KEYS = ("frames", "height", "width", "start_frame", "warmup_frames", "batch_size", "batches", "seed")
+SYNTH_KEYS = ("frames", "height", "width", "start_frame", "warmup_frames", "batch_size", "batches", "seed",
+              "feature_draw")
 REAL_KEYS = ("frames", "height", "width", "start_frame", "batch_size", "batches")
-CANDIDATE_KEYS = ("frames", "height", "width", "start_frame", "warmup_frames", "seed", "draw_choice")
+CANDIDATE_KEYS = ("frames", "height", "width", "start_frame", "warmup_frames", "seed", "feature_draw", "draw_choice")
 REAL_HELDOUT_KEYS = ("frames", "height", "width", "start_frame", "draw_choice")
 EMBED_KEYS = ("frames", "height", "width", "batch_size", "crops")
 SCORE_KEYS = ("batch_size", "batches", "crops", "bootstrap", "seed")

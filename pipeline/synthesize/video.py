@@ -15,7 +15,7 @@ from pipeline.models.encoder import choose_centres, paint_features
 from pipeline.models.prior import PriorFrames
 from pipeline.pack.dataset import WindowDataset
 from pipeline.pack.resize import resize_image
-from pipeline.synthesize.draws import SEEDING, DrawSeeding
+from pipeline.synthesize.draws import DrawSeeding
 from pipeline.synthesize.warping import non_occluded, warping_error
 from pipeline.train.loop import load_trained
 
@@ -112,7 +112,8 @@ def synthesize_videos(model_path: str | Path, data_path: str | Path, settings: M
                       draw_choice: Mapping[str, Any] | None = None) -> tuple[np.ndarray, dict]:
     """uint8 videos [N, T, H, W, 3] at the scoring size, a record of how they were made, and the
     warping error of each video. ``draw_choice``: the chosen draw (:func:`read_draw_choice`) of a
-    feature-encoder variant with ``fvd.draw_choice.auto``; without it, one draw a video."""
+    feature-encoder variant with ``fvd.draw_choice.auto``; without it, candidate 0's draw
+    (``fvd.feature_draw``: one for every video, or one a video)."""
     run = _Synthesizer(model_path, data_path, settings, clusters_path, device)
     reference = WindowDataset(data_path, run.score_size, window=settings["frames"], start=settings["start_frame"],
                               label_set=run.checkpoint["label_set"])
@@ -121,8 +122,8 @@ def synthesize_videos(model_path: str | Path, data_path: str | Path, settings: M
         raise PipelineError(f"a draw choice for variant {draw_choice['variant']!r}; variant {run.variant!r} "
                             f"{'draws no cluster features' if run.bank is None else 'is another'}",
                             draw_choice.get("file"))
-    draws = (DrawSeeding(settings["seed"], draw_choice["chosen"], draw_choice["heldout_videos"])
-             if draw_choice else DrawSeeding(settings["seed"]))
+    draws = (DrawSeeding.of(settings, draw_choice["chosen"], draw_choice["heldout_videos"])
+             if draw_choice else DrawSeeding.of(settings))
     videos, errors, feature_draws = [], [], []
     for index in tqdm(range(count), desc=f"synthesize {run.variant}", unit="video"):
         frames, draw = run.video(index, draws)
@@ -155,15 +156,14 @@ def candidate_videos(model_path: str | Path, data_path: str | Path, settings: Ma
     heldout = _heldout_count(settings, len(run.inputs), Path(data_path))
     record = dict(run.record(heldout), candidates=choice["candidates"], heldout_videos=heldout,
                   layout="candidate-major: video c * heldout_videos + j is held-out video j under candidate c",
-                  draw_seeding={"formula": SEEDING, "seed": settings["seed"], "candidate": "c",
-                                "slot": "held-out video index"},
+                  draw_seeding=dict(DrawSeeding.of(settings, period=heldout).describe(), candidate="c"),
                   feature_draws=[])
 
     @torch.inference_mode()
     def videos() -> Iterator[np.ndarray]:
         with tqdm(total=choice["candidates"] * heldout, desc=f"draw candidates {run.variant}", unit="video") as bar:
             for candidate in range(choice["candidates"]):
-                draws = DrawSeeding(settings["seed"], candidate, heldout)
+                draws = DrawSeeding.of(settings, candidate, heldout)
                 for index in range(heldout):
                     frames, draw = run.video(index, draws)
                     record["feature_draws"].append(draw)
