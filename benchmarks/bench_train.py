@@ -122,7 +122,7 @@ def measure(name: str, settings: dict, plan: StagePlan, device, labels: int, arg
     on_cpu = CPU_MODES if args.compile_on_cpu else ("fp32",)
     modes = [m for m in MODES if device.type == "cuda" or m in on_cpu]
     modes = [m for m in modes if m.startswith("fast")] if args.warm_only else modes
-    modes = [m for m in modes if m in args.modes] if args.modes else modes
+    modes = [m for m in args.modes if m in modes] if args.modes else modes     # in the order asked
     for mode in modes:
         try:
             optimizers = prepare(models, settings, device, mode)
@@ -210,7 +210,8 @@ def main() -> None:
     parser.add_argument("--variants", nargs="*", help="default: all of config.yaml")
     parser.add_argument("--stages", choices=["first", "all"], help="default: all with --full, else first")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--modes", nargs="*", choices=MODES, help="default: all the device has")
+    parser.add_argument("--modes", nargs="*", choices=MODES,
+                        help="the modes to time, in this order (--profile profiles the last); default: all the device has")
     parser.add_argument("--warm-only", action="store_true", help="compile once per configuration, time nothing")
     parser.add_argument("--deadline", type=float, default=None, help="seconds; start no configuration after it")
     parser.add_argument("--json", type=Path, help="append one JSON line per configuration here")
