@@ -146,6 +146,15 @@ def check_variant(name: str, entry: Mapping[str, Any]) -> None:
         problems.append("pix2pixhd's generator uses instance norm")
     if entry["network"] == "crn" and entry["residual"] and entry["norm"] != "weight":
         problems.append("ResNeXt refinement modules are weight-normed (norm: weight)")
+    if entry["network"] == "crn" and entry["twin"] and not entry["residual"]:
+        # The thesis code turns on complex_input_mode for every twin (Refinement_Module.py):
+        # plain twin modules sum per-group entries, add a conv of the previous features and a
+        # third conv (rm_block_3). Only its ResNeXt twin (v09) is ported; no table 5.1 row uses
+        # a plain one.
+        problems.append("a twin CRN needs ResNeXt modules (residual: true): the thesis's twin CRN "
+                        "modules are the ResNeXt ones, and its plain-module twin path (summed "
+                        "per-group entries, a conv of the previous features, a third conv "
+                        "rm_block_3) is not ported")
     if problems:
         raise PipelineError(f"variant {name!r} in config: " + "; ".join(problems))
 

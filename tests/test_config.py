@@ -78,6 +78,21 @@ def test_contradictory_variant_is_named(study):
         validate(config)
 
 
+def test_a_twin_crn_without_resnext_modules_is_rejected(study):
+    """The thesis code builds plain twin modules differently (complex_input_mode: summed entries,
+    a conv of the previous features, rm_block_3); only its ResNeXt twin (v09) is ported."""
+    config = copy.deepcopy(study)
+    config["variants"]["mine"] = dict(config["variants"]["v09"], residual=False, index=15)
+    with pytest.raises(PipelineError, match="variant 'mine'.*twin CRN needs ResNeXt modules "
+                                            r"\(residual: true\).*plain-module twin path.*not ported"):
+        validate(config)
+    # The ResNeXt twin and a plain twin pix2pixHD stay valid.
+    config["variants"]["mine"] = dict(config["variants"]["v09"], index=15)
+    validate(config)
+    config["variants"]["mine"] = dict(config["variants"]["v14"], residual=False, index=15)
+    validate(config)
+
+
 def test_a_fifteenth_variant_is_just_an_entry(study):
     config = copy.deepcopy(study)
     config["variants"]["v15"] = dict(config["variants"]["v08"], index=15, perceptual="vgg19")

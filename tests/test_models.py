@@ -3,6 +3,7 @@ instance pooling and k-means, CRN layout and growth, twin merge, losses, weight 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 
@@ -16,6 +17,7 @@ from torch.overrides import TorchFunctionMode
 
 from pipeline.errors import PipelineError
 from pipeline.models.blocks import ResNeXtBlock
+from pipeline.models import weights
 from pipeline.models.crn import CRN, module_sizes, module_widths
 from pipeline.models.discriminators import MultiscaleDiscriminator, PatchDiscriminator
 from pipeline.models.edges import edge_map
@@ -287,6 +289,53 @@ def test_crn_grow_transfers_modules_by_index_and_starts_heads_fresh():
     assert grown({"labels": torch.zeros(1, 3, 32, 64)})["images"].shape == (1, 3, 3, 32, 64)
 
 
+def _processed(block: nn.Module, x: torch.Tensor, order: str) -> torch.Tensor:
+    """One processing block by hand: its conv, its LayerNorm (if any) and LeakyReLU(0.2) in the
+    thesis's ``RMBlock.forward`` order for ``relu_loc``."""
+    conv = next(m for m in block.modules() if isinstance(m, nn.Conv2d))
+    norm = next((m for m in block.modules() if isinstance(m, nn.LayerNorm)), nn.Identity())
+    if order == "after":
+        return F.leaky_relu(norm(conv(x)), 0.2)
+    return conv(F.leaky_relu(norm(x), 0.2))
+
+
+@pytest.mark.parametrize("residual, norm, order", [(False, "layer", "after"), (True, "weight", "before")])
+def test_crn_processing_blocks_take_the_thesis_order_for_the_module_kind(residual, norm, order):
+    """Refinement_Module.py runs the final module's processing RMBlocks with relu_loc="before"
+    (norm, LeakyReLU, conv) after ResNeXt modules and "after" (conv, norm, LeakyReLU) after plain
+    ones; the image head takes their output."""
+    crn = CRN(InputSpec(3), 16, 32, norm=norm, residual=residual, width_divisor=16, processing_blocks=2)
+    seen = {}
+    crn.refine[-1].register_forward_hook(lambda module, args, out: seen.setdefault("final", out))
+    crn.to_image.register_forward_pre_hook(lambda module, args: seen.setdefault("head", args[0]))
+    with torch.no_grad():
+        crn({"labels": one_hot(torch.randint(3, (1, 16, 32)), 3)})
+        expected = seen["final"]
+        for block in crn.process:
+            expected = _processed(block, expected, order)
+    assert len(crn.process) == 2
+    assert torch.allclose(seen["head"], expected, atol=1e-6)
+
+
+def test_twin_crn_processing_blocks_also_feed_the_flow_and_mask_heads():
+    """CRN_Video_Network.py gives the final twin module the processing blocks too (its
+    num_resnet_processing_rms): the flow and mask heads see the processed twin output."""
+    crn = CRN(InputSpec(3, prior="adj"), 16, 32, norm="weight", residual=True, twin=True, width_divisor=16,
+              processing_blocks=1)
+    seen = {}
+    crn.twin[-1].register_forward_hook(lambda module, args, out: seen.setdefault("twin", out))
+    crn.heads.register_forward_pre_hook(lambda module, args: seen.setdefault("heads", args[0]))
+    inputs = {"labels": one_hot(torch.randint(3, (1, 16, 32)), 3), "prior_labels": torch.zeros(1, 6, 16, 32),
+              "prior_images": torch.rand(1, 6, 16, 32)}
+    with torch.no_grad():
+        crn(inputs)
+        processing = [module for name, module in crn.named_children() if "process" in name and module is not crn.process]
+        assert len(processing) == 1 and len(processing[0]) == 1   # one block on the twin's own chain
+        expected = _processed(processing[0][0], seen["twin"], "before")
+    assert not torch.allclose(seen["heads"], seen["twin"])
+    assert torch.allclose(seen["heads"], expected, atol=1e-6)
+
+
 def test_resnext_block_averages_input_and_residual():
     block = ResNeXtBlock(64)
     x = torch.randn(1, 64, 4, 4)
@@ -428,10 +477,27 @@ def test_diversity_masks_are_resized_nearest_to_each_tap():
 
 # --- backbone weights from torchvision files ------------------------------------------------
 
-def test_mobilenet_weights_load_from_a_torchvision_state_dict_file(tmp_path):
+def _pin_to(monkeypatch, name: str, path) -> None:
+    """Pin backbone ``name`` to the test's own file (its SHA-256 prefix) instead of torchvision's:
+    these tests build random models in torchvision's format, not torchvision's released files."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    pin = weights.PINNED[name]
+    monkeypatch.setitem(weights.PINNED, name, dataclasses.replace(pin, file=f"{name}-{digest[:8]}.pth"))
+
+
+def test_pinned_files_are_torchvisions_imagenet1k_v1_releases():
+    assert weights.PINNED["vgg19"].url == torchvision.models.VGG19_Weights.IMAGENET1K_V1.url
+    assert weights.PINNED["mobilenet_v2"].url == torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.url
+    assert (weights.PINNED["vgg19"].prefix, weights.PINNED["mobilenet_v2"].prefix) == ("dcbb9e9d", "b0353104")
+    v2 = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V2.url
+    assert v2.endswith("-7ebf99e0.pth") and "IMAGENET1K_V2" in weights.OTHER_FILES["mobilenet_v2"]["7ebf99e0"]
+
+
+def test_mobilenet_weights_load_from_a_torchvision_state_dict_file(tmp_path, monkeypatch):
     source = torchvision.models.mobilenet_v2(weights=None)
     path = tmp_path / "mobilenet_v2.pth"
     torch.save(source.state_dict(), path)
+    _pin_to(monkeypatch, "mobilenet_v2", path)
     backbone = load_backbone("mobilenet_v2", path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     assert backbone.weights_source == f"path:{path.resolve()} sha256:{digest}"
@@ -439,7 +505,7 @@ def test_mobilenet_weights_load_from_a_torchvision_state_dict_file(tmp_path):
     assert torch.equal(backbone.slices[4][-1].conv[-1].running_var, source.features[16].conv[-1].running_var)
 
 
-def test_vgg19_weights_load_from_a_torchvision_state_dict_file(tmp_path):
+def test_vgg19_weights_load_from_a_torchvision_state_dict_file(tmp_path, monkeypatch):
     with torch.device("meta"):
         source = torchvision.models.vgg19(weights=None)
     source = source.to_empty(device="cpu")  # the file format matters here; cheap distinct values
@@ -448,23 +514,50 @@ def test_vgg19_weights_load_from_a_torchvision_state_dict_file(tmp_path):
             parameter.fill_(index / 100)
     path = tmp_path / "vgg19.pth"
     torch.save(source.state_dict(), path)
+    _pin_to(monkeypatch, "vgg19", path)
     backbone = load_backbone("vgg19", path)
     assert backbone.weights_source.startswith(f"path:{path.resolve()} sha256:")
     assert torch.equal(backbone.slices[4][-2].weight, source.features[30].weight)  # conv5_2
     assert [tap.shape[1] for tap in backbone(torch.rand(1, 3, 32, 32))] == [64, 128, 256, 512, 512]
 
 
-def test_bad_weight_files_raise_pipeline_errors_naming_the_file(tmp_path):
+def test_a_weights_file_that_is_not_the_pinned_release_is_refused_naming_it(tmp_path, monkeypatch):
+    """Only torchvision's IMAGENET1K_V1 files (the thesis's pretrained=True) load: a file of the
+    right architecture with another SHA-256 is refused, even with allow_random."""
+    path = tmp_path / "mobilenet_v2.pth"
+    torch.save(torchvision.models.mobilenet_v2(weights=None).state_dict(), path)
+    found = hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+    for allow_random in (False, True):
+        with pytest.raises(PipelineError, match=rf"mobilenet_v2\.pth: .*mobilenet_v2-b0353104\.pth.*"
+                                                rf"IMAGENET1K_V1.*prefix b0353104 expected, {found} found"):
+            load_backbone("mobilenet_v2", path, allow_random=allow_random)
+    # torchvision's V2 file (its name's hash is its own) is named as such.
+    v2 = tmp_path / "mobilenet_v2-7ebf99e0.pth"
+    path.rename(v2)
+    monkeypatch.setattr(weights, "sha256_file", lambda _: "7ebf99e0" + "0" * 56)
+    with pytest.raises(PipelineError, match=r"mobilenet_v2-7ebf99e0\.pth: .*prefix b0353104 expected, "
+                                            r"7ebf99e0 found: .*IMAGENET1K_V2.*not the thesis's V1"):
+        load_backbone("mobilenet_v2", v2)
+    vgg = tmp_path / "vgg19-0123abcd.pth"
+    monkeypatch.setattr(weights, "sha256_file", lambda _: "0123abcd" + "0" * 56)
+    vgg.write_bytes(b"not read: refused by its hash first")
+    with pytest.raises(PipelineError, match=r"vgg19-dcbb9e9d\.pth.*dcbb9e9d expected, 0123abcd found: "
+                                            r"not a torchvision vgg19 file known here"):
+        load_backbone("vgg19", vgg)
+
+
+def test_bad_weight_files_raise_pipeline_errors_naming_the_file(tmp_path, monkeypatch):
     missing = tmp_path / "absent.pth"
     with pytest.raises(PipelineError, match="absent.pth"):
         load_backbone("mobilenet_v2", missing)
     wrong = tmp_path / "wrong.pth"
     torch.save(torchvision.models.mobilenet_v3_small(weights=None).state_dict(), wrong)
+    _pin_to(monkeypatch, "mobilenet_v2", wrong)   # right hash, wrong architecture
     with pytest.raises(PipelineError, match="wrong.pth.*does not fit"):
         load_backbone("mobilenet_v2", wrong)
     misnamed = tmp_path / "mobilenet_v2-deadbeef.pth"
     torch.save(torchvision.models.mobilenet_v2(weights=None).state_dict(), misnamed)
-    with pytest.raises(PipelineError, match="deadbeef"):
+    with pytest.raises(PipelineError, match="deadbeef.*corrupt or not the named one"):
         load_backbone("mobilenet_v2", misnamed)
     with pytest.raises(PipelineError, match="allow_random"):
         load_backbone("mobilenet_v2", None, allow_random=False)

@@ -4,7 +4,8 @@
 - ``ResNeXtBlock``: the thesis's ResNeXt block (appendix A.1 as its code built it): 1x1 C->C/2,
   LeakyReLU, grouped 3x3 (cardinality 32), LeakyReLU, 1x1 C/2->C, all weight-normed, output
   (out + x) / 2. (Xie et al. 2017 use BN and ReLU and x + out; the thesis did not.)
-- ``ProcessingBlock``: norm, LeakyReLU, 3x3 conv (the thesis's CRN_NUM_RESNET_PROCESSING_RMS).
+- ``ProcessingBlock``: norm, LeakyReLU, 3x3 conv after ResNeXt modules, conv, norm, LeakyReLU
+  after plain ones (the thesis's CRN_NUM_RESNET_PROCESSING_RMS).
 - ``ResnetBlock``: pix2pixHD's residual block (Wang et al. 2018): reflection pad, 3x3 conv,
   instance norm, ReLU, twice (no ReLU after the second), output x + block.
 - ``reflect_conv``: reflection pad k//2 then a k x k conv (stems and 7x7 heads).
@@ -27,8 +28,8 @@ from torch.nn.utils.parametrizations import weight_norm
 from pipeline.models.norms import conv_norm, make_norm
 
 __all__ = [
-    "INIT_STD", "LEAKY_SLOPE", "init_conv_", "ConvNormAct", "ResNeXtBlock", "ProcessingBlock",
-    "ResnetBlock", "reflect_conv", "grouped_cardinality",
+    "INIT_STD", "LEAKY_SLOPE", "init_conv_", "ConvNormAct", "ResNeXtBlock", "PROCESSING_ORDERS",
+    "ProcessingBlock", "ResnetBlock", "reflect_conv", "grouped_cardinality",
 ]
 
 INIT_STD = 0.02
@@ -86,10 +87,27 @@ class ResNeXtBlock(nn.Module):
         return (self.body(x) + x) / 2
 
 
-class ProcessingBlock(nn.Sequential):
-    """norm -> LeakyReLU(0.2) -> 3x3 conv (weight-normed for norm "weight"); thesis-code.md §3."""
+PROCESSING_ORDERS: tuple[str, ...] = ("before", "after")
 
-    def __init__(self, channels: int, norm: str, size: tuple[int, int] | None = None):
+
+class ProcessingBlock(nn.Sequential):
+    """A C -> C 3x3 conv with norm and LeakyReLU(0.2), the thesis's ``RMBlock`` as its final
+    modules call it (``Refinement_Module.py``: ``relu_loc="before"`` after ResNeXt modules,
+    ``"after"`` after plain ones):
+
+    - ``order="before"``: norm -> LeakyReLU -> conv;
+    - ``order="after"``: conv -> norm -> LeakyReLU (``ConvNormAct``).
+
+    For norm "weight" the conv is weight-normed and there is no norm layer.
+    """
+
+    def __init__(self, channels: int, norm: str, size: tuple[int, int] | None = None,
+                 order: str = "before"):
+        if order not in PROCESSING_ORDERS:
+            raise ValueError(f"unknown processing block order {order!r}; allowed: {', '.join(PROCESSING_ORDERS)}")
+        if order == "after":
+            super().__init__(*ConvNormAct(channels, channels, norm, size))
+            return
         conv = init_conv_(nn.Conv2d(channels, channels, 3, padding=1))
         layers: list[nn.Module] = [] if norm == "weight" else [make_norm(norm, channels, size)]
         layers += [nn.LeakyReLU(LEAKY_SLOPE), weight_norm(conv) if norm == "weight" else conv]

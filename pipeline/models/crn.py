@@ -9,13 +9,20 @@ resized bilinearly, and the previous module's features upsampled bilinearly (ali
 - Standard module: concat -> two (3x3 conv, norm, LeakyReLU 0.2).
 - ResNeXt module (thesis appendix A.1 as its code built it): a 3x3 conv-norm-LeakyReLU *entry*
   per input group plus a 3x3 conv of the previous features, summed, then two ``ResNeXtBlock``s
-  (7 convs in module 0, 8 later). Optional processing blocks before the head (thesis default 0).
+  (7 convs in module 0, 8 later).
+- Processing blocks (``processing_blocks``, the thesis's CRN_NUM_RESNET_PROCESSING_RMS): C -> C
+  3x3 convs on the final module's output before the image head and, in a twin, on the final twin
+  module's output before the flow and mask heads (``CRN_Video_Network.py`` gives both final
+  modules the count); norm -> LeakyReLU -> conv after ResNeXt modules, conv -> norm -> LeakyReLU
+  after plain ones (``Refinement_Module.py``, ``relu_loc``). The study uses 0 (see ``CRN``).
 - Head: 1x1 conv (Xavier, zero bias) to 3K channels; image k takes R, G, B from channels k,
   K + k, 2K + k; output (x + 1) / 2 with no tanh and no clamp (thesis; the official CRN scales
   to [0, 255]).
 - Twin (flow variants): a twin module beside each module takes the prior images and the
   previous features; levels pass on main + twin; the final twin module feeds ``FlowHeads``
-  (PyTorch's default init, as the thesis's plain flow and mask convs).
+  (PyTorch's default init, as the thesis's plain flow and mask convs). Only the ResNeXt twin
+  (v09) is the thesis's: its plain-module twins used another layout (``complex_input_mode``),
+  not ported, so ``pipeline.config.check_variant`` refuses a variant with twin and no residual.
 - Init: every other conv N(0, 0.02) with PyTorch's default bias (the thesis's RMBlock).
 
 Thesis vs. official CRN: the thesis resizes labels nearest (official: area) and uses a
@@ -47,7 +54,7 @@ __all__ = [
 
 CRN_WIDTHS: tuple[int, ...] = (1024, 1024, 1024, 1024, 1024, 512, 512, 128, 32)
 BASE_SIZE: tuple[int, int] = (4, 8)  # CRN_INPUT_TENSOR_SIZE_HEIGHT / _WIDTH
-HEAD_PREFIXES = ("to_image.", "heads.", "process.")
+HEAD_PREFIXES = ("to_image.", "heads.", "process.", "twin_process.")
 
 
 def module_sizes(height: int, width: int, base: tuple[int, int] = BASE_SIZE) -> list[tuple[int, int]]:
@@ -119,6 +126,10 @@ class CRN(nn.Module):
                  norm: str = "layer", residual: bool = False, twin: bool = False,
                  width_divisor: int = 1, cardinality: int = 32, processing_blocks: int = 0,
                  widths: Sequence[int] = CRN_WIDTHS, base_size: tuple[int, int] = BASE_SIZE):
+        # processing_blocks = 0 is this project's choice: the thesis does not record the value it
+        # trained with, and its code's default (CRN_NUM_RESNET_PROCESSING_RMS) went from 2 to 0
+        # at MastersProject commit 2f48c3a (Jan 2021). Set it with
+        # train.model_overrides.generator.processing_blocks.
         super().__init__()
         check_norm(norm)
         if twin and spec.prior is None:
@@ -141,12 +152,18 @@ class CRN(nn.Module):
         self.refine = self._modules_for(main_groups)
         self.twin = self._modules_for([spec.prior_image_channels]) if twin else None
         final = self.channels[-1]
-        self.process = nn.Sequential(*(ProcessingBlock(final, norm, self.sizes[-1])
-                                       for _ in range(processing_blocks)))
+        self.process = self._processing(processing_blocks)
+        self.twin_process = self._processing(processing_blocks) if twin else None
         self.to_image = nn.Conv2d(final, 3 * output_images, 1)
         nn.init.xavier_uniform_(self.to_image.weight)
         nn.init.zeros_(self.to_image.bias)
         self.heads = FlowHeads(final, std=None) if twin else None
+
+    def _processing(self, count: int) -> nn.Sequential:
+        """``count`` processing blocks for the final module's output (see the module docstring)."""
+        order = "before" if self.settings["residual"] else "after"
+        return nn.Sequential(*(ProcessingBlock(self.channels[-1], self.settings["norm"], self.sizes[-1], order)
+                               for _ in range(count)))
 
     def _modules_for(self, group_channels: Sequence[int]) -> nn.ModuleList:
         settings = self.settings
@@ -188,7 +205,7 @@ class CRN(nn.Module):
             return {"images": stacked, "image": stacked[:, 0]}
         if side is None:
             return {"image": images}
-        flow, mask = self.heads(side)
+        flow, mask = self.heads(self.twin_process(side))
         return merge_with_prior(images, flow, mask, prior_images, self.spec.prior)
 
     def grow(self, output_images: int | None = None) -> "CRN":
@@ -207,8 +224,9 @@ class CRN(nn.Module):
     def load_grown_state(self, old_state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
         """Load a smaller CRN's state by module index, as the thesis's ``strict=False`` load did.
 
-        Parameters whose name and shape match are copied; the old heads (image, flow, mask,
-        processing blocks) are dropped. Returns the ``transferred``, ``dropped`` and ``fresh`` keys.
+        Parameters whose name and shape match are copied; the old heads (image, flow, mask, both
+        chains' processing blocks) are dropped. Returns the ``transferred``, ``dropped`` and
+        ``fresh`` keys.
         """
         own = self.state_dict()
         transferred, dropped = [], []
