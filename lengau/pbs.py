@@ -18,6 +18,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ __all__ = [
     "Queue", "Site", "SiteError", "site_file", "load_site", "read_job_properties", "job_attempt",
     "job_name", "walltime", "walltime_seconds", "job_walltime_s", "choose_queue", "qsub_command", "job_script", "parse_qstat",
     "state_of", "explain_exit", "QstatResult", "run_qstat", "job_status", "exit_marker_dir", "script_path",
+    "python_env_lines", "submits", "check_site_before_run",
 ]
 
 HERE = Path(__file__).resolve().parent
@@ -98,6 +100,41 @@ def load_site(path: str | Path | None = None, workdir: str | Path | None = None)
         qstat_timeout_s=float(raw.get("qstat_timeout_s", 60)),
         warn_before_walltime_s=int(raw.get("warn_before_walltime_s", 300)),
     )
+
+
+# Snakemake options (their argparse dests) under which `--profile lengau` submits nothing.
+NO_SUBMIT = ("dryrun", "touch", "unlock", "lint", "list_rules", "list_target_rules", "dag", "rulegraph",
+             "filegraph", "d3dag", "summary", "detailed_summary", "list_changes", "list_input_changes",
+             "list_params_changes", "list_untracked", "cleanup_metadata", "cleanup_shadow", "report",
+             "delete_all_output", "delete_temp_output", "containerize", "export_cwl", "archive",
+             "generate_unit_tests", "print_compilation", "list_conda_envs", "conda_create_envs_only",
+             "draft_notebook", "edit_notebook", "version")
+
+
+def submits(argv: list[str]) -> bool:
+    """Whether Snakemake's command line ``argv`` (without the program) would submit jobs.
+
+    Parsed with Snakemake's own parser (before the profile is applied), so ``-np`` is a dry run.
+    Anything unclear (a Snakemake without that parser, a command line it refuses) answers False:
+    then submit.py still refuses each job under a bad site file, as before this check.
+    """
+    try:
+        from snakemake.cli import get_argument_parser
+
+        args, _ = get_argument_parser().parse_known_args(argv)
+    except (Exception, SystemExit):
+        return False
+    if getattr(args, "executor", None) not in (None, "cluster-generic"):
+        return False
+    return not any(getattr(args, name, None) for name in NO_SUBMIT)
+
+
+def check_site_before_run(argv: list[str], path: str | Path | None = None) -> None:
+    """Raise SiteError for a bad site file (the CSCI0000 project code above all) when ``argv``
+    submits jobs: the profile calls this as Snakemake loads it, so the run stops once, before
+    any submission, instead of every job's (and retry's) qsub failing on its own."""
+    if submits(argv):
+        load_site(path)
 
 
 def _read_site(path: Path) -> dict[str, Any]:
@@ -184,7 +221,8 @@ def qsub_command(job_properties: dict[str, Any], site: Site, attempt: int = 1) -
     """The qsub argv (without the script, which submit.py pipes on stdin) for one Snakemake job.
 
     No ``-V``: exporting the login environment breaks ``qstat -F json`` and leaks the login
-    node's modules into the job; the job script's ``setup`` lines build the environment instead.
+    node's modules into the job; the job script's ``setup`` lines and the submitting Python's
+    ``bin/`` (:func:`python_env_lines`) build the environment instead.
     """
     resources = job_properties.get("resources") or {}
     if "mem_mb" not in resources:
@@ -220,8 +258,30 @@ def script_path(job_properties: dict[str, Any], workdir: str | Path, attempt: in
     return scripts / f"{job_name(job_properties)}.attempt{attempt}.sh"
 
 
-def job_script(jobscript: str, site: Site, workdir: str | Path, walltime_s: int | None = None) -> str:
-    """The script PBS runs: site setup, Snakemake's own job script, then the exit-status marker.
+def python_env_lines(python: str | Path | None = None) -> list[str]:
+    """Shell lines that put the ``bin/`` of ``python`` (default: this interpreter) first on PATH.
+
+    The profile runs submit.py with the interpreter Snakemake runs with, so a job finds the rules'
+    bare ``python`` (and ``snakemake``) in the environment the workflow was submitted from, wherever
+    the working directory (``-d``) is: a job starts in $HOME with a bare PATH. A virtualenv is
+    recognised by its pyvenv.cfg and also gets VIRTUAL_ENV, as its ``activate`` would set. The path
+    is made absolute but not resolved: a venv's python is a symlink to the base interpreter.
+    """
+    bin_dir = Path(os.path.abspath(python or sys.executable)).parent
+    lines = []
+    if (bin_dir.parent / "pyvenv.cfg").is_file():
+        lines.append(f"export VIRTUAL_ENV={shlex.quote(str(bin_dir.parent))}")
+    lines += [f'export PATH={shlex.quote(str(bin_dir))}:"$PATH"', "unset PYTHONHOME", "hash -r"]
+    return lines
+
+
+def job_script(jobscript: str, site: Site, workdir: str | Path, walltime_s: int | None = None,
+               python: str | Path | None = None) -> str:
+    """The script PBS runs: site setup, the submitting Python environment, Snakemake's own job
+    script, then the exit-status marker.
+
+    The environment (:func:`python_env_lines` of ``python``, default this interpreter) comes after
+    the site setup, so a ``module load`` there cannot put another Python ahead of it.
 
     Snakemake's script ends in ``exit 0 || exit 1``, so it runs in a background subshell and
     the marker is written after it. At walltime (or qdel) PBS sends SIGTERM to every process of
@@ -244,6 +304,8 @@ def job_script(jobscript: str, site: Site, workdir: str | Path, walltime_s: int 
         "trap 'terminated=1' TERM",
         "# --- site setup (lengau/site.yaml: setup) ---",
         site.setup.rstrip("\n"),
+        "# --- the Python environment snakemake was run with (lengau/submit.py's interpreter) ---",
+        *python_env_lines(python),
         *timer,
         "# --- the Snakemake job ---",
         "(",

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """cluster-generic-submit-cmd of the lengau profile: submit one Snakemake job script with qsub.
 
-Snakemake calls ``submit.py JOBSCRIPT`` in the workflow's directory; this writes the PBS job
-script (site setup + Snakemake's script + exit marker, see pbs.job_script) under
+Snakemake calls ``submit.py JOBSCRIPT`` in the workflow's directory, with its own interpreter
+(the profile's submit command); this writes the PBS job script (site setup + that interpreter's
+bin/ first on PATH + Snakemake's script + exit marker, see pbs.job_script) under
 .snakemake/lengau/scripts/, runs the qsub line of pbs.qsub_command and prints the job id qsub
 printed, which Snakemake passes to status.py and cancel.sh. A qsub error exits non-zero with
 qsub's message, and Snakemake reports the job as failed.

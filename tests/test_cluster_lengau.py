@@ -40,7 +40,8 @@ def write_site(path: Path, **changes) -> Path:
         "project": "CSCI1166",
         "queues": {"gpu": {"name": "gpu_1", "max_walltime": "12:00:00"},
                    "cpu": {"name": "serial", "max_walltime": "48:00:00"}},
-        "setup": f"export PATH={BIN}:$PATH\nexport FROM_SITE_SETUP=yes\n",
+        # No PATH here: the job script itself puts the submitting environment (BIN) first on PATH.
+        "setup": "export FROM_SITE_SETUP=yes\n",
         "log_dir": "logs/pbs",
         "unknown_job_grace_s": 300,
         "qstat_timeout_s": 10,
@@ -222,6 +223,68 @@ def test_the_shipped_site_file_wants_a_project_code(tmp_path):
     filled.write_text(yaml.safe_dump({**shipped, "project": "CSCI1166"}))
     site = pbs.load_site(filled, workdir=tmp_path)
     assert site.gpu == pbs.Queue("gpu_1", 12 * 3600) and site.log_dir == tmp_path / "logs" / "pbs"
+
+
+# --- the job's Python environment ----------------------------------------------------------
+
+def profile_settings(monkeypatch, site_file: Path) -> dict:
+    """lengau/config.v8+.yaml as Snakemake reads it for `snakemake --profile lengau --cores 1` run
+    from the repository root with LENGAU_SITE=site_file (the profile checks it, as it would submit)."""
+    import yte
+
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("LENGAU_SITE", str(site_file))
+    monkeypatch.setattr(sys, "argv", ["snakemake", "--profile", "lengau", "--cores", "1"])
+    with open(REPO / "lengau" / "config.v8+.yaml") as stream:
+        return yte.process_yaml(stream, require_use_yte=True)
+
+
+def test_a_job_runs_python_from_the_submitting_environment_whatever_the_workdir(tmp_path, monkeypatch):
+    """`snakemake --profile lengau -d WORK` (the README's demo): submit.py runs in WORK, so PBS's
+    $PBS_O_WORKDIR is WORK, which has no .venv. A job starts with a bare PATH; the rules' bare
+    `python` must still be the environment snakemake runs in (here the test's), from the shipped
+    site setup and the profile's submit command."""
+    work = tmp_path / "work"
+    work.mkdir()
+    shipped = yaml.safe_load((REPO / "lengau" / "site.yaml").read_text())
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(yaml.safe_dump({**shipped, "project": "CSCI1166"}))
+    submit_cmd = profile_settings(monkeypatch, site_file)["cluster-generic-submit-cmd"]
+    fake_bin = tmp_path / "fake_bin"
+    fake_bin.mkdir()
+    (fake_bin / "qsub").write_text(f'#!/bin/sh\nfor last; do :; done\necho "$last" > {tmp_path}/submitted\necho 1.fake\n')
+    (fake_bin / "qsub").chmod(0o755)
+    props = properties("ok", wildcards={}, gpu=0, runtime=5, mem_mb=500)
+    snakemake_job = tmp_path / "snakejob.ok.1.sh"       # what cluster-generic hands to submit.py
+    snakemake_job.write_text(f"#!/bin/sh\n# properties = {json.dumps(props)}\n"
+                             f"cd {work} && command -v python > python.txt && "
+                             "python -c 'import os, sys; print(sys.prefix, os.environ[\"VIRTUAL_ENV\"])' > prefix.txt\n")
+    env = dict(os.environ, PATH=f"{fake_bin}{os.pathsep}{BIN}{os.pathsep}/usr/bin:/bin", LENGAU_SITE=str(site_file))
+    done = subprocess.run(f'{submit_cmd} "{snakemake_job}"', shell=True, cwd=work, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout == "1.fake\n", done.stderr
+    script = Path((tmp_path / "submitted").read_text().strip())
+    assert script.parent == work / ".snakemake" / "lengau" / "scripts"
+    home = tmp_path / "home"
+    home.mkdir()
+    job = subprocess.run(["bash", str(script)], cwd=home, capture_output=True, text=True, timeout=60,
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(home), "PBS_JOBID": "1.fake",
+                              "PBS_O_WORKDIR": str(work)})
+    assert job.returncode == 0, job.stdout + job.stderr
+    assert Path((work / "python.txt").read_text().strip()).parent == BIN
+    assert (work / "prefix.txt").read_text().split() == [sys.prefix, sys.prefix]
+
+
+def test_the_environment_lines_quote_the_path_and_set_virtual_env_only_for_a_venv(tmp_path):
+    venv = tmp_path / "a venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    lines = pbs.python_env_lines(venv / "bin" / "python3")
+    assert lines[:2] == [f"export VIRTUAL_ENV='{venv}'", f"export PATH='{venv / 'bin'}':\"$PATH\""]
+    path = subprocess.run(["bash", "-c", "\n".join([*lines, 'echo "$PATH"'])], env={"PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, check=True).stdout
+    assert path == f"{venv / 'bin'}:/usr/bin:/bin\n"
+    assert not any("VIRTUAL_ENV" in line for line in pbs.python_env_lines("/usr/bin/python3"))
 
 
 # --- Snakemake driving the profile against a fake PBS ----------------------------------------
@@ -448,6 +511,32 @@ SMALL_WORKFLOW = textwrap.dedent('''
         resources: mem_mb=500, runtime=5, gpu=1
         shell: "exit 3"
 ''')
+
+
+def test_only_a_command_line_that_submits_is_checked():
+    assert pbs.submits(["--cores", "1", "results/fvd_table.csv"])
+    assert pbs.submits(["-d", "demo", "-k", "results/fvd_table.csv"])
+    for argv in (["-np", "x"], ["--dry-run"], ["-n", "-s", "Snakefile"], ["--unlock"], ["--dag"], ["--list-rules"],
+                 ["-e", "local", "x"], ["--touch", "x"], ["--dry"]):          # --dry: Snakemake refuses it
+        assert not pbs.submits(argv), argv
+
+
+def test_the_placeholder_project_stops_the_run_once_before_any_submission(tmp_path):
+    """Under CSCI0000 every job's (and retry's) submission used to fail with the same message;
+    now the profile refuses the run as it loads, once, naming the site file. A dry run still works."""
+    work = tmp_path / "work"
+    work.mkdir()
+    snakefile = work / "Snakefile"
+    snakefile.write_text(SMALL_WORKFLOW)
+    env = fake_pbs(tmp_path, mode="outputs", history=True)
+    env["LENGAU_SITE"] = str(write_site(tmp_path / "placeholder-site.yaml", project="CSCI0000"))
+    done = snakemake_lengau(env=env, workdir=work, snakefile=snakefile, timeout=120)
+    log = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert log.count("programme code") == 1 and "placeholder-site.yaml" in log, log
+    assert "Nothing was submitted" in log and not (tmp_path / "fakepbs" / "jobs").exists(), log
+    dry = snakemake_lengau("-n", env=env, workdir=work, snakefile=snakefile, timeout=120)
+    assert dry.returncode == 0 and "programme code" not in dry.stdout + dry.stderr, dry.stdout + dry.stderr
 
 
 @pytest.mark.slow
