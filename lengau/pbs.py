@@ -30,7 +30,7 @@ __all__ = [
     "Queue", "Site", "SiteError", "site_file", "load_site", "read_job_properties", "job_attempt",
     "job_name", "walltime", "walltime_seconds", "job_walltime_s", "choose_queue", "qsub_command", "job_script", "parse_qstat",
     "state_of", "explain_exit", "QstatResult", "run_qstat", "job_status", "exit_marker_dir", "script_path",
-    "python_env_lines", "submits", "check_site_before_run",
+    "python_env_lines",
 ]
 
 HERE = Path(__file__).resolve().parent
@@ -100,41 +100,6 @@ def load_site(path: str | Path | None = None, workdir: str | Path | None = None)
         qstat_timeout_s=float(raw.get("qstat_timeout_s", 60)),
         warn_before_walltime_s=int(raw.get("warn_before_walltime_s", 300)),
     )
-
-
-# Snakemake options (their argparse dests) under which `--profile lengau` submits nothing.
-NO_SUBMIT = ("dryrun", "touch", "unlock", "lint", "list_rules", "list_target_rules", "dag", "rulegraph",
-             "filegraph", "d3dag", "summary", "detailed_summary", "list_changes", "list_input_changes",
-             "list_params_changes", "list_untracked", "cleanup_metadata", "cleanup_shadow", "report",
-             "delete_all_output", "delete_temp_output", "containerize", "export_cwl", "archive",
-             "generate_unit_tests", "print_compilation", "list_conda_envs", "conda_create_envs_only",
-             "draft_notebook", "edit_notebook", "version")
-
-
-def submits(argv: list[str]) -> bool:
-    """Whether Snakemake's command line ``argv`` (without the program) would submit jobs.
-
-    Parsed with Snakemake's own parser (before the profile is applied), so ``-np`` is a dry run.
-    Anything unclear (a Snakemake without that parser, a command line it refuses) answers False:
-    then submit.py still refuses each job under a bad site file, as before this check.
-    """
-    try:
-        from snakemake.cli import get_argument_parser
-
-        args, _ = get_argument_parser().parse_known_args(argv)
-    except (Exception, SystemExit):
-        return False
-    if getattr(args, "executor", None) not in (None, "cluster-generic"):
-        return False
-    return not any(getattr(args, name, None) for name in NO_SUBMIT)
-
-
-def check_site_before_run(argv: list[str], path: str | Path | None = None) -> None:
-    """Raise SiteError for a bad site file (the CSCI0000 project code above all) when ``argv``
-    submits jobs: the profile calls this as Snakemake loads it, so the run stops once, before
-    any submission, instead of every job's (and retry's) qsub failing on its own."""
-    if submits(argv):
-        load_site(path)
 
 
 def _read_site(path: Path) -> dict[str, Any]:

@@ -513,32 +513,6 @@ SMALL_WORKFLOW = textwrap.dedent('''
 ''')
 
 
-def test_only_a_command_line_that_submits_is_checked():
-    assert pbs.submits(["--cores", "1", "results/fvd_table.csv"])
-    assert pbs.submits(["-d", "demo", "-k", "results/fvd_table.csv"])
-    for argv in (["-np", "x"], ["--dry-run"], ["-n", "-s", "Snakefile"], ["--unlock"], ["--dag"], ["--list-rules"],
-                 ["-e", "local", "x"], ["--touch", "x"], ["--dry"]):          # --dry: Snakemake refuses it
-        assert not pbs.submits(argv), argv
-
-
-def test_the_placeholder_project_stops_the_run_once_before_any_submission(tmp_path):
-    """Under CSCI0000 every job's (and retry's) submission used to fail with the same message;
-    now the profile refuses the run as it loads, once, naming the site file. A dry run still works."""
-    work = tmp_path / "work"
-    work.mkdir()
-    snakefile = work / "Snakefile"
-    snakefile.write_text(SMALL_WORKFLOW)
-    env = fake_pbs(tmp_path, mode="outputs", history=True)
-    env["LENGAU_SITE"] = str(write_site(tmp_path / "placeholder-site.yaml", project="CSCI0000"))
-    done = snakemake_lengau(env=env, workdir=work, snakefile=snakefile, timeout=120)
-    log = done.stdout + done.stderr
-    assert done.returncode != 0
-    assert log.count("programme code") == 1 and "placeholder-site.yaml" in log, log
-    assert "Nothing was submitted" in log and not (tmp_path / "fakepbs" / "jobs").exists(), log
-    dry = snakemake_lengau("-n", env=env, workdir=work, snakefile=snakefile, timeout=120)
-    assert dry.returncode == 0 and "programme code" not in dry.stdout + dry.stderr, dry.stdout + dry.stderr
-
-
 @pytest.mark.slow
 def test_jobs_run_and_a_server_without_history_is_answered_from_the_marker(tmp_path):
     """Real job scripts run (in the background, like PBS); finished jobs vanish from qstat."""
