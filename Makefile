@@ -8,7 +8,21 @@ CORES ?= 2
 # Rules call `python -m pipeline.<stage>`: the venv's python must come first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test lint bench envs clean-demo
+.PHONY: help demo test lint bench envs clean-demo
+# A bare `make` lists the targets (it would otherwise run the first rule, the install).
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make targets:"
+	@echo "  help              this list (a bare make)"
+	@echo "  demo              the whole graph on the synthetic city -> demo/results/fvd_table.csv and report.html"
+	@echo "  test              the test suite (pytest)"
+	@echo "  lint              snakemake --lint on the workflow with config/demo.yaml"
+	@echo "  bench             every benchmarks/bench_*.py"
+	@echo "  envs              regenerate envs/*.yaml (cluster conda environments) from the lock file"
+	@echo "  clean-demo        delete the demo's folder (demo/), never results/"
+	@echo "  $(STAMP)  only make the environment (.venv, once; PYTHON=python3.11 picks the interpreter)"
+	@echo "Variables: PYTHON ($(PYTHON)), CORES ($(CORES), for demo). The study runs with snakemake (README)."
 
 $(STAMP): requirements/lock.txt requirements/constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -10,7 +10,7 @@ one section requires of another (the test videos fit in a snippet, every size re
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,9 @@ import yaml
 
 from pipeline.errors import PipelineError
 
-__all__ = ["SCHEMA_PATH", "I3D_MIN_FRAMES", "load_config", "merge", "validate", "check_variant",
-           "check_consistency", "section"]
+__all__ = ["SCHEMA_PATH", "I3D_MIN_FRAMES", "RESERVED_VARIANT_NAMES", "BOOLEAN_CHOICES", "load_config",
+           "read_config_file", "key_sources", "merge", "validate", "check_variant", "check_consistency",
+           "section"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -31,6 +32,21 @@ DEFAULT_CONFIG = REPO_ROOT / "config.yaml"
 I3D_MIN_FRAMES = 9
 # The synthetic city's smallest frame side (pipeline.data.synthetic checks it when drawing).
 SYNTHETIC_MIN_SIZE = 16
+# Names a variant cannot have: its outputs (results/videos/{variant}.h5, results/fvd/embeddings/
+# {variant}.npz, logs/embed/{variant}.log) would be those of the real test videos, or clash with the
+# folders of fvd.draw_choice's held-out videos and embeddings (the held-out split's name).
+RESERVED_VARIANT_NAMES = {
+    "real": "results/videos/real.h5 and results/fvd/embeddings/real.npz hold the real test videos "
+            "and their embeddings",
+    "heldout": "results/videos/heldout/ and results/fvd/embeddings/heldout/ hold fvd.draw_choice's "
+               "held-out videos and embeddings (heldout is the held-out split's name)",
+}
+# Enum keys whose values YAML 1.1 reads as booleans when left bare (`compile: off` is False,
+# `amp: on` is True): the boolean stands for this value, so downstream code sees the strings.
+BOOLEAN_CHOICES: dict[tuple[str, ...], dict[bool, str]] = {
+    ("train", "amp"): {True: "bf16", False: "off"},
+    ("train", "compile"): {True: "on", False: "off"},
+}
 
 
 def merge(base: Mapping, override: Mapping) -> dict:
@@ -45,23 +61,39 @@ def merge(base: Mapping, override: Mapping) -> dict:
 
 
 def load_config(paths: Iterable[str | Path] = (DEFAULT_CONFIG,)) -> dict:
-    """Read, merge in order, validate and check the given YAML files (a consistency error names
-    the file that set each key it names)."""
+    """Read, merge in order, validate and check the given YAML files (an error names the file
+    that set each key it names)."""
     config: dict = {}
-    sources: dict[tuple[str, ...], str] = {}
+    layers = []
     for path in paths:
-        path = Path(path)
-        if not path.is_file():
-            raise PipelineError("config file not found", path)
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise PipelineError(f"not valid YAML: {err}", path) from err
-        if not isinstance(loaded, Mapping):
-            raise PipelineError("a config file must hold a mapping of sections", path)
+        loaded = read_config_file(path)
         config = merge(config, loaded)
-        sources.update(_key_paths(loaded, str(path)))
-    return validate(config, sources)
+        layers.append((str(path), loaded))
+    return validate(config, key_sources(layers))
+
+
+def read_config_file(path: str | Path) -> dict:
+    """One config file's mapping (empty for an empty file); a missing or malformed file is named."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError("config file not found", path)
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise PipelineError(f"not valid YAML: {err}", path) from err
+    if not isinstance(loaded, Mapping):
+        raise PipelineError("a config file must hold a mapping of sections", path)
+    return loaded
+
+
+def key_sources(layers: Iterable[tuple[str, Mapping]]) -> dict[tuple[str, ...], str]:
+    """Key path -> the source that set it, for ``layers`` of (name, mapping) merged in order (a
+    later one wins): what :func:`validate` names in its messages. ``load_config`` passes its files;
+    common.smk Snakemake's (the Snakefile's configfile, each --configfile, then --config)."""
+    sources: dict[tuple[str, ...], str] = {}
+    for name, mapping in layers:
+        sources.update(_key_paths(mapping, name))
+    return sources
 
 
 def _key_paths(node: Mapping, source: str, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], str]:
@@ -109,31 +141,59 @@ def _with_defaults(validator_class, root: Mapping):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-def validate(config: Mapping, sources: Mapping[tuple[str, ...], str] | None = None) -> dict:
+def validate(config: Mapping, sources: Mapping[tuple[str, ...], str] | None = None, *,
+             workflow: bool = False) -> dict:
     """Validate a merged config against the schema, fill defaults, check variants and the
-    consistency of its sections (:func:`check_consistency`); return it. ``sources``: key path ->
-    the file that set it, for the messages (:func:`load_config` knows them; Snakemake's merge
-    of ``--configfile``s does not tell)."""
+    consistency of its sections (:func:`check_consistency`); return it. A bare YAML ``on``/``off``
+    (a boolean) of a key in ``BOOLEAN_CHOICES`` becomes its string first. ``sources``: key path ->
+    the file that set it, for the messages (:func:`key_sources`). ``workflow``: the config is the
+    one Snakemake runs (common.smk), whose train jobs need the backbone files
+    (:func:`check_consistency`)."""
     config = copy.deepcopy(dict(config))
+    _booleans_as_choices(config)
     schema = _schema()
     validator = _with_defaults(jsonschema.Draft202012Validator, schema)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
-        raise PipelineError("invalid config:\n" + "\n".join(_describe(err) for err in errors))
+        raise PipelineError("invalid config:\n" + "\n".join(_describe(err, sources) for err in errors))
     for name, entry in config["variants"].items():
         check_variant(name, entry)
-    check_consistency(config, sources)
+    check_consistency(config, sources, workflow=workflow)
     return config
 
 
-def _describe(error: jsonschema.ValidationError) -> str:
-    key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
-    return f"  config key {key}: {error.message}"
+def _booleans_as_choices(config: dict) -> None:
+    """Replace, in place, a boolean at a ``BOOLEAN_CHOICES`` key by the enum value it stands for."""
+    for path, choices in BOOLEAN_CHOICES.items():
+        node: Any = config
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if isinstance(node, MutableMapping) and isinstance(node.get(path[-1]), bool):
+            node[path[-1]] = choices[node[path[-1]]]
+
+
+def _describe(error: jsonschema.ValidationError, sources: Mapping[tuple[str, ...], str] | None) -> str:
+    path = tuple(str(part) for part in error.absolute_path)
+    key = ".".join(path) or "(top level)"
+    where = ""
+    if sources is not None:
+        if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+            # The unknown keys' files: the mapping holding them may come from several.
+            known = error.schema.get("properties", {})
+            where = ", ".join(f"{'.'.join(path + (str(name),))} in {sources.get(path + (str(name),), 'default')}"
+                              for name in error.instance if name not in known)
+            where = f" ({where})" if where else ""
+        else:
+            where = f" ({sources.get(path, 'default')})" if path else ""
+    return f"  config key {key}{where}: {error.message}"
 
 
 def check_variant(name: str, entry: Mapping[str, Any]) -> None:
-    """Reject contradictory variant entries, naming the entry and the conflict."""
+    """Reject contradictory variant entries and reserved names, naming the entry and the conflict."""
     problems = []
+    if name in RESERVED_VARIANT_NAMES:
+        problems.append(f"the name {name!r} is reserved ({RESERVED_VARIANT_NAMES[name]}; a variant of that "
+                        "name would write to the same paths): rename the variant")
     if entry["flow"] and entry["prior"] is None:
         problems.append("flow needs prior frames (prior: ext or adj)")
     if entry["twin"] and not entry["flow"]:
@@ -187,7 +247,8 @@ def _size(height: int, width: int) -> str:
     return f"{height}x{width}"
 
 
-def check_consistency(config: Mapping, sources: Mapping[tuple[str, ...], str] | None = None) -> None:
+def check_consistency(config: Mapping, sources: Mapping[tuple[str, ...], str] | None = None, *,
+                      workflow: bool = False) -> None:
     """Reject a config whose sections contradict each other (each section valid on its own).
 
     Every rule is a constraint a stage enforces when it runs (hours into a cluster run), checked
@@ -210,6 +271,13 @@ def check_consistency(config: Mapping, sources: Mapping[tuple[str, ...], str] | 
     - fvd.width >= fvd.height: FVD scores square crops of side fvd.height.
     - fvd.i3d (the real I3D) needs fvd.frames >= 9. The schema allows 2 so that tests can run the
       graph with a few frames and the local random I3D (pipeline.fvd.embed still needs 9 to embed).
+    - Every variant has its own index (a row of table 5.1): the FVD table and fvd.comparisons pick
+      variants by it, and of two with one index one would silently stand for both.
+    - ``workflow`` (the config Snakemake runs, common.smk): every perceptual backbone a variant uses
+      has its file (weights.vgg19, weights.mobilenet_v2), unless weights.allow_random; else each
+      train job would fail on the cluster after queueing for a GPU. Without ``workflow`` (load_config,
+      stages run by hand, tests and benchmarks reading config.yaml, which ships without the site's
+      files) this rule is left out: the train stage refuses a missing file itself.
     """
     keys = _Keys(config, sources)
     data, subset, fvd, train = config["data"], config["subset"], config["fvd"], config["train"]
@@ -271,6 +339,26 @@ def check_consistency(config: Mapping, sources: Mapping[tuple[str, ...], str] | 
     if fvd["i3d"] and fvd["frames"] < I3D_MIN_FRAMES:
         problems.append(f"{keys('fvd.frames')} with the real I3D ({keys('fvd.i3d')}): the I3D embedding needs "
                         f"at least {I3D_MIN_FRAMES} frames a video (it halves time three times, then pools 2)")
+
+    by_index: dict[int, list[str]] = {}
+    for name, entry in sorted(variants.items()):
+        by_index.setdefault(entry["index"], []).append(name)
+    for index, names in sorted(by_index.items()):
+        if len(names) > 1:
+            problems.append(f"{' and '.join(keys(f'variants.{name}.index') for name in names)}: variants "
+                            f"{', '.join(names)} share index {index}, a row of table 5.1 (the FVD table and "
+                            "fvd.comparisons pick variants by index, so one would stand for the others); "
+                            "give each its own")
+
+    if workflow and not config["weights"]["allow_random"]:
+        for backbone in sorted({entry["perceptual"] for entry in variants.values() if entry["perceptual"]}):
+            if not config["weights"].get(backbone):
+                users = sorted(name for name, entry in variants.items() if entry["perceptual"] == backbone)
+                problems.append(f"{keys(f'weights.{backbone}')} names no file, but variants {', '.join(users)} "
+                                f"use the {backbone} perceptual backbone and {keys('weights.allow_random')}: "
+                                f"their train jobs would fail after queueing for a GPU; set weights.{backbone} "
+                                "to torchvision's file (README, pipeline/models/weights.py PINNED), or "
+                                "weights.allow_random: true for random weights (demo only)")
     if problems:
         raise PipelineError("inconsistent config:\n" + "\n".join(f"  - {problem}" for problem in problems))
 

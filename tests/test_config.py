@@ -15,6 +15,7 @@ from pipeline.config import (
     REPO_ROOT,
     SCHEMA_PATH,
     check_consistency,
+    key_sources,
     load_config,
     merge,
     validate,
@@ -248,3 +249,101 @@ def test_a_consistency_error_names_the_file_of_each_key(tmp_path):
 def test_i3d_min_frames_is_the_embed_stages():
     embed = (REPO_ROOT / "pipeline" / "fvd" / "embed.py").read_text()     # imports TensorFlow: read it
     assert re.search(r"^MIN_FRAMES = (\d+)$", embed, re.M)[1] == str(I3D_MIN_FRAMES)
+
+
+# --- what only the workflow needs, YAML's booleans, variant indices and names ------------------------
+
+
+def test_a_backbone_without_its_file_is_rejected_where_snakemake_would_train(tmp_path):
+    """Snakemake's config (workflow=True): a variant's perceptual backbone without its file, and
+    allow_random false, stops the run naming the variants, the key and the file that set it,
+    instead of each train job failing after queueing for a GPU."""
+    study_raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    mine = {"weights": {"mobilenet_v2": "/w/mobilenet_v2-b0353104.pth"}}
+    config = merge(study_raw, mine)
+    sources = key_sources([(str(DEFAULT_CONFIG), study_raw), (str(tmp_path / "mine.yaml"), mine)])
+    with pytest.raises(PipelineError, match="inconsistent config") as caught:
+        validate(config, sources, workflow=True)
+    message = str(caught.value)
+    assert (f"weights.vgg19 = null ({DEFAULT_CONFIG}) names no file, but variants v01, v02 use the vgg19 "
+            f"perceptual backbone and weights.allow_random = false ({DEFAULT_CONFIG})") in message, message
+    assert "weights.mobilenet_v2" not in message and message.count("\n  - ") == 1, message
+    # Both missing: one problem a backbone, each naming its variants (v10 has no perceptual loss).
+    with pytest.raises(PipelineError) as caught:
+        validate(study_raw, workflow=True)
+    message = str(caught.value)
+    assert "weights.mobilenet_v2 = null names no file, but variants v03, v04, v05, v06, v07, v08, v09, v11, " \
+           "v12, v13, v14 use the mobilenet_v2" in message, message
+    # A file for each, random weights, or no variant of that backbone: accepted.
+    validate(merge(config, {"weights": {"vgg19": "/w/vgg19-dcbb9e9d.pth"}}), workflow=True)
+    validate(merge(study_raw, {"weights": {"allow_random": True}}), workflow=True)
+    validate(merge(config, {"variants": {"v01": {"perceptual": None}, "v02": {"perceptual": "mobilenet_v2"}}}),
+             workflow=True)
+    # The demo (allow_random) passes; the study as shipped still loads outside the workflow (tests,
+    # benchmarks and stages by hand read it; the train stage refuses a missing file itself).
+    validate(merge(study_raw, yaml.safe_load(DEMO.read_text())), workflow=True)
+    load_config([DEFAULT_CONFIG])
+
+
+@pytest.mark.parametrize("text, amp, compile_", [
+    ("amp: on\n  compile: off", "bf16", "off"),
+    ("amp: off\n  compile: on", "off", "on"),
+    ("amp: false\n  compile: true", "off", "on"),
+    ("amp: auto\n  compile: auto", "auto", "auto"),
+])
+def test_bare_on_and_off_are_read_as_the_enum_values(tmp_path, text, amp, compile_):
+    """YAML 1.1 reads a bare on/off as true/false: train.amp and train.compile take them as the
+    strings they stand for, so the stages still see strings."""
+    override = tmp_path / "mine.yaml"
+    override.write_text(f"train:\n  {text}\n")
+    config = load_config([DEFAULT_CONFIG, override])
+    assert (config["train"]["amp"], config["train"]["compile"]) == (amp, compile_)
+    snakemake_validate(copy.deepcopy(config), str(SCHEMA_PATH))      # what common.smk checks next
+
+
+def test_other_values_of_amp_and_compile_are_still_refused(study):
+    for key, value in (("compile", "maybe"), ("amp", "fp16"), ("compile", 1)):
+        config = merge(study, {"train": {key: value}})
+        with pytest.raises(PipelineError, match=rf"config key train\.{key}"):
+            validate(config)
+
+
+def test_a_duplicate_variant_index_names_both_variants(tmp_path):
+    """fvd.comparisons and the FVD table pick variants by index: two with one index are refused."""
+    study_raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    override = tmp_path / "mine.yaml"
+    override.write_text(yaml.safe_dump({"variants": {"v15": dict(study_raw["variants"]["v08"], index=2)}}))
+    with pytest.raises(PipelineError, match="inconsistent config") as caught:
+        load_config([DEFAULT_CONFIG, override])
+    message = str(caught.value)
+    assert (f"variants.v02.index = 2 ({DEFAULT_CONFIG}) and variants.v15.index = 2 ({override}): variants "
+            "v02, v15 share index 2") in message, message
+    assert message.count("\n  - ") == 1, message
+    validate(merge(study_raw, {"variants": {"v15": dict(study_raw["variants"]["v08"], index=15)}}))
+
+
+@pytest.mark.parametrize("name, clash", [("real", "results/videos/real.h5"),
+                                         ("heldout", "results/videos/heldout/")])
+def test_variant_names_of_outputs_are_reserved(study, name, clash):
+    """A variant named real or heldout would share output files or folders with the real and the
+    held-out videos (an AmbiguousRuleException in Snakemake): a config error naming it instead."""
+    config = copy.deepcopy(study)
+    config["variants"][name] = dict(config["variants"]["v02"], index=15)
+    with pytest.raises(PipelineError, match=rf"variant '{name}' in config: the name '{name}' is reserved") as caught:
+        validate(config)
+    assert clash in str(caught.value)
+    config["variants"][f"{name}2"] = config["variants"].pop(name)
+    validate(config)
+
+
+def test_a_schema_error_names_the_file_that_set_the_key(tmp_path):
+    override = tmp_path / "mine.yaml"
+    override.write_text(yaml.safe_dump({"fvd": {"frames": 1}, "data": {"sourc": "synthetic"}}))
+    with pytest.raises(PipelineError, match="invalid config") as caught:
+        load_config([DEFAULT_CONFIG, override])
+    message = str(caught.value)
+    assert f"config key fvd.frames ({override}): 1 is less than the minimum of 2" in message, message
+    assert f"config key data (data.sourc in {override}): Additional properties" in message, message
+    # Without the files (a merged mapping), as before.
+    with pytest.raises(PipelineError, match=r"config key fvd\.frames: 1 is less"):
+        validate(merge(yaml.safe_load(DEFAULT_CONFIG.read_text()), {"fvd": {"frames": 1}}))

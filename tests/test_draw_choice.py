@@ -275,7 +275,8 @@ DRAW_RULES = ("draw_candidates", "real_heldout_videos", "embed_heldout_real", "e
 def dry_run_counts(root: Path, work: Path, auto: bool) -> dict[str, int]:
     weights = work / "weights"
     (weights / "i3d").mkdir(parents=True)
-    for name in ("deeplab.pt", "model_final_af9cf5.pkl", "flownet2.ckpt"):
+    for name in ("deeplab.pt", "model_final_af9cf5.pkl", "flownet2.ckpt", "vgg19-dcbb9e9d.pth",
+                 "mobilenet_v2-b0353104.pth"):
         (weights / name).touch()
     override = {
         "data": {"cityscapes_root": str(root)},
@@ -283,6 +284,9 @@ def dry_run_counts(root: Path, work: Path, auto: bool) -> dict[str, int]:
         "labels": {"semantic": {"checkpoint": str(weights / "deeplab.pt")},
                    "instance": {"checkpoint": str(weights / "model_final_af9cf5.pkl")}},
         "flow": {"checkpoint": str(weights / "flownet2.ckpt")},
+        # Snakemake refuses a study whose backbones have no file (train jobs would fail queued).
+        "weights": {"vgg19": str(weights / "vgg19-dcbb9e9d.pth"),
+                    "mobilenet_v2": str(weights / "mobilenet_v2-b0353104.pth")},
         "fvd": {"i3d": str(weights / "i3d"), "batches": 1, "draw_choice": {"auto": auto, "heldout_videos": 8}},
     }
     (work / "override.yaml").write_text(yaml.safe_dump(override))

@@ -30,7 +30,8 @@ def full_size_workdir(tmp_path_factory):
     root = make_fake_tree(work / "cityscapes")
     weights = work / "weights"
     weights.mkdir()
-    for name in ("deeplab.pt", "model_final_af9cf5.pkl", "flownet2.ckpt"):
+    for name in ("deeplab.pt", "model_final_af9cf5.pkl", "flownet2.ckpt", "vgg19-dcbb9e9d.pth",
+                 "mobilenet_v2-b0353104.pth"):
         (weights / name).touch()
     (weights / "i3d").mkdir()
     override = {
@@ -38,6 +39,9 @@ def full_size_workdir(tmp_path_factory):
         "labels": {"semantic": {"checkpoint": str(weights / "deeplab.pt")},
                    "instance": {"checkpoint": str(weights / "model_final_af9cf5.pkl")}},
         "flow": {"checkpoint": str(weights / "flownet2.ckpt")},
+        # Snakemake refuses a study whose backbones have no file (train jobs would fail queued).
+        "weights": {"vgg19": str(weights / "vgg19-dcbb9e9d.pth"),
+                    "mobilenet_v2": str(weights / "mobilenet_v2-b0353104.pth")},
         "fvd": {"i3d": str(weights / "i3d")},
     }
     (work / "override.yaml").write_text(yaml.safe_dump(override))

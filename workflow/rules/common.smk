@@ -1,4 +1,5 @@
 import json
+import shlex
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -20,9 +21,35 @@ from pipeline.pack.__main__ import pick_settings as pack_settings
 from pipeline.provenance import code_version
 from pipeline.train.settings import cluster_settings, train_settings
 
-# Our validator first: its errors name the config key; it also checks variant consistency.
-config.update(pipeline.config.validate(config))
+
+def config_sources():
+    """Config key path -> the file that set it, merged as Snakemake merged them: the Snakefile's
+    configfile (unless --replace-workflow-config), each --configfile in order, then --config."""
+    settings = workflow.config_settings
+    cli_files = [str(path) for path in settings.configfiles]
+    # workflow.configfiles: the --configfiles, then those of configfile: directives that exist.
+    own_files = workflow.configfiles[len(cli_files):]
+    if settings.replace_workflow_config:
+        own_files = []          # Snakemake drops what the configfile: directive read
+    layers = [(str(path), pipeline.config.read_config_file(path)) for path in [*own_files, *cli_files]]
+    if settings.config:
+        layers.append(("--config", dict(settings.config)))
+    return pipeline.config.key_sources(layers)
+
+
+# Our validator first: its errors name the config key and the file that set it; it also checks
+# variant consistency, and (workflow=True) that the train jobs will find their backbone files.
+config.update(pipeline.config.validate(config, config_sources(), workflow=True))
 validate(config, "../schemas/config.schema.yaml")
+
+
+# Jobs import this checkout's pipeline, whatever the venv's editable install points at (with
+# `snakemake -d elsewhere` or another checkout installed): its root goes first on PYTHONPATH, an
+# existing PYTHONPATH after it. The prefix replaces Snakemake's default, so it repeats
+# `set -euo pipefail` (braces doubled: Snakemake formats the prefix).
+WORKFLOW_ROOT = str(Path(workflow.basedir).resolve())
+_job_prefix = f"set -euo pipefail; export PYTHONPATH={shlex.quote(WORKFLOW_ROOT)}${{PYTHONPATH:+:$PYTHONPATH}}; "
+shell.prefix(_job_prefix.replace("{", "{{").replace("}", "}}"))
 
 
 wildcard_constraints:
@@ -112,6 +139,14 @@ def training_data(wildcards):
 def stage_settings(pick, *args):
     """A stage's settings as JSON, built by the stage's own function of the config."""
     return json.dumps(pick(config, *args), sort_keys=True)
+
+
+def train_job_settings(wildcards):
+    """train_settings without train.retries (whether or not train_settings drops it itself): how
+    often Snakemake resubmits a job is not what training reads, so raising it retrains nothing."""
+    settings = train_settings(config, wildcards.variant)
+    settings["train"] = {key: value for key, value in settings["train"].items() if key != "retries"}
+    return json.dumps(settings, sort_keys=True)
 
 
 def backbone_weights(wildcards):

@@ -11,7 +11,7 @@ rule train:
     benchmark:
         "results/timing/train/{variant}.tsv"
     params:
-        settings=lambda wildcards: stage_settings(train_settings, wildcards.variant),
+        settings=train_job_settings,
         code=code_version("pipeline.train"),
         # Not a declared output: Snakemake would delete it before a resubmitted job starts.
         resume="results/resume/{variant}",
@@ -20,7 +20,9 @@ rule train:
         gpu=1,
         mem_mb=32000,
         runtime=720,
-    retries: 3
+    # A job ends at the walltime (runtime, 12 h on Lengau) and its retries resume it: 1 + retries
+    # walltimes a variant at most (config.yaml train.retries).
+    retries: config["train"]["retries"]
     conda:
         "../../envs/torch.yaml"
     shell:

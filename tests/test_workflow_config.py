@@ -1,0 +1,103 @@
+"""What the Snakefile makes of the config before any job runs, and how its jobs start: config errors
+name the file (or --config) that set the key, the study without its backbone files stops the dry
+run, train.retries sets the train rule's retries, and jobs import this checkout's pipeline."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import BIN, REPO, run_snakemake
+
+DEMO = REPO / "config" / "demo.yaml"
+
+
+def test_config_errors_name_the_configfile_or_config_that_set_the_key(tmp_path):
+    (tmp_path / "mine.yaml").write_text("train:\n  compile: maybe\n")
+    result = run_snakemake("-n", "-d", str(tmp_path), "--configfile", "mine.yaml", "--config", "fvd={frames: 1}",
+                           cwd=tmp_path, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"config key train.compile ({tmp_path / 'mine.yaml'}): 'maybe' is not one of" in output, output
+    assert "config key fvd.frames (--config): '1' is not of type 'integer'" in output, output
+
+
+def test_the_study_without_its_backbone_files_stops_the_dry_run(tmp_path):
+    """config.yaml ships with weights.vgg19 and weights.mobilenet_v2 null: planning the study is
+    refused at once, naming the keys, their files and the variants, not in 13 queued GPU jobs."""
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump({"weights": {"allow_random": False}}))
+    result = run_snakemake("-n", "-d", str(tmp_path), "--configfile", "mine.yaml", cwd=tmp_path, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert (f"weights.vgg19 = null ({REPO / 'config.yaml'}) names no file, but variants v01, v02 use the vgg19 "
+            f"perceptual backbone and weights.allow_random = false ({tmp_path / 'mine.yaml'})") in output, output
+    assert f"weights.mobilenet_v2 = null ({REPO / 'config.yaml'}) names no file, but variants v03," in output
+    # With the files named, the dry run plans (a missing file then stops it as a missing input:
+    # tests/test_graph.py), given the study's other site files too.
+    site = {"weights": {"vgg19": str(tmp_path / "vgg19.pth"), "mobilenet_v2": str(tmp_path / "mobilenet_v2.pth")},
+            "labels": {"instance": {"checkpoint": str(tmp_path / "model_final_af9cf5.pkl")}},
+            "fvd": {"i3d": str(tmp_path / "i3d")}}
+    (tmp_path / "weights.yaml").write_text(yaml.safe_dump(site))
+    for name in ("vgg19.pth", "mobilenet_v2.pth", "model_final_af9cf5.pkl"):
+        (tmp_path / name).touch()
+    (tmp_path / "i3d").mkdir()
+    run_snakemake("-n", "-d", str(tmp_path), "--configfile", "mine.yaml", "weights.yaml", cwd=tmp_path)
+
+
+def test_a_bare_off_runs_through_snakemakes_own_validation(tmp_path):
+    (tmp_path / "off.yaml").write_text("train:\n  compile: off\n  amp: on\n")
+    run_snakemake("-n", "-d", str(tmp_path), "--configfile", str(DEMO), "off.yaml", "--", "results/data/subset.json",
+                  cwd=tmp_path)
+
+
+def fail_train_job(work: Path, pythonpath: str | None) -> list[str]:
+    """Run the train job of v01 (demo config, train.retries 1) with a `python` that fails at once
+    and records the PYTHONPATH it saw: one line an attempt."""
+    fake = work / "fake_bin"
+    fake.mkdir()
+    attempts = work / "attempts.txt"
+    python = fake / "python"
+    python.write_text(f'#!/bin/sh\nprintf "%s\\n" "${{PYTHONPATH-<unset>}}" >> {attempts}\nexit 1\n')
+    python.chmod(python.stat().st_mode | stat.S_IXUSR)
+    (work / "retries.yaml").write_text(yaml.safe_dump({"train": {"retries": 1}}))
+    (work / "results" / "data").mkdir(parents=True)
+    (work / "results" / "data" / "gtfine_train.h5").touch()      # the image variant's data
+    env = dict(os.environ, PATH=f"{fake}{os.pathsep}{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    env.pop("PYTHONPATH", None)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
+    command = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(work), "--cores", "1",
+               "--configfile", str(DEMO), str(work / "retries.yaml"), "--allowed-rules", "train", "--",
+               "results/train/v01/model.pt"]
+    done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert attempts.is_file(), done.stdout + done.stderr
+    return attempts.read_text().splitlines()
+
+
+@pytest.mark.parametrize("pythonpath, seen", [("/elsewhere/checkout", f"{REPO}:/elsewhere/checkout"),
+                                              (None, str(REPO))])
+def test_train_jobs_retry_train_retries_times_importing_this_checkout(tmp_path, pythonpath, seen):
+    """train.retries 1: the failing job runs twice. Every job has the workflow's repository first
+    on PYTHONPATH (so `python -m pipeline...` imports this checkout, not the venv's editable
+    install of another), an existing PYTHONPATH kept after it."""
+    assert fail_train_job(tmp_path, pythonpath) == [seen, seen]
+
+
+def test_raising_train_retries_retrains_nothing(tmp_path):
+    """train.retries is Snakemake's alone: the train job's command (its --settings, which Snakemake
+    compares for a rerun) is the same whatever it is."""
+    def planned(retries: int) -> str:
+        (tmp_path / "retries.yaml").write_text(yaml.safe_dump({"train": {"retries": retries}}))
+        out = run_snakemake("-n", "-p", "-d", str(tmp_path), "--configfile", str(DEMO), "retries.yaml", "--",
+                            "results/train/v08/model.pt", cwd=tmp_path).stdout
+        commands = [line for line in out.splitlines() if "python -m pipeline.train " in line]
+        assert len(commands) == 1, out
+        return commands[0]
+
+    assert '"train": {' in planned(3) and planned(3) == planned(9)
