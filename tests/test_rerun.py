@@ -9,13 +9,17 @@ rerun; a job whose command a change leaves alone does not rerun for it.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shlex
 import shutil
+import subprocess
 
 import pytest
 import yaml
 
-from conftest import REPO, run_snakemake
+from conftest import BIN, REPO, run_snakemake
 from test_graph import job_counts
 import pipeline.provenance as provenance
 from pipeline.config import load_config
@@ -227,3 +231,94 @@ def test_image_variants_train_on_every_gtfine_frame_and_prior_variants_on_the_su
     subset_only = planned_commands(tmp_path, {"train": {"image_data": "train"}})
     assert data_of(subset_only, "v01") == "results/data/train.h5"
     assert not any(rule == "pack_gtfine" for rule, _ in subset_only)
+
+
+def test_train_jobs_get_how_to_run_apart_from_what_they_compute(planned):
+    """The train rule's --settings (its params: what Snakemake compares, what a resume
+    fingerprints) hold neither the checkpoint interval nor torch.compile's settings nor the
+    table's columns; those come in --runtime, from a resource, which Snakemake does not compare."""
+    commands = {outputs: command for (rule, outputs), command in planned[0].items() if rule == "train"}
+    assert len(commands) == 14
+    for command in commands.values():
+        words = shlex.split(command)
+        settings = json.loads(words[words.index("--settings") + 1])
+        runtime = json.loads(words[words.index("--runtime") + 1])
+        assert runtime == {"checkpoint_minutes": 5, "compile": "auto", "compile_scope": "all",
+                           "compile_mode": "default"}           # demo.yaml's interval
+        assert not set(runtime) & set(settings["train"])
+        assert not {"index", "thesis_fvd"} & set(settings["entry"])
+
+
+# Stands in for the training command: writes the train rule's outputs at once, so that Snakemake
+# records each job's params as after a real run, and dry runs then show which variants it would
+# train again. Any other command runs the real python.
+STAND_IN = """#!{python}
+import os
+import sys
+
+args = sys.argv[1:]
+if args[:2] != ["-m", "pipeline.train"]:
+    os.execv(sys.executable, [sys.executable, *args])
+output = args[args.index("--output") + 1]
+os.makedirs(output, exist_ok=True)
+for name in ("model.pt", "losses.csv", "summary.json"):
+    with open(os.path.join(output, name), "w") as handle:
+        handle.write("stand-in\\n")
+"""
+VARIANTS = sorted(load_config([REPO / "config.yaml", REPO / "config" / "demo.yaml"])["variants"])
+TRAINED = [f"results/train/{variant}/model.pt" for variant in VARIANTS]
+CRN = {f"v{index:02d}" for index in range(1, 10)}
+WITH_DISCRIMINATOR = {"v06", "v08", "v09", "v10", "v11", "v12", "v13", "v14"}
+PRIOR = {"v07", "v08", "v09", "v12", "v13", "v14"}
+
+
+def snakemake_training(work, *args: str) -> str:
+    """Snakemake on the train rule alone (its packed inputs are plain files here), with the
+    stand-in python first on the jobs' PATH; its stdout."""
+    env = dict(os.environ, PATH=os.pathsep.join([str(work / "bin"), str(BIN), os.environ.get("PATH", "")]))
+    command = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), *TRAINED, "-d", str(work),
+               "--allowed-rules", "train", *args]
+    result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A workdir where every demo variant's train job has run (the stand-in's outputs) and
+    Snakemake has recorded its params."""
+    work = tmp_path_factory.mktemp("trained")
+    shutil.copy(REPO / "config" / "demo.yaml", work / "demo.yaml")
+    (work / "bin").mkdir()
+    (work / "bin" / "python").write_text(STAND_IN.format(python=BIN / "python"))
+    (work / "bin" / "python").chmod(0o755)
+    (work / "results" / "data").mkdir(parents=True)
+    for split in ("train", "gtfine_train"):       # the prior-frame and the image variants' data
+        (work / "results" / "data" / f"{split}.h5").write_text("packed")
+    snakemake_training(work, "--cores", "1", "--configfile", "demo.yaml")
+    assert all((work / target).is_file() for target in TRAINED)
+    return work
+
+
+def retrained(work, change: dict) -> set[str]:
+    """The variants a dry run with ``change`` over demo.yaml would train again."""
+    (work / "change.yaml").write_text(yaml.safe_dump(change))
+    out = snakemake_training(work, "-n", "--configfile", "demo.yaml", "change.yaml")
+    return set(re.findall(r"^\s+output: .*?results/train/(\w+)/", out, re.M))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change, variants", [
+    ({}, set()),
+    # How, not what: no variant trains again (a resumed job takes the new values).
+    ({"train": {"checkpoint_minutes": 7, "compile": "off", "compile_scope": "generator",
+                "compile_mode": "reduce-overhead"}}, set()),
+    ({"variants": {"v02": {"thesis_fvd": 1000.0}}}, set()),          # a column of the table
+    ({"train": {"crn": {"lr": 2.0e-4}}}, CRN),                        # not the pix2pixHD variants
+    ({"train": {"discriminator": {"lr": 2.0e-4}}}, WITH_DISCRIMINATOR),
+    ({"train": {"window": 4}}, PRIOR),
+    ({"losses": {"flow": 5.0}}, {"v09", "v14"}),
+    ({"train": {"amp": "off"}}, set(VARIANTS)),                       # numerics: kept
+], ids=["nothing", "how", "thesis_fvd", "crn.lr", "discriminator.lr", "window", "flow-loss", "amp"])
+def test_a_training_setting_retrains_only_the_variants_that_read_it(trained, change, variants):
+    assert retrained(trained, change) == variants

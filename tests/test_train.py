@@ -16,17 +16,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from conftest import make_packed_city
-from pipeline.config import DEFAULT_CONFIG, load_config
+from pipeline.config import DEFAULT_CONFIG, load_config, merge
 from pipeline.data.labels import num_channels
 from pipeline.errors import PipelineError
 from pipeline.models.prior import shift_prior
-from pipeline.train.loop import (TERMINATED_EXIT, _grow, _regrow_optimizers, build_models, compile_models,
-                                 load_trained, make_optimizers, train_variant)
+from pipeline.train.loop import (TERMINATED_EXIT, _grow, _hardware, _regrow_optimizers, build_models,
+                                 choose_precision, compile_models, load_trained, make_optimizers, train_variant)
 from pipeline.train.schedule import lr_factor, optimizer_steps, plan_stages, uses_decay
-from pipeline.train.settings import train_settings
+from pipeline.train.settings import train_runtime, train_settings
 from pipeline.train.step import random_window, train_window
 
 
@@ -40,17 +41,20 @@ def packed(tmp_path_factory):
     return make_packed_city(tmp_path_factory.mktemp("train_city"), train=4, val=2)
 
 
-def tiny(study: dict, variant: str, crn_epochs=(3, 1)) -> dict:
-    config = copy.deepcopy(study)
-    config["train"]["crn"]["stages"] = [{"height": 16, "width": 32, "epochs": crn_epochs[0]},
-                                        {"height": 32, "width": 64, "epochs": crn_epochs[1]}]
-    config["train"]["pix2pixhd"]["stages"] = [{"height": 32, "width": 64, "epochs": 2}]
-    config["train"]["window"] = 3
-    config["train"]["model_overrides"] = {"generator": {"width_divisor": 64},
+def tiny_override(crn_epochs=(3, 1)) -> dict:
+    """The study at a tiny size: an override of config.yaml (a mapping, or a file's content)."""
+    return {"train": {"crn": {"stages": [{"height": 16, "width": 32, "epochs": crn_epochs[0]},
+                                         {"height": 32, "width": 64, "epochs": crn_epochs[1]}]},
+                      "pix2pixhd": {"stages": [{"height": 32, "width": 64, "epochs": 2}]},
+                      "window": 3,
+                      "model_overrides": {"generator": {"width_divisor": 64},
                                           "discriminator": {"width_divisor": 16},
-                                          "encoder": {"width_divisor": 4}}
-    config["weights"]["allow_random"] = True
-    return train_settings(config, variant)
+                                          "encoder": {"width_divisor": 4}}},
+            "weights": {"allow_random": True}}
+
+
+def tiny(study: dict, variant: str, crn_epochs=(3, 1)) -> dict:
+    return train_settings(merge(study, tiny_override(crn_epochs)), variant)
 
 
 def test_thesis_schedules(study):
@@ -297,11 +301,13 @@ def test_the_discriminators_see_real_priors_with_real_frames_and_generated_ones_
     assert not torch.equal(fake_for_step[:, -6:], real_for_step[:, -6:])
 
 
-def run_training(variant: str, settings: dict, packed: dict, work: Path, kill_when=None) -> subprocess.CompletedProcess:
-    """Train in a subprocess; ``kill_when(rows)`` decides from the loss log when to send SIGTERM."""
+def run_training(variant: str, settings: dict | list[str], packed: dict, work: Path,
+                 kill_when=None) -> subprocess.CompletedProcess:
+    """Train in a subprocess; ``kill_when(rows)`` decides from the loss log when to send SIGTERM.
+    ``settings``: what ``--settings`` passes, or the command's own arguments for them."""
     command = [sys.executable, "-m", "pipeline.train", "--variant", variant, "--data", str(packed["train"]),
                "--output", str(work / "out"), "--resume", str(work / "resume"), "--device", "cpu",
-               "--settings", json.dumps(settings)]
+               *(settings if isinstance(settings, list) else ["--settings", json.dumps(settings)])]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = work / "resume" / "losses.csv"
@@ -412,8 +418,10 @@ def test_outputs_record_provenance_and_reload(study, packed, tmp_path):
     path = train_variant("v11", settings, packed["train"], tmp_path / "out", tmp_path / "resume", "cpu", progress=False)
     models, checkpoint = load_trained(path)
     assert "random" in checkpoint["provenance"]["backbone_weights"]["perceptual"]
-    assert checkpoint["provenance"]["hardware"] == {"device": "cpu", "precision": "fp32", "compiled": [],
-                                                    "cuda_graphs": False, "torch": torch.__version__}
+    assert checkpoint["provenance"]["hardware"] == {
+        "device": "cpu", "precision": "fp32", "precision_reason": "cpu: fp32 (deterministic)", "compiled": [],
+        "cuda_graphs": False, "torch": torch.__version__,
+        "runtime": {"checkpoint_minutes": 30, "compile": "auto", "compile_scope": "all", "compile_mode": "default"}}
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["training_seconds"] > 0 and summary["steps"] == 2 * 4
     header = (tmp_path / "out" / "losses.csv").read_text().splitlines()[0].split(",")
@@ -436,16 +444,123 @@ def test_bad_inputs_are_named(study, packed, tmp_path):
         train_settings(study, "v99")
 
 
-def test_a_resume_folder_of_another_run_is_refused(study, packed, tmp_path):
+def test_a_resume_follows_what_training_computes_not_how_it_runs(study, packed, tmp_path):
+    """A job killed after a checkpoint resumes after a change to how it runs (the checkpoint
+    interval, torch.compile) or to the table's columns, by hand (``--config``) as the rule runs it
+    (``--settings``, ``--runtime``); after a change to what it computes it is refused, naming each
+    differing key with its saved and its new value."""
     resume = tmp_path / "resume"
-    done = run_training("v02", tiny(study, "v02", crn_epochs=(1, 1)), packed, tmp_path,
-                        kill_when=lambda rows: len(rows) >= 1)
-    assert done.returncode == TERMINATED_EXIT and (resume / "resume.pt").is_file()
-    other = tiny(study, "v02", crn_epochs=(2, 1))
-    with pytest.raises(PipelineError, match="belongs to another run.*settings_sha256"):
-        train_variant("v02", other, packed["train"], tmp_path / "out", resume, "cpu")
-    with pytest.raises(PipelineError, match="belongs to another run.*variant"):
+
+    def config_files(name: str, *changes: dict) -> list[str]:
+        # By hand the whole config is checked: the tiny stages' sizes must be packed, and scored.
+        override = merge(tiny_override(crn_epochs=(1, 1)),
+                         {"pack": {"resolutions": [[16, 32], [32, 64]]}, "fvd": {"height": 16, "width": 32}})
+        for change in changes:
+            override = merge(override, change)
+        (tmp_path / name).write_text(yaml.safe_dump(override))
+        return [str(DEFAULT_CONFIG), str(tmp_path / name)]
+
+    killed = run_training("v02", ["--config", *config_files("started.yaml")], packed, tmp_path,
+                          kill_when=lambda rows: len(rows) >= 1)
+    assert killed.returncode == TERMINATED_EXIT and (resume / "resume.pt").is_file(), killed.stderr
+
+    # What it computes: refused, named.
+    lr = load_config(config_files("lr.yaml", {"train": {"crn": {"lr": 2.0e-4}}}))
+    with pytest.raises(PipelineError, match=r"another run \(train\.crn\.lr: saved 0\.0001, now 0\.0002\)"):
+        train_variant("v02", train_settings(lr, "v02"), packed["train"], tmp_path / "out", resume, "cpu")
+    with pytest.raises(PipelineError, match=r"train\.crn\.stages: saved .*'epochs': 1.*now .*'epochs': 2"):
+        train_variant("v02", tiny(study, "v02", crn_epochs=(2, 1)), packed["train"], tmp_path / "out", resume, "cpu")
+    with pytest.raises(PipelineError, match="variant: saved 'v02', now 'v03'"):
         train_variant("v03", tiny(study, "v03", crn_epochs=(1, 1)), packed["train"], tmp_path / "out", resume, "cpu")
+
+    # How it runs, and v02's column of the table: resumed, with the new checkpoint interval.
+    how = config_files("how.yaml", {"train": {"checkpoint_minutes": 7, "compile_mode": "reduce-overhead",
+                                              "compile_scope": "generator"},
+                                    "variants": {"v02": {"thesis_fvd": 1234.5}}})
+    resumed = run_training("v02", ["--config", *how], packed, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    hardware = torch.load(tmp_path / "out" / "model.pt", weights_only=False)["provenance"]["hardware"]
+    assert hardware["runtime"]["checkpoint_minutes"] == 7
+    rows = (tmp_path / "out" / "losses.csv").read_text().splitlines()[1:]
+    assert len(rows) == json.loads((tmp_path / "out" / "summary.json").read_text())["steps"] > 1
+
+    # The rule's way to the same run: the resume file (now of the finished run) is accepted.
+    config = load_config(how)
+    again = run_training("v02", ["--settings", json.dumps(train_settings(config, "v02")),
+                                 "--runtime", json.dumps(dict(train_runtime(config), checkpoint_minutes=3))],
+                         packed, tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert torch.load(tmp_path / "out" / "model.pt", weights_only=False)["provenance"]["hardware"]["runtime"][
+        "checkpoint_minutes"] == 3
+
+
+# A V100 may answer True to torch.cuda.is_bf16_supported() (bf16 emulated): the choice must not rely on it.
+@pytest.mark.parametrize("capability, amp, expected", [
+    ((7, 0), "auto", "fp32"),      # V100 (Lengau)
+    ((7, 5), "auto", "fp32"),      # T4
+    ((8, 0), "auto", "bf16"),      # A100
+    ((9, 0), "auto", "bf16"),      # H100
+    ((7, 0), "bf16", "bf16"),      # asked for: forced, emulated
+    ((9, 0), "off", "fp32"),
+])
+def test_auto_precision_takes_bf16_only_where_the_gpu_has_it(study, monkeypatch, capability, amp, expected):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "a GPU")
+    train = {"amp": amp}
+    gpu = torch.device("cuda")
+    precision, why = choose_precision(train, gpu)
+    assert precision == expected
+    if amp != "off":
+        assert f"compute capability {capability[0]}.{capability[1]}" in why
+    if (amp, expected) == ("auto", "fp32"):
+        assert "no bf16 hardware" in why
+    # The optimisers autocast to bf16 exactly then; the checkpoint records the choice and why.
+    settings, plans, models = tiny_models(study, "v02")
+    optimizers = make_optimizers(models, settings["entry"], dict(settings["train"], **train), gpu)
+    assert (optimizers.autocast is not None) == (expected == "bf16")
+    hardware = _hardware(models, train, gpu, {})
+    assert hardware["precision"] == ("bf16 autocast" if expected == "bf16" else "fp32")
+    assert hardware["precision_reason"] == why
+    assert choose_precision({"amp": "bf16"}, torch.device("cpu"))[0] == "fp32"
+
+
+CRN = {f"v{index:02d}" for index in range(1, 10)}
+PIX2PIXHD = {f"v{index:02d}" for index in range(10, 15)}
+WITH_DISCRIMINATOR = {"v06", "v08", "v09"} | PIX2PIXHD
+PRIOR = {"v07", "v08", "v09", "v12", "v13", "v14"}
+
+
+@pytest.mark.parametrize("change, retrained", [
+    ({"train": {"checkpoint_minutes": 5}}, set()),
+    ({"train": {"compile": "off", "compile_scope": "generator", "compile_mode": "reduce-overhead"}}, set()),
+    ({"variants": {"v02": {"thesis_fvd": 1.0}}}, set()),
+    ({"variants": {"v02": {"index": 20}}}, set()),
+    ({"train": {"crn": {"lr": 2.0e-4}}}, CRN),
+    ({"train": {"pix2pixhd": {"betas": [0.9, 0.999]}}}, PIX2PIXHD),
+    ({"train": {"discriminator": {"lr": 2.0e-4}}}, WITH_DISCRIMINATOR),
+    ({"train": {"window": 4}}, PRIOR),
+    ({"train": {"prior_epoch_fraction": 0.5}}, PRIOR),
+    ({"train": {"image_data": "train"}}, set(CRN | PIX2PIXHD) - PRIOR),
+    ({"train": {"keep_optimizer_state_on_grow": True}}, CRN),       # only the CRN has two stages
+    ({"train": {"model_overrides": {"discriminator": {"width_divisor": 2}}}}, WITH_DISCRIMINATOR),
+    ({"train": {"model_overrides": {"encoder": {"width_divisor": 2}}}}, {"v04", "v05", "v06", "v08", "v09"} | PIX2PIXHD),
+    ({"losses": {"flow": 5.0, "warp": 5.0}}, {"v09", "v14"}),
+    ({"losses": {"feature_matching": 5.0}}, WITH_DISCRIMINATOR),
+    ({"losses": {"perceptual": 2.0}}, set(CRN | PIX2PIXHD) - {"v10"}),
+    ({"weights": {"vgg19": "/weights/vgg19-dcbb9e9d.pth"}}, {"v01", "v02"}),
+    ({"train": {"amp": "off"}}, CRN | PIX2PIXHD),       # numerics: bf16 or fp32
+    ({"train": {"seed": 1}}, CRN | PIX2PIXHD),
+    ({"variants": {"v02": {"norm": "layer"}}}, {"v02"}),
+], ids=["checkpoint_minutes", "compile", "thesis_fvd", "index", "crn.lr", "pix2pixhd.betas", "discriminator.lr",
+        "window", "prior_epoch_fraction", "image_data", "keep_optimizer_state", "discriminator_overrides",
+        "encoder_overrides", "flow_losses", "feature_matching", "perceptual", "vgg19_file", "amp", "seed", "v02"])
+def test_training_settings_hold_only_what_changes_the_variant(study, change, retrained):
+    """What the train rule passes and the resume fingerprints: a change reaches exactly the
+    variants whose training reads it (tests/test_rerun.py checks the rule reruns just those)."""
+    changed = merge(study, change)
+    assert {variant for variant in study["variants"]
+            if train_settings(study, variant) != train_settings(changed, variant)} == retrained
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the fast path: bf16, compile, fused Adam)")
@@ -453,14 +568,15 @@ def test_a_resume_folder_of_another_run_is_refused(study, packed, tmp_path):
                                                  ("v07", "all", "reduce-overhead"), ("v14", "all", "reduce-overhead")])
 def test_the_fast_path_trains_on_a_gpu(study, packed, tmp_path, variant, scope, mode):
     """Both CRN stages (the grown generator is compiled again) and the twin pix2pixHD with flow,
-    through bf16 autocast, torch.compile and fused Adam, also with every network compiled into
+    through bf16 autocast (from compute capability 8.0), torch.compile and fused Adam, also with every network compiled into
     CUDA graphs: finite losses, a checkpoint that loads."""
     settings = tiny(study, variant)
     settings["train"] = dict(settings["train"], compile_scope=scope, compile_mode=mode)
     path = train_variant(variant, settings, packed["train"], tmp_path / "out", tmp_path / "resume", "cuda",
                          progress=False)
     models, checkpoint = load_trained(path)
-    assert checkpoint["provenance"]["hardware"]["precision"] == "bf16 autocast"
+    bf16 = torch.cuda.get_device_capability() >= (8, 0)        # a V100 (7.0) trains in fp32
+    assert checkpoint["provenance"]["hardware"]["precision"] == ("bf16 autocast" if bf16 else "fp32")
     assert checkpoint["provenance"]["hardware"]["compiled"]
     assert checkpoint["provenance"]["hardware"]["cuda_graphs"] == (mode == "reduce-overhead")
     rows = (tmp_path / "out" / "losses.csv").read_text().splitlines()

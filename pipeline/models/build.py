@@ -2,7 +2,8 @@
 
 A variant is a flat dict from ``variants:`` in config.yaml (index, network, output_images,
 output_images_stage2, norm, perceptual, edge, feature_encoder, residual, discriminator, prior,
-twin, flow, thesis_fvd); ``pipeline.config.check_variant`` has already rejected contradictions.
+twin, flow, thesis_fvd; the training settings drop index and thesis_fvd, the table's columns);
+``pipeline.config.check_variant`` has already rejected contradictions.
 Builders look names up in registries and raise a ValueError listing the allowed names for an
 unknown one; they print nothing and return CPU modules (build under ``torch.device("meta")`` to
 count parameters without allocating them).
@@ -96,7 +97,8 @@ def build_generator(entry: Mapping[str, Any], label_channels: int, height: int, 
     """The variant's generator at (height, width); a CRN has log2(height) - 1 modules."""
     network = entry["network"]
     _check_name("network", network, GENERATORS)
-    check_variant(f"index {entry.get('index')}", entry)  # also for entries that bypassed the config
+    # Also for entries that bypassed the config; a trained one has no index (train_settings drops it).
+    check_variant(f"index {entry['index']}" if "index" in entry else f"{network} entry", entry)
     _check_overrides(f"{network} generator", overrides, GENERATOR_OVERRIDES[network])
     spec = input_spec(entry, label_channels)
     if network == "crn":

@@ -1,17 +1,21 @@
 """Train one variant: ``python -m pipeline.train --variant v01 --data results/data/train.h5 ...``
 
 Resumes from ``--resume`` if a resume file of the same variant, settings and code is there;
-a SIGTERM (walltime) saves and exits 143 so that a retry continues.
+a SIGTERM (walltime) saves and exits 143 so that a retry continues. ``--runtime`` (the rule's
+resource ``train_runtime``) says how to run: the checkpoint interval and torch.compile, which are
+not part of the settings; with ``--config`` they come from the config too.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Sequence
 
 from pipeline.cli import add_settings_arguments, read_settings, run_main
+from pipeline.errors import PipelineError
 from pipeline.train.loop import train_variant
-from pipeline.train.settings import train_settings
+from pipeline.train.settings import RUNTIME_KEYS, train_runtime, train_settings
 
 __all__ = ["main"]
 
@@ -24,10 +28,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--output", required=True, help="folder for model.pt, losses.csv, summary.json")
     parser.add_argument("--resume", required=True, help="resume folder (not a declared output)")
     parser.add_argument("--device", default="auto", help="auto (cuda if present), cpu or cuda")
+    parser.add_argument("--runtime", help=f"JSON of {', '.join(RUNTIME_KEYS)} (how to run; not fingerprinted)")
     add_settings_arguments(parser)
     args = parser.parse_args(argv)
-    settings = read_settings(args, lambda config: train_settings(config, args.variant))
-    train_variant(args.variant, settings, args.data, args.output, args.resume, args.device)
+    from_config: dict = {}
+
+    def pick(config: dict) -> dict:
+        from_config.update(train_runtime(config))
+        return train_settings(config, args.variant)
+
+    settings = read_settings(args, pick)
+    runtime = _runtime(args.runtime) if args.runtime is not None else from_config
+    train_variant(args.variant, settings, args.data, args.output, args.resume, args.device, runtime=runtime)
+
+
+def _runtime(text: str) -> dict:
+    try:
+        runtime = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise PipelineError(f"--runtime is not valid JSON: {err}") from err
+    unknown = sorted(set(runtime) - set(RUNTIME_KEYS)) if isinstance(runtime, dict) else ["(not an object)"]
+    if unknown:
+        raise PipelineError(f"--runtime: unknown keys {', '.join(unknown)} (known: {', '.join(RUNTIME_KEYS)})")
+    return runtime
 
 
 if __name__ == "__main__":

@@ -7,9 +7,14 @@ too: an epoch's sample order is a pure function of (seed, stage, epoch) and a wi
 frame of (seed, stage, epoch, index) (``pack.dataset.window_start``). Nothing
 finished is recomputed: a finished run's outputs are declared, the resume folder is not.
 
-On a GPU: bf16 autocast, ``torch.compile`` of the generator (or of every network:
-``train.compile_scope``) and fused Adam (``train.amp``, ``train.compile``: ``auto`` turns them on
-there). On the CPU: fp32, deterministic algorithms.
+On a GPU: bf16 autocast where the GPU has bf16 hardware (compute capability 8.0 on; fp32 on older
+ones such as Lengau's V100s, see ``choose_precision``), ``torch.compile`` of the generator (or of
+every network: ``train.compile_scope``) and fused Adam (``train.amp``, ``train.compile``: ``auto``
+turns them on there). On the CPU: fp32, deterministic algorithms.
+
+The checkpoint interval and the compile settings (``RUNTIME_KEYS``) come apart from the
+settings (``runtime``): they are not in the resume fingerprint, so changing them neither retrains
+nor blocks a resume.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import csv
 import math
 import signal
+import sys
 import time
 from collections.abc import Mapping
 from contextlib import nullcontext
@@ -40,11 +46,12 @@ from pipeline.pack.dataset import FrameDataset, WindowDataset, expand
 from pipeline.pack.verify import open_packed
 from pipeline.provenance import code_version, provenance
 from pipeline.train.schedule import StagePlan, plan_stages
+from pipeline.train.settings import RUNTIME_DEFAULTS, split_runtime
 from pipeline.train.state import Position, fingerprint, load_resume, restore_rng, save_resume, seed_rng
 from pipeline.train.step import Models, Optimizers, train_window
 
 __all__ = ["train_variant", "build_models", "move_models", "set_up_device", "compile_models", "make_optimizers",
-           "fast_path", "load_trained", "TERMINATED_EXIT"]
+           "fast_path", "choose_precision", "BF16_CAPABILITY", "load_trained", "TERMINATED_EXIT"]
 
 LOG_NAME = "losses.csv"
 
@@ -79,9 +86,35 @@ def build_models(entry: Mapping[str, Any], settings: Mapping[str, Any], plan: St
     )
 
 
+# bf16 tensor cores came with Ampere (8.0). A V100 (7.0) has none: torch.cuda.is_bf16_supported()
+# may still answer True there (emulated), and autocast would run bf16 slower and coarser than fp32.
+BF16_CAPABILITY = (8, 0)
+
+
 def fast_path(train: Mapping, device: torch.device) -> bool:
-    """bf16 autocast (with fused Adam) on a GPU unless ``train.amp`` is off; fp32 elsewhere."""
+    """Fused Adam and cuDNN's autotuned kernels on a GPU unless ``train.amp`` is off (the thesis's
+    way); whether the step also runs in bf16 is ``choose_precision``'s answer."""
     return device.type == "cuda" and train.get("amp", "auto") in ("auto", "bf16")
+
+
+def choose_precision(train: Mapping, device: torch.device) -> tuple[str, str]:
+    """``("bf16" | "fp32", why)``: the step's arithmetic. ``train.amp: auto`` takes bf16 autocast
+    only on a GPU of compute capability 8.0 or later, and fp32 (the thesis's arithmetic) on older
+    ones; ``bf16`` forces it, ``off`` and the CPU are fp32. The reason goes into the checkpoint."""
+    amp = train.get("amp", "auto")
+    if device.type != "cuda":
+        return "fp32", f"{device.type}: fp32 (deterministic)"
+    if amp == "off":
+        return "fp32", "train.amp: off"
+    major, minor = torch.cuda.get_device_capability(device)
+    capability = f"compute capability {major}.{minor}"
+    has_bf16 = (major, minor) >= BF16_CAPABILITY
+    if amp == "bf16":
+        return "bf16", f"train.amp: bf16 on {capability}" + ("" if has_bf16 else " (no bf16 hardware: emulated)")
+    if has_bf16:
+        return "bf16", f"train.amp: auto, {capability} has bf16 hardware"
+    return "fp32", (f"train.amp: auto, {capability} < {BF16_CAPABILITY[0]}.{BF16_CAPABILITY[1]} has no bf16 "
+                    "hardware: fp32, the thesis's arithmetic")
 
 
 def set_up_device(train: Mapping, device: torch.device) -> None:
@@ -93,7 +126,8 @@ def set_up_device(train: Mapping, device: torch.device) -> None:
 
 
 def make_optimizers(models: Models, entry: Mapping, train: Mapping, device: torch.device) -> Optimizers:
-    """Adam per the thesis's schedule; fused with bf16 autocast on the fast path, plain otherwise
+    """Adam per the thesis's schedule; fused on the fast path (under bf16 autocast where
+    ``choose_precision`` takes it), plain otherwise
     (the thesis's way, which ``benchmarks/bench_train.py`` compares against). ``train.grad_clip``
     clips the generator (not the encoder) and each discriminator on its own; the groups are the
     models' parameters now, so call this again whenever a module is replaced (growth)."""
@@ -104,7 +138,8 @@ def make_optimizers(models: Models, entry: Mapping, train: Mapping, device: torc
     discriminator = None
     if models.discriminators is not None:
         discriminator = adam(models.discriminators.parameters(), **settings["discriminator"])
-    autocast = partial(torch.autocast, "cuda", dtype=torch.bfloat16) if fast else None
+    bf16 = choose_precision(train, device)[0] == "bf16"
+    autocast = partial(torch.autocast, "cuda", dtype=torch.bfloat16) if bf16 else None
     generator_clip, discriminator_clip = models.clip_groups()
     return Optimizers(generator, discriminator, train.get("grad_clip"), autocast,
                       generator_clip=generator_clip, discriminator_clip=discriminator_clip)
@@ -155,14 +190,23 @@ def _to(batch: dict, device: torch.device) -> dict:
 
 
 def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Path, output_dir: str | Path,
-                  resume_dir: str | Path, device: str = "auto", progress: bool | None = None) -> Path:
-    """Train ``variant`` through its stages; returns the path of ``model.pt``."""
-    entry, train = settings["entry"], settings["train"]
+                  resume_dir: str | Path, device: str = "auto", progress: bool | None = None,
+                  runtime: Mapping[str, Any] | None = None) -> Path:
+    """Train ``variant`` through its stages; returns the path of ``model.pt``.
+
+    ``settings``: ``train_settings`` of the config, which the resume fingerprint holds.
+    ``runtime``: how to run (``train_runtime``: checkpoint interval, compile), outside the
+    fingerprint; keys missing there are taken from ``settings["train"]``, then the defaults."""
+    settings, found_runtime = split_runtime(settings)
+    runtime = {**RUNTIME_DEFAULTS, **found_runtime, **(runtime or {})}
+    entry, train = settings["entry"], {**settings["train"], **runtime}
     data_path, output_dir, resume_dir = Path(data_path), Path(output_dir), Path(resume_dir)
     open_packed(data_path).close()          # a missing or corrupt file stops here, named
     device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                           ("cpu" if device == "auto" else device))
     set_up_device(train, device)
+    precision, why = choose_precision(train, device)
+    print(f"{variant}: {precision} ({why})", file=sys.stderr)
     code = code_version("pipeline.train")
     expected = fingerprint(variant, settings, code)
     plans = plan_stages(entry, train)
@@ -246,7 +290,7 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
         log.close()
     elapsed += time.monotonic() - started
     return _write_outputs(variant, settings, models, plans[-1], data_path, output_dir, resume_dir, elapsed, code, position,
-                          _hardware(models, train, device))
+                          _hardware(models, train, device, runtime))
 
 
 def _batched(sample: dict) -> dict:
@@ -366,11 +410,14 @@ class _LossLog:
         self.handle.close()
 
 
-def _hardware(models: Models, train: Mapping, device: torch.device) -> dict:
-    """Where and how the last stage trained (a resumed run may have started elsewhere)."""
+def _hardware(models: Models, train: Mapping, device: torch.device, runtime: Mapping) -> dict:
+    """Where and how the last stage trained (a resumed run may have started elsewhere), with the
+    precision ``choose_precision`` took and why, and the runtime settings (not in ``settings``)."""
+    precision, why = choose_precision(train, device)
     return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "precision": "bf16 autocast" if fast_path(train, device) else "fp32",
-            "compiled": list(models.compiled), "cuda_graphs": models.cuda_graphs, "torch": torch.__version__}
+            "precision": "bf16 autocast" if precision == "bf16" else "fp32", "precision_reason": why,
+            "compiled": list(models.compiled), "cuda_graphs": models.cuda_graphs, "torch": torch.__version__,
+            "runtime": dict(runtime)}
 
 
 def _write_outputs(variant, settings, models: Models, plan: StagePlan, data_path: Path, output_dir: Path,

@@ -2,8 +2,10 @@
 
 The resume file holds the models, every optimiser, the loop position (stage, epoch, sample
 within the epoch, windows trained), the python, numpy, torch and CUDA RNG states, and a
-fingerprint (variant, the hash of its settings, code version). No AMP scaler: the GPU path runs
-bf16 autocast, which needs no loss scaling. It lives in a resume folder that is *not* a declared
+fingerprint (variant, its settings with their hash, code version). No AMP scaler: the GPU path
+runs bf16 autocast or fp32, neither of which needs loss scaling. A resume under other settings is
+refused naming each differing key with its saved and its new value; the settings that change how,
+not what, is computed (``pipeline.train.settings.RUNTIME_KEYS``) are not in them. It lives in a resume folder that is *not* a declared
 output, because Snakemake deletes declared outputs before a job runs; it is written under a
 temporary name and renamed, so a kill mid-save keeps the previous one.
 """
@@ -23,7 +25,7 @@ import torch
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_path
 
-__all__ = ["Position", "fingerprint", "seed_rng", "capture_rng", "restore_rng", "save_resume", "load_resume"]
+__all__ = ["Position", "fingerprint", "flatten", "differences", "seed_rng", "capture_rng", "restore_rng", "save_resume", "load_resume"]
 
 RESUME_NAME = "resume.pt"
 
@@ -41,8 +43,38 @@ class Position:
 
 
 def fingerprint(variant: str, settings: Any, code: str) -> dict:
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
-    return {"variant": variant, "settings_sha256": digest[:16], "code_version": code}
+    """What a resume must match: variant, settings (their hash, and flat, to name a difference)
+    and code version."""
+    canonical = json.loads(json.dumps(settings, sort_keys=True, default=str))
+    digest = hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+    return {"variant": variant, "settings_sha256": digest[:16], "code_version": code,
+            "settings": flatten(canonical)}
+
+
+def flatten(settings: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"crn": {"lr": 1e-4}}}`` -> ``{"train.crn.lr": 1e-4}`` (lists stay values)."""
+    if not isinstance(settings, dict) or (prefix and not settings):
+        return {prefix: settings}
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def differences(found: dict, expected: dict) -> list[str]:
+    """What makes a saved fingerprint another run's, each as ``key: saved X, now Y``."""
+    absent = "(absent)"
+    lines = [f"{key}: saved {found.get(key, absent)!r}, now {expected[key]!r}"
+             for key in ("variant", "code_version") if found.get(key) != expected[key]]
+    if found.get("settings_sha256") != expected["settings_sha256"]:
+        if "settings" not in found:       # written before the settings were kept beside their hash
+            lines.append(f"settings_sha256: saved {found.get('settings_sha256')!r}, now "
+                         f"{expected['settings_sha256']!r} (an older resume file, which does not list its settings)")
+        else:
+            old, new = found["settings"], expected["settings"]
+            lines += [f"{key}: saved {old.get(key, absent)!r}, now {new.get(key, absent)!r}"
+                      for key in sorted(old.keys() | new.keys()) if old.get(key, absent) != new.get(key, absent)]
+    return lines
 
 
 def seed_rng(seed: int) -> None:
@@ -98,11 +130,9 @@ def load_resume(folder: Path, expected: dict) -> dict | None:
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt file
         raise PipelineError(f"resume file is corrupt ({err.__class__.__name__}: {err}); "
                             "delete it to start over", path) from err
-    found = state.get("fingerprint", {})
-    if found != expected:
-        differs = [k for k in expected if found.get(k) != expected[k]]
-        raise PipelineError(f"resume file belongs to another run (differs in {', '.join(differs)}: "
-                            f"{ {k: found.get(k) for k in differs} } vs { {k: expected[k] for k in differs} }); "
+    differs = differences(state.get("fingerprint", {}), expected)
+    if differs:
+        raise PipelineError(f"resume file belongs to another run ({'; '.join(differs)}); "
                             "delete the folder to start over", path)
     state["position"] = Position(**state["position"])
     return state

@@ -19,7 +19,7 @@ from pipeline.fvd import (
 )
 from pipeline.pack.__main__ import pick_settings as pack_settings
 from pipeline.provenance import code_version
-from pipeline.train.settings import cluster_settings, train_settings
+from pipeline.train.settings import cluster_settings, train_runtime, train_settings
 
 
 def config_sources():

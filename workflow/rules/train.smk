@@ -11,6 +11,8 @@ rule train:
     benchmark:
         "results/timing/train/{variant}.tsv"
     params:
+        # Only what can change this variant's result (pipeline/train/settings.py): Snakemake
+        # compares params to decide a rerun, and the loop fingerprints them for a resume.
         settings=train_job_settings,
         code=code_version("pipeline.train"),
         # Not a declared output: Snakemake would delete it before a resubmitted job starts.
@@ -20,6 +22,10 @@ rule train:
         gpu=1,
         mem_mb=32000,
         runtime=720,
+        # How, not what: the checkpoint interval and torch.compile. A resource, not a param, as
+        # Snakemake reruns a job for a changed param but not for a changed resource; a resumed
+        # job takes the new values.
+        train_runtime=stage_settings(train_runtime),
     # A job ends at the walltime (runtime, 12 h on Lengau) and its retries resume it: 1 + retries
     # walltimes a variant at most (config.yaml train.retries).
     retries: config["train"]["retries"]
@@ -28,7 +34,7 @@ rule train:
     shell:
         "python -m pipeline.train --variant {wildcards.variant} --data {input.data}"
         " --output $(dirname {output.model}) --resume {params.resume}"
-        " --settings {params.settings:q} >> {log} 2>&1"
+        " --settings {params.settings:q} --runtime {resources.train_runtime:q} >> {log} 2>&1"
 
 
 rule cluster_features:
