@@ -141,14 +141,11 @@ def _with_defaults(validator_class, root: Mapping):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-def validate(config: Mapping, sources: Mapping[tuple[str, ...], str] | None = None, *,
-             workflow: bool = False) -> dict:
+def validate(config: Mapping, sources: Mapping[tuple[str, ...], str] | None = None) -> dict:
     """Validate a merged config against the schema, fill defaults, check variants and the
     consistency of its sections (:func:`check_consistency`); return it. A bare YAML ``on``/``off``
     (a boolean) of a key in ``BOOLEAN_CHOICES`` becomes its string first. ``sources``: key path ->
-    the file that set it, for the messages (:func:`key_sources`). ``workflow``: the config is the
-    one Snakemake runs (common.smk), whose train jobs need the backbone files
-    (:func:`check_consistency`)."""
+    the file that set it, for the messages (:func:`key_sources`)."""
     config = copy.deepcopy(dict(config))
     _booleans_as_choices(config)
     schema = _schema()
@@ -158,7 +155,7 @@ def validate(config: Mapping, sources: Mapping[tuple[str, ...], str] | None = No
         raise PipelineError("invalid config:\n" + "\n".join(_describe(err, sources) for err in errors))
     for name, entry in config["variants"].items():
         check_variant(name, entry)
-    check_consistency(config, sources, workflow=workflow)
+    check_consistency(config, sources)
     return config
 
 
@@ -247,8 +244,7 @@ def _size(height: int, width: int) -> str:
     return f"{height}x{width}"
 
 
-def check_consistency(config: Mapping, sources: Mapping[tuple[str, ...], str] | None = None, *,
-                      workflow: bool = False) -> None:
+def check_consistency(config: Mapping, sources: Mapping[tuple[str, ...], str] | None = None) -> None:
     """Reject a config whose sections contradict each other (each section valid on its own).
 
     Every rule is a constraint a stage enforces when it runs (hours into a cluster run), checked
@@ -273,11 +269,6 @@ def check_consistency(config: Mapping, sources: Mapping[tuple[str, ...], str] | 
       graph with a few frames and the local random I3D (pipeline.fvd.embed still needs 9 to embed).
     - Every variant has its own index (a row of table 5.1): the FVD table and fvd.comparisons pick
       variants by it, and of two with one index one would silently stand for both.
-    - ``workflow`` (the config Snakemake runs, common.smk): every perceptual backbone a variant uses
-      has its file (weights.vgg19, weights.mobilenet_v2), unless weights.allow_random; else each
-      train job would fail on the cluster after queueing for a GPU. Without ``workflow`` (load_config,
-      stages run by hand, tests and benchmarks reading config.yaml, which ships without the site's
-      files) this rule is left out: the train stage refuses a missing file itself.
     """
     keys = _Keys(config, sources)
     data, subset, fvd, train = config["data"], config["subset"], config["fvd"], config["train"]
@@ -350,17 +341,27 @@ def check_consistency(config: Mapping, sources: Mapping[tuple[str, ...], str] | 
                             "fvd.comparisons pick variants by index, so one would stand for the others); "
                             "give each its own")
 
-    if workflow and not config["weights"]["allow_random"]:
-        for backbone in sorted({entry["perceptual"] for entry in variants.values() if entry["perceptual"]}):
-            if not config["weights"].get(backbone):
-                users = sorted(name for name, entry in variants.items() if entry["perceptual"] == backbone)
-                problems.append(f"{keys(f'weights.{backbone}')} names no file, but variants {', '.join(users)} "
-                                f"use the {backbone} perceptual backbone and {keys('weights.allow_random')}: "
-                                f"their train jobs would fail after queueing for a GPU; set weights.{backbone} "
-                                "to torchvision's file (README, pipeline/models/weights.py PINNED), or "
-                                "weights.allow_random: true for random weights (demo only)")
     if problems:
         raise PipelineError("inconsistent config:\n" + "\n".join(f"  - {problem}" for problem in problems))
+
+
+def backbone_file(config: Mapping, variant: str, sources: Mapping[tuple[str, ...], str] | None = None) -> str | None:
+    """The perceptual backbone file ``variant`` trains with: ``weights.<backbone>``, or None (no
+    perceptual loss, or random weights under ``weights.allow_random``). A backbone without its file
+    and random weights not allowed is refused, naming the key, the file that set it and every
+    variant of that backbone. The train rule's input function calls this, so Snakemake stops while
+    planning a train job, not in a job that queued for a GPU, and plans other targets as before
+    (config.yaml ships without the site's files)."""
+    backbone = config["variants"][variant]["perceptual"]
+    path = config["weights"].get(backbone) if backbone else None
+    if path or not backbone or config["weights"]["allow_random"]:
+        return path or None
+    keys = _Keys(config, sources)
+    users = sorted(name for name, entry in config["variants"].items() if entry["perceptual"] == backbone)
+    raise PipelineError(f"{keys(f'weights.{backbone}')} names no file, but variants {', '.join(users)} use the "
+                        f"{backbone} perceptual backbone and {keys('weights.allow_random')}: set "
+                        f"weights.{backbone} to torchvision's file (README; pipeline/models/weights.py PINNED), "
+                        "or weights.allow_random: true for random weights (demo only)")
 
 
 def _synthetic_problems(config: Mapping, keys: _Keys) -> list[str]:

@@ -14,6 +14,7 @@ from pipeline.config import (
     I3D_MIN_FRAMES,
     REPO_ROOT,
     SCHEMA_PATH,
+    backbone_file,
     check_consistency,
     key_sources,
     load_config,
@@ -254,35 +255,21 @@ def test_i3d_min_frames_is_the_embed_stages():
 # --- what only the workflow needs, YAML's booleans, variant indices and names ------------------------
 
 
-def test_a_backbone_without_its_file_is_rejected_where_snakemake_would_train(tmp_path):
-    """Snakemake's config (workflow=True): a variant's perceptual backbone without its file, and
-    allow_random false, stops the run naming the variants, the key and the file that set it,
-    instead of each train job failing after queueing for a GPU."""
+def test_a_backbone_without_its_file_is_refused_for_the_train_jobs_that_need_it(tmp_path):
+    """backbone_file (the train rule's input function): a variant's perceptual backbone without its
+    file, and allow_random false, is refused naming the key, the files that set it and the
+    variants of that backbone, instead of each train job failing after queueing for a GPU."""
     study_raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
     mine = {"weights": {"mobilenet_v2": "/w/mobilenet_v2-b0353104.pth"}}
-    config = merge(study_raw, mine)
     sources = key_sources([(str(DEFAULT_CONFIG), study_raw), (str(tmp_path / "mine.yaml"), mine)])
-    with pytest.raises(PipelineError, match="inconsistent config") as caught:
-        validate(config, sources, workflow=True)
-    message = str(caught.value)
-    assert (f"weights.vgg19 = null ({DEFAULT_CONFIG}) names no file, but variants v01, v02 use the vgg19 "
-            f"perceptual backbone and weights.allow_random = false ({DEFAULT_CONFIG})") in message, message
-    assert "weights.mobilenet_v2" not in message and message.count("\n  - ") == 1, message
-    # Both missing: one problem a backbone, each naming its variants (v10 has no perceptual loss).
+    config = validate(merge(study_raw, mine), sources)     # the config itself is valid: other targets plan
     with pytest.raises(PipelineError) as caught:
-        validate(study_raw, workflow=True)
-    message = str(caught.value)
-    assert "weights.mobilenet_v2 = null names no file, but variants v03, v04, v05, v06, v07, v08, v09, v11, " \
-           "v12, v13, v14 use the mobilenet_v2" in message, message
-    # A file for each, random weights, or no variant of that backbone: accepted.
-    validate(merge(config, {"weights": {"vgg19": "/w/vgg19-dcbb9e9d.pth"}}), workflow=True)
-    validate(merge(study_raw, {"weights": {"allow_random": True}}), workflow=True)
-    validate(merge(config, {"variants": {"v01": {"perceptual": None}, "v02": {"perceptual": "mobilenet_v2"}}}),
-             workflow=True)
-    # The demo (allow_random) passes; the study as shipped still loads outside the workflow (tests,
-    # benchmarks and stages by hand read it; the train stage refuses a missing file itself).
-    validate(merge(study_raw, yaml.safe_load(DEMO.read_text())), workflow=True)
-    load_config([DEFAULT_CONFIG])
+        backbone_file(config, "v02", sources)
+    assert (f"weights.vgg19 = null ({DEFAULT_CONFIG}) names no file, but variants v01, v02 use the vgg19 "
+            f"perceptual backbone and weights.allow_random = false ({DEFAULT_CONFIG})") in str(caught.value)
+    assert backbone_file(config, "v03", sources) == "/w/mobilenet_v2-b0353104.pth"
+    assert backbone_file(config, "v10", sources) is None                     # no perceptual loss
+    assert backbone_file(merge(config, {"weights": {"allow_random": True}}), "v02") is None
 
 
 @pytest.mark.parametrize("text, amp, compile_", [

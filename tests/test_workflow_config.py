@@ -28,24 +28,28 @@ def test_config_errors_name_the_configfile_or_config_that_set_the_key(tmp_path):
 
 
 def test_the_study_without_its_backbone_files_stops_the_dry_run(tmp_path):
-    """config.yaml ships with weights.vgg19 and weights.mobilenet_v2 null: planning the study is
-    refused at once, naming the keys, their files and the variants, not in 13 queued GPU jobs."""
-    (tmp_path / "mine.yaml").write_text(yaml.safe_dump({"weights": {"allow_random": False}}))
-    result = run_snakemake("-n", "-d", str(tmp_path), "--configfile", "mine.yaml", cwd=tmp_path, check=False)
+    """config.yaml ships with weights.vgg19 and weights.mobilenet_v2 null: planning a train job is
+    refused while planning, naming the key, its files and the variants, not in 13 queued GPU jobs;
+    a target without training (the subset) still plans."""
+    other_files = {"labels": {"instance": {"checkpoint": str(tmp_path / "model_final_af9cf5.pkl")}},
+                   "fvd": {"i3d": str(tmp_path / "i3d")}, "weights": {"allow_random": False}}
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(other_files))
+    (tmp_path / "model_final_af9cf5.pkl").touch()
+    (tmp_path / "i3d").mkdir()
+    result = run_snakemake("-n", "-d", str(tmp_path), "--configfile", "mine.yaml", "--",
+                           "results/train/v02/model.pt", cwd=tmp_path, check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert (f"weights.vgg19 = null ({REPO / 'config.yaml'}) names no file, but variants v01, v02 use the vgg19 "
             f"perceptual backbone and weights.allow_random = false ({tmp_path / 'mine.yaml'})") in output, output
-    assert f"weights.mobilenet_v2 = null ({REPO / 'config.yaml'}) names no file, but variants v03," in output
-    # With the files named, the dry run plans (a missing file then stops it as a missing input:
-    # tests/test_graph.py), given the study's other site files too.
-    site = {"weights": {"vgg19": str(tmp_path / "vgg19.pth"), "mobilenet_v2": str(tmp_path / "mobilenet_v2.pth")},
-            "labels": {"instance": {"checkpoint": str(tmp_path / "model_final_af9cf5.pkl")}},
-            "fvd": {"i3d": str(tmp_path / "i3d")}}
-    (tmp_path / "weights.yaml").write_text(yaml.safe_dump(site))
-    for name in ("vgg19.pth", "mobilenet_v2.pth", "model_final_af9cf5.pkl"):
+    run_snakemake("-n", "-d", str(tmp_path), "--configfile", "mine.yaml", "--", "results/data/subset.json",
+                  cwd=tmp_path)
+    # With the files named, the whole study plans (a missing file then stops it as a missing
+    # input: tests/test_graph.py).
+    weights = {"weights": {"vgg19": str(tmp_path / "vgg19.pth"), "mobilenet_v2": str(tmp_path / "mobilenet_v2.pth")}}
+    (tmp_path / "weights.yaml").write_text(yaml.safe_dump(weights))
+    for name in ("vgg19.pth", "mobilenet_v2.pth"):
         (tmp_path / name).touch()
-    (tmp_path / "i3d").mkdir()
     run_snakemake("-n", "-d", str(tmp_path), "--configfile", "mine.yaml", "weights.yaml", cwd=tmp_path)
 
 

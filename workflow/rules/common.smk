@@ -38,8 +38,9 @@ def config_sources():
 
 
 # Our validator first: its errors name the config key and the file that set it; it also checks
-# variant consistency, and (workflow=True) that the train jobs will find their backbone files.
-config.update(pipeline.config.validate(config, config_sources(), workflow=True))
+# variant consistency.
+CONFIG_SOURCES = config_sources()
+config.update(pipeline.config.validate(config, CONFIG_SOURCES))
 validate(config, "../schemas/config.schema.yaml")
 
 
@@ -142,18 +143,15 @@ def stage_settings(pick, *args):
 
 
 def train_job_settings(wildcards):
-    """train_settings without train.retries (whether or not train_settings drops it itself): how
-    often Snakemake resubmits a job is not what training reads, so raising it retrains nothing."""
-    settings = train_settings(config, wildcards.variant)
-    settings["train"] = {key: value for key, value in settings["train"].items() if key != "retries"}
-    return json.dumps(settings, sort_keys=True)
+    """The variant's training settings (pipeline/train/settings.py: only what changes its result)."""
+    return stage_settings(train_settings, wildcards.variant)
 
 
 def backbone_weights(wildcards):
-    """The variant's perceptual backbone file where config.yaml names one: a missing file stops
-    the DAG here, not in a queued GPU job, and a replaced file retrains."""
-    backbone = config["variants"][wildcards.variant]["perceptual"]
-    path = config["weights"].get(backbone) if backbone else None
+    """The variant's perceptual backbone file where config.yaml names one: a file not named (and
+    random weights not allowed) or missing stops the DAG here, not in a queued GPU job, and a
+    replaced file retrains."""
+    path = pipeline.config.backbone_file(config, wildcards.variant, CONFIG_SOURCES)
     return [path] if path else []
 
 
