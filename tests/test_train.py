@@ -20,14 +20,14 @@ import yaml
 from torch import nn
 
 from conftest import make_packed_city
-from pipeline.config import DEFAULT_CONFIG, load_config, merge
+from pipeline.config import DEFAULT_CONFIG, SCHEMA_PATH, load_config, merge
 from pipeline.data.labels import num_channels
 from pipeline.errors import PipelineError
 from pipeline.models.prior import shift_prior
 from pipeline.train.loop import (TERMINATED_EXIT, _grow, _hardware, _regrow_optimizers, build_models,
                                  choose_precision, compile_models, load_trained, make_optimizers, train_variant)
 from pipeline.train.schedule import lr_factor, optimizer_steps, plan_stages, uses_decay
-from pipeline.train.settings import train_runtime, train_settings
+from pipeline.train.settings import RUNTIME_DEFAULTS, train_runtime, train_settings
 from pipeline.train.step import random_window, train_window
 
 
@@ -584,3 +584,9 @@ def test_the_fast_path_trains_on_a_gpu(study, packed, tmp_path, variant, scope, 
     generator = header.index("generator")
     assert len(values) > 2 and all(math.isfinite(float(row[generator])) for row in values)
     assert {row[1] for row in values} == ({"0", "1"} if settings["entry"]["network"] == "crn" else {"0"})
+
+
+def test_the_runtime_defaults_are_the_schemas():
+    """Settings built by hand without the runtime keys get RUNTIME_DEFAULTS: the schema's."""
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]["train"]["properties"]
+    assert RUNTIME_DEFAULTS == {key: schema[key]["default"] for key in RUNTIME_DEFAULTS}
