@@ -20,7 +20,7 @@ import yaml
 from pipeline.errors import PipelineError
 
 __all__ = ["SCHEMA_PATH", "I3D_MIN_FRAMES", "RESERVED_VARIANT_NAMES", "BOOLEAN_CHOICES", "load_config",
-           "read_config_file", "key_sources", "merge", "validate", "check_variant", "check_consistency",
+           "read_config_file", "key_sources", "merge", "validate", "check_variant", "check_consistency", "backbone_file",
            "section"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

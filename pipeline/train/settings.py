@@ -34,7 +34,6 @@ WORKFLOW_KEYS = ("retries",)
 # Variant keys for the table only (its row number and the thesis's FVD): nothing trains on them.
 DISPLAY_KEYS = ("index", "thesis_fvd")
 NETWORKS = ("crn", "pix2pixhd")
-BACKBONES = ("vgg19", "mobilenet_v2")      # the perceptual backbones, whose files weights: names
 
 
 def train_settings(config: Mapping[str, Any], variant: str) -> dict:
@@ -63,8 +62,10 @@ def train_settings(config: Mapping[str, Any], variant: str) -> dict:
     unused_losses |= set() if entry["flow"] else {"flow", "warp"}
     losses = {key: value for key, value in config["losses"].items() if key not in unused_losses}
 
-    weights = {key: value for key, value in config["weights"].items()
-               if key == backbone or (key not in BACKBONES and (backbone or key != "allow_random"))}
+    # The weights section is one file a backbone and allow_random: only this backbone's matter.
+    weights = {}
+    if backbone:
+        weights = {backbone: config["weights"][backbone], "allow_random": config["weights"]["allow_random"]}
     return {"entry": {key: value for key, value in entry.items() if key not in DISPLAY_KEYS},
             "train": train, "losses": losses, "weights": weights, "label_set": config["labels"]["label_set"]}
 

@@ -5,9 +5,10 @@ within the epoch, windows trained), the python, numpy, torch and CUDA RNG states
 fingerprint (variant, its settings with their hash, code version). No AMP scaler: the GPU path
 runs bf16 autocast or fp32, neither of which needs loss scaling. A resume under other settings is
 refused naming each differing key with its saved and its new value; the settings that change how,
-not what, is computed (``pipeline.train.settings.RUNTIME_KEYS``) are not in them. It lives in a resume folder that is *not* a declared
-output, because Snakemake deletes declared outputs before a job runs; it is written under a
-temporary name and renamed, so a kill mid-save keeps the previous one.
+not what, is computed (``pipeline.train.settings.RUNTIME_KEYS``) are not in them. It lives in a
+resume folder that is *not* a declared output, because Snakemake deletes declared outputs before
+a job runs; it is written under a temporary name and renamed, so a kill mid-save keeps the
+previous one.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import torch
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_path
 
-__all__ = ["Position", "fingerprint", "flatten", "differences", "seed_rng", "capture_rng", "restore_rng", "save_resume", "load_resume"]
+__all__ = ["Position", "fingerprint", "flatten", "differences", "seed_rng", "capture_rng", "restore_rng",
+           "save_resume", "load_resume"]
 
 RESUME_NAME = "resume.pt"
 
