@@ -20,8 +20,8 @@ import yaml
 from pipeline.errors import PipelineError
 
 __all__ = ["SCHEMA_PATH", "I3D_MIN_FRAMES", "RESERVED_VARIANT_NAMES", "BOOLEAN_CHOICES", "load_config",
-           "read_config_file", "key_sources", "merge", "validate", "check_variant", "check_consistency", "backbone_file",
-           "section"]
+           "read_config_file", "key_sources", "merge", "validate", "check_variant", "check_consistency", "variant_entry",
+           "backbone_file", "section"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -345,6 +345,22 @@ def check_consistency(config: Mapping, sources: Mapping[tuple[str, ...], str] | 
         raise PipelineError("inconsistent config:\n" + "\n".join(f"  - {problem}" for problem in problems))
 
 
+def variant_entry(config: Mapping, variant: str, sources: Mapping[tuple[str, ...], str] | None = None
+                  ) -> Mapping[str, Any]:
+    """``variants.<variant>`` of the config; a name it lacks (a target such as
+    results/train/v99/model.pt, a --variant) is refused naming the files that set the variants and
+    the names they hold."""
+    if variant in config["variants"]:
+        return config["variants"][variant]
+    # The files that set an entry, in merge order.
+    files = list(dict.fromkeys(source for key, source in (sources or {}).items()
+                               if len(key) == 2 and key[0] == "variants"))
+    where = f" ({', '.join(files)})" if files else ""
+    raise PipelineError(f"variant {variant!r} is not one of the config's variants{where}: "
+                        f"{', '.join(sorted(config['variants']))}; add an entry under variants: for it "
+                        "(config.yaml's comment above variants: lists the components)")
+
+
 def backbone_file(config: Mapping, variant: str, sources: Mapping[tuple[str, ...], str] | None = None) -> str | None:
     """The perceptual backbone file ``variant`` trains with: ``weights.<backbone>``, or None (no
     perceptual loss, or random weights under ``weights.allow_random``). A backbone without its file
@@ -352,7 +368,7 @@ def backbone_file(config: Mapping, variant: str, sources: Mapping[tuple[str, ...
     variant of that backbone. The train rule's input function calls this, so Snakemake stops while
     planning a train job, not in a job that queued for a GPU, and plans other targets as before
     (config.yaml ships without the site's files)."""
-    backbone = config["variants"][variant]["perceptual"]
+    backbone = variant_entry(config, variant, sources)["perceptual"]
     path = config["weights"].get(backbone) if backbone else None
     if path or not backbone or config["weights"]["allow_random"]:
         return path or None

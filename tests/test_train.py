@@ -440,7 +440,7 @@ def test_bad_inputs_are_named(study, packed, tmp_path):
     corrupt.write_bytes(packed["train"].read_bytes()[:5000])
     with pytest.raises(PipelineError, match="corrupt.h5"):
         train_variant("v02", settings, corrupt, tmp_path / "o", tmp_path / "r", "cpu")
-    with pytest.raises(PipelineError, match="variant 'v99' is not in config.yaml"):
+    with pytest.raises(PipelineError, match="variant 'v99' is not one of the config's variants"):
         train_settings(study, "v99")
 
 

@@ -59,6 +59,27 @@ def test_a_bare_off_runs_through_snakemakes_own_validation(tmp_path):
                   cwd=tmp_path)
 
 
+def test_a_variant_the_config_lacks_is_named_not_no_rule_to_produce(tmp_path):
+    """A target of a variant config.yaml lacks stops the dry run naming the variant, the file that
+    set the variants and the names it has; the real videos' targets still plan."""
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump({"variants": {"v15": {
+        "index": 15, "network": "crn", "output_images": 1, "norm": "weight", "perceptual": "mobilenet_v2",
+        "edge": False, "feature_encoder": False, "residual": False, "discriminator": 0, "prior": None,
+        "twin": False, "flow": False}}}))
+    for target in ("results/train/v99/model.pt", "results/fvd/scores/v99.json", "results/report/strips/v99.png"):
+        result = run_snakemake("-n", "-d", str(tmp_path), "--configfile", str(DEMO), "mine.yaml", "--", target,
+                               cwd=tmp_path, check=False)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0
+        assert "No rule to produce" not in output, output
+        assert (f"variant 'v99' is not one of the config's variants ({REPO / 'config.yaml'}, "
+                f"{tmp_path / 'mine.yaml'}): v01, v02,") in output, output
+        assert "v14, v15; add an entry under variants:" in output, output
+    plan = run_snakemake("-n", "-d", str(tmp_path), "--configfile", str(DEMO), "mine.yaml", "--",
+                         "results/train/v15/model.pt", "results/fvd/embeddings/real.npz", cwd=tmp_path)
+    assert "rule train:" in plan.stdout and "rule embed_real:" in plan.stdout, plan.stdout
+
+
 def fail_train_job(work: Path, pythonpath: str | None) -> list[str]:
     """Run the train job of v01 (demo config, train.retries 1) with a `python` that fails at once
     and records the PYTHONPATH it saw: one line an attempt."""

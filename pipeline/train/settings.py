@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.errors import PipelineError
+from pipeline.config import variant_entry
 
 __all__ = ["FEATURE_CLUSTERS", "RUNTIME_KEYS", "RUNTIME_DEFAULTS", "DISPLAY_KEYS", "train_settings",
            "train_runtime", "split_runtime", "cluster_settings"]
@@ -40,10 +40,7 @@ def train_settings(config: Mapping[str, Any], variant: str) -> dict:
     """What can change ``variant``'s training result: its entry, and of the train, losses and
     weights sections the parts it reads (see the module docstring). Keys this function does not
     know stay in, so a new setting retrains rather than being dropped."""
-    if variant not in config["variants"]:
-        raise PipelineError(f"variant {variant!r} is not in config.yaml's variants "
-                            f"({', '.join(sorted(config['variants']))})")
-    entry = config["variants"][variant]
+    entry = variant_entry(config, variant)
     network, backbone = entry["network"], entry["perceptual"]
     gan, prior = entry["discriminator"] > 0, entry["prior"] is not None
 

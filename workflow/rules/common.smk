@@ -56,7 +56,9 @@ shell.prefix(_job_prefix.replace("{", "{{").replace("}", "}}"))
 wildcard_constraints:
     split=f"train|val|test|{HELDOUT_SPLIT}",
     city="[a-z_]+",
-    variant="|".join(config["variants"]),
+    # Any name but the real videos' (pipeline.config.RESERVED_VARIANT_NAMES), so that a name
+    # config.yaml lacks reaches variant_entry and its message, not "No rule to produce".
+    variant=r"(?!(?:real|heldout)(?:[^A-Za-z0-9_-]|$))[A-Za-z0-9_-]+",
 
 
 SYNTHETIC = config["data"]["source"] == "synthetic"
@@ -128,11 +130,16 @@ def i3d_path():
     )
 
 
+def variant_entry(wildcards):
+    """The config entry of the job's variant; a name not in it stops planning, named."""
+    return pipeline.config.variant_entry(config, wildcards.variant, CONFIG_SOURCES)
+
+
 def training_data(wildcards):
     """The packed split a variant trains on: prior-frame variants the windows of the subset's
     snippets, image variants the annotated frames of train.image_data (gtfine_train: every
     train city's, as the thesis)."""
-    if config["variants"][wildcards.variant]["prior"]:
+    if variant_entry(wildcards)["prior"]:
         return "results/data/train.h5"
     return f"results/data/{config['train']['image_data']}.h5"
 
@@ -162,14 +169,14 @@ def flow_checkpoint():
 
 
 def clusters_input(wildcards):
-    if config["variants"][wildcards.variant]["feature_encoder"]:
+    if variant_entry(wildcards)["feature_encoder"]:
         return f"results/train/{wildcards.variant}/clusters.pt"
     return []
 
 
 def draws_input(wildcards):
     """The chosen feature draw, where fvd.draw_choice.auto is on and the variant draws features."""
-    if DRAW_CHOICE and config["variants"][wildcards.variant]["feature_encoder"]:
+    if DRAW_CHOICE and variant_entry(wildcards)["feature_encoder"]:
         return f"results/fvd/draws/{wildcards.variant}.json"
     return []
 
