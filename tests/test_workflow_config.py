@@ -82,18 +82,20 @@ def test_a_variant_the_config_lacks_is_named_not_no_rule_to_produce(tmp_path):
 
 def fail_train_job(work: Path, pythonpath: str | None) -> list[str]:
     """Run the train job of v01 (demo config, train.retries 1) with a `python` that fails at once
-    and records the PYTHONPATH it saw: one line an attempt."""
+    and records the PYTHONPATH and TQDM_MININTERVAL it saw: one line an attempt."""
     fake = work / "fake_bin"
     fake.mkdir()
     attempts = work / "attempts.txt"
     python = fake / "python"
-    python.write_text(f'#!/bin/sh\nprintf "%s\\n" "${{PYTHONPATH-<unset>}}" >> {attempts}\nexit 1\n')
+    python.write_text(f'#!/bin/sh\nprintf "%s %s\\n" "${{PYTHONPATH-<unset>}}" "${{TQDM_MININTERVAL-<unset>}}" '
+                      f'>> {attempts}\nexit 1\n')
     python.chmod(python.stat().st_mode | stat.S_IXUSR)
     (work / "retries.yaml").write_text(yaml.safe_dump({"train": {"retries": 1}}))
     (work / "results" / "data").mkdir(parents=True)
     (work / "results" / "data" / "gtfine_train.h5").touch()      # the image variant's data
     env = dict(os.environ, PATH=f"{fake}{os.pathsep}{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     env.pop("PYTHONPATH", None)
+    env.pop("TQDM_MININTERVAL", None)
     if pythonpath is not None:
         env["PYTHONPATH"] = pythonpath
     command = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(work), "--cores", "1",
@@ -110,8 +112,9 @@ def fail_train_job(work: Path, pythonpath: str | None) -> list[str]:
 def test_train_jobs_retry_train_retries_times_importing_this_checkout(tmp_path, pythonpath, seen):
     """train.retries 1: the failing job runs twice. Every job has the workflow's repository first
     on PYTHONPATH (so `python -m pipeline...` imports this checkout, not the venv's editable
-    install of another), an existing PYTHONPATH kept after it."""
-    assert fail_train_job(tmp_path, pythonpath) == [seen, seen]
+    install of another), an existing PYTHONPATH kept after it. Its progress bars redraw every 30 s
+    (its stderr is its log, which retries append to)."""
+    assert fail_train_job(tmp_path, pythonpath) == [f"{seen} 30", f"{seen} 30"]
 
 
 def test_raising_train_retries_retrains_nothing(tmp_path):

@@ -47,9 +47,12 @@ validate(config, "../schemas/config.schema.yaml")
 # Jobs import this checkout's pipeline, whatever the venv's editable install points at (with
 # `snakemake -d elsewhere` or another checkout installed): its root goes first on PYTHONPATH, an
 # existing PYTHONPATH after it. The prefix replaces Snakemake's default, so it repeats
-# `set -euo pipefail` (braces doubled: Snakemake formats the prefix).
+# `set -euo pipefail` (braces doubled: Snakemake formats the prefix). A job's stderr is its log:
+# tqdm redraws a bar there every TQDM_MININTERVAL seconds (one line each; at tqdm's 0.1 s a 12-hour
+# training job would log some 400 000), unless the environment sets it.
 WORKFLOW_ROOT = str(Path(workflow.basedir).resolve())
-_job_prefix = f"set -euo pipefail; export PYTHONPATH={shlex.quote(WORKFLOW_ROOT)}${{PYTHONPATH:+:$PYTHONPATH}}; "
+_job_prefix = (f"set -euo pipefail; export PYTHONPATH={shlex.quote(WORKFLOW_ROOT)}${{PYTHONPATH:+:$PYTHONPATH}}; "
+               "export TQDM_MININTERVAL=${TQDM_MININTERVAL:-30}; ")
 shell.prefix(_job_prefix.replace("{", "{{").replace("}", "}}"))
 
 
