@@ -177,7 +177,9 @@ def test_an_fvd_setting_redraws_only_what_reads_it(planned, tmp_path, change, ke
 
 def test_code_version_follows_the_code_a_stage_imports(tmp_path, monkeypatch):
     """A rule's code version (``python -m`` module and every pipeline module it imports) changes
-    with that code and only with it: the k-means of cluster_features does not retrain a variant."""
+    with that code and only with it: the k-means of cluster_features does not retrain a variant;
+    comments, docstrings and the plumbing every stage imports (errors, file writing) retrain
+    nothing."""
     copy = tmp_path / "pipeline"
     shutil.copytree(REPO / "pipeline", copy, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(provenance, "PACKAGE_ROOT", copy)
@@ -186,11 +188,17 @@ def test_code_version_follows_the_code_a_stage_imports(tmp_path, monkeypatch):
     def versions():
         return {stage: provenance.code_version(stage) for stage in stages}
 
-    def edit(module):
+    def edit(module, text="\nCHANGED = 1\n"):
         with (copy / module).open("a") as handle:
-            handle.write("\n# a change\n")
+            handle.write(text)
 
     before = versions()
+    edit("flow/warp.py", "\n# a comment\n")
+    source = (copy / "train" / "loop.py").read_text()
+    (copy / "train" / "loop.py").write_text(source.replace('"""', '"""Reworded. ', 1))   # its docstring
+    edit("errors.py")
+    edit("io.py")
+    assert versions() == before
     edit("flow/warp.py")                 # the training step's warp, not the labeller's code
     after_warp = versions()
     assert after_warp["pipeline.train"] != before["pipeline.train"]
