@@ -1,7 +1,7 @@
 # The video-synthesis study as one graph: Cityscapes (or the synthetic city) -> subset ->
 # pseudo-labels -> reference flow -> HDF5 -> 14 trained variants -> test videos -> FVD table.
 #   snakemake --profile lengau results/fvd_table.csv          (the study, on a PBS cluster)
-#   snakemake --cores 2 --configfile config/demo.yaml         (the demo on the synthetic city)
+#   snakemake --cores 2 --directory demo --configfile config/demo.yaml   (the demo, in demo/)
 from snakemake.utils import min_version
 
 min_version("9.0")
