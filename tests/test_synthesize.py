@@ -10,6 +10,7 @@ import torch
 
 from pipeline.config import DEFAULT_CONFIG, load_config
 from pipeline.errors import PipelineError
+from pipeline.fvd import SYNTH_KEYS, synthesis_settings
 from pipeline.pack.dataset import WindowDataset
 from pipeline.synthesize.video import real_videos, synthesize_videos, to_score_size
 from pipeline.synthesize.warping import non_occluded, warping_error
@@ -80,6 +81,21 @@ def test_prior_variants_warm_up_and_feature_draws_follow_the_seed(packed_city, t
     image_variant, plain = synthesize_videos(trained["v02"], packed_city["val"], fvd_settings)
     assert plain["record"]["first_synthesised_frame"] == 2 and plain["record"]["features"] is None
     assert all(np.isfinite(plain["warping_errors"]))
+
+
+def test_a_variant_is_given_only_the_fvd_settings_it_reads(packed_city, trained, fvd_settings):
+    """synthesis_settings (the synthesize job's --settings): an image variant without an encoder
+    gets neither warm-up nor draw settings, and makes the same videos from them; a change to
+    those then resynthesises only the variants that read them."""
+    config = load_config([DEFAULT_CONFIG])
+    config["fvd"] = dict(fvd_settings)
+    narrow = synthesis_settings(config, "v02")
+    assert set(fvd_settings) - set(narrow) >= {"warmup_frames", "seed", "feature_draw"}
+    assert set(synthesis_settings(config, "v08")) == set(SYNTH_KEYS)
+    assert set(SYNTH_KEYS) - set(synthesis_settings(config, "v07")) == {"seed", "feature_draw"}
+    full, _ = synthesize_videos(trained["v02"], packed_city["val"], fvd_settings)
+    videos, _ = synthesize_videos(trained["v02"], packed_city["val"], narrow)
+    assert np.array_equal(full, videos)
 
 
 def test_too_few_test_snippets_is_named(packed_city, trained, fvd_settings):

@@ -24,6 +24,11 @@ Stages (one process each)::
     python -m pipeline.fvd.table  --scores A.json ... --variants-settings JSON --output FILE.csv
 """
 
+from collections.abc import Mapping
+from typing import Any
+
+from pipeline.config import variant_entry
+
 # The fvd-section keys each stage reads: the rules pass exactly these (a change to another key
 # does not rerun the stage). Here, free of TensorFlow, so the Snakefile can import them.
 # pipeline.synthesize: a variant's test videos (SYNTH_KEYS), the real ones (REAL_KEYS) and, with
@@ -39,3 +44,16 @@ EMBED_KEYS = ("frames", "height", "width", "batch_size", "crops")
 SCORE_KEYS = ("batch_size", "batches", "crops", "bootstrap", "seed")
 TABLE_KEYS = ("comparisons",)
 DRAW_KEYS = ("crops", "seed", "draw_choice")
+# What of SYNTH_KEYS a variant without prior frames (no warm-up) or without a feature encoder (no
+# cluster draw) never reads: left out of its synthesize job's settings, a change to them does not
+# resynthesise (and re-embed and re-score) it.
+PRIOR_ONLY_KEYS = ("warmup_frames",)
+DRAW_ONLY_KEYS = ("seed", "feature_draw")
+
+
+def synthesis_settings(config: Mapping[str, Any], variant: str) -> dict:
+    """The fvd settings synthesising ``variant``'s test videos reads (SYNTH_KEYS, less what it
+    never reads)."""
+    entry = variant_entry(config, variant)
+    unread = (() if entry["prior"] else PRIOR_ONLY_KEYS) + (() if entry["feature_encoder"] else DRAW_ONLY_KEYS)
+    return {key: config["fvd"][key] for key in SYNTH_KEYS if key not in unread}

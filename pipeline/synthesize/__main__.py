@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise PipelineError("synthesizing a variant needs --model and --warping (or --real)")
     draw_choice = read_draw_choice(args.draws, settings["seed"]) if args.draws else None
     videos, result = synthesize_videos(args.model, args.data, settings, args.clusters, device, draw_choice)
-    record = provenance("synthesize", settings, code, settings["seed"], data=args.data, **result["record"])
+    record = provenance("synthesize", settings, code, settings.get("seed"), data=args.data, **result["record"])
     errors = np.asarray(result["warping_errors"], dtype=np.float64)
     # The sample std (N - 1), as FVD's spread beside it in the report.
     write_json(args.warping, {"variant": result["record"]["variant"], "warping_error": float(np.nanmean(errors)),

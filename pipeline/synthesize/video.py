@@ -88,7 +88,7 @@ class _Synthesizer:
     def variant(self) -> str:
         return self.checkpoint["variant"]
 
-    def video(self, index: int, draws: DrawSeeding) -> tuple[torch.Tensor, dict | None]:
+    def video(self, index: int, draws: DrawSeeding | None) -> tuple[torch.Tensor, dict | None]:
         """Video ``index`` [T, 3, H, W] at the scoring size, and its feature draw (or None)."""
         sample = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in self.inputs[index].items()}
         chosen = None
@@ -122,8 +122,10 @@ def synthesize_videos(model_path: str | Path, data_path: str | Path, settings: M
         raise PipelineError(f"a draw choice for variant {draw_choice['variant']!r}; variant {run.variant!r} "
                             f"{'draws no cluster features' if run.bank is None else 'is another'}",
                             draw_choice.get("file"))
-    draws = (DrawSeeding.of(settings, draw_choice["chosen"], draw_choice["heldout_videos"])
-             if draw_choice else DrawSeeding.of(settings))
+    draws = None            # only a variant with a cluster bank draws (and is given fvd.seed)
+    if run.bank is not None:
+        draws = (DrawSeeding.of(settings, draw_choice["chosen"], draw_choice["heldout_videos"])
+                 if draw_choice else DrawSeeding.of(settings))
     videos, errors, feature_draws = [], [], []
     for index in tqdm(range(count), desc=f"synthesize {run.variant}", unit="video"):
         frames, draw = run.video(index, draws)
