@@ -20,8 +20,8 @@ import yaml
 from pipeline.errors import PipelineError
 
 __all__ = ["SCHEMA_PATH", "I3D_MIN_FRAMES", "RESERVED_VARIANT_NAMES", "BOOLEAN_CHOICES", "load_config",
-           "read_config_file", "key_sources", "merge", "validate", "check_variant", "check_consistency", "variant_entry",
-           "backbone_file", "section"]
+           "read_config_file", "key_sources", "command_line_values", "merge", "validate", "check_variant",
+           "check_consistency", "variant_entry", "backbone_file", "instance_checkpoint", "i3d_module", "section"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -96,6 +96,25 @@ def key_sources(layers: Iterable[tuple[str, Mapping]]) -> dict[tuple[str, ...], 
     return sources
 
 
+def command_line_values(node: Any) -> Any:
+    """Snakemake's ``--config`` values as a config file would give them: Snakemake reads a nested
+    value (``train={retries: 7}``) as YAML of strings only, so each string leaf that YAML reads as a
+    number, a boolean or null becomes that (``'7'`` 7, ``'true'`` True, ``'null'`` None); other
+    strings stay as they are. Returns a copy. (Quoting is gone by then: ``{seed: '7'}`` is 7 too.)"""
+    if isinstance(node, Mapping):
+        return {key: command_line_values(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [command_line_values(value) for value in node]
+    if isinstance(node, str):
+        try:
+            value = yaml.safe_load(node)
+        except yaml.YAMLError:
+            return node
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+    return node
+
+
 def _key_paths(node: Mapping, source: str, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], str]:
     """Every key path of a loaded file (mappings walked into) -> the file: merged in order, the
     last file holding a path is the one whose value the merged config has there."""
@@ -147,6 +166,7 @@ def validate(config: Mapping, sources: Mapping[tuple[str, ...], str] | None = No
     (a boolean) of a key in ``BOOLEAN_CHOICES`` becomes its string first. ``sources``: key path ->
     the file that set it, for the messages (:func:`key_sources`)."""
     config = copy.deepcopy(dict(config))
+    _refuse_non_string_variant_names(config, sources)
     _booleans_as_choices(config)
     schema = _schema()
     validator = _with_defaults(jsonschema.Draft202012Validator, schema)(schema)
@@ -159,6 +179,20 @@ def validate(config: Mapping, sources: Mapping[tuple[str, ...], str] | None = No
     return config
 
 
+def _refuse_non_string_variant_names(config: Mapping, sources: Mapping[tuple[str, ...], str] | None) -> None:
+    """A variant name YAML read as something other than a string (``15:`` is a number) is refused:
+    names are output paths and sort together."""
+    variants = config.get("variants")
+    if not isinstance(variants, Mapping):
+        return                                  # the schema names it
+    bad = [name for name in variants if not isinstance(name, str)]
+    if bad:
+        raise PipelineError("invalid config: " + "; ".join(
+            f"variant name {name}{_set_by(sources, ('variants', str(name)))}: write it as a string such as "
+            f"v{name} (YAML reads {name} as a {'boolean' if isinstance(name, bool) else 'number'})"
+            for name in bad))
+
+
 def _booleans_as_choices(config: dict) -> None:
     """Replace, in place, a boolean at a ``BOOLEAN_CHOICES`` key by the enum value it stands for."""
     for path, choices in BOOLEAN_CHOICES.items():
@@ -169,19 +203,32 @@ def _booleans_as_choices(config: dict) -> None:
             node[path[-1]] = choices[node[path[-1]]]
 
 
+def _source_of(sources: Mapping[tuple[str, ...], str], path: tuple) -> str:
+    """The source that set the key at ``path``, ``default`` where none did. An item of a list (an
+    int in ``path``, as in jsonschema's paths) was set with the list: the list's source."""
+    cut = next((at for at, part in enumerate(path) if isinstance(part, int)), len(path))
+    return sources.get(tuple(str(part) for part in path[:cut]), "default")
+
+
+def _set_by(sources: Mapping[tuple[str, ...], str] | None, path: tuple) -> str:
+    """`` (source)`` of the key at ``path`` for a message; nothing without ``sources``."""
+    return "" if sources is None else f" ({_source_of(sources, path)})"
+
+
 def _describe(error: jsonschema.ValidationError, sources: Mapping[tuple[str, ...], str] | None) -> str:
-    path = tuple(str(part) for part in error.absolute_path)
-    key = ".".join(path) or "(top level)"
+    path = tuple(error.absolute_path)
+    key = ".".join(str(part) for part in path) or "(top level)"
     where = ""
     if sources is not None:
         if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
             # The unknown keys' files: the mapping holding them may come from several.
             known = error.schema.get("properties", {})
-            where = ", ".join(f"{'.'.join(path + (str(name),))} in {sources.get(path + (str(name),), 'default')}"
+            where = ", ".join(f"{'.'.join(str(part) for part in path + (name,))} in "
+                              f"{_source_of(sources, path + (str(name),))}"
                               for name in error.instance if name not in known)
             where = f" ({where})" if where else ""
-        else:
-            where = f" ({sources.get(path, 'default')})" if path else ""
+        elif path:
+            where = _set_by(sources, path)
     return f"  config key {key}{where}: {error.message}"
 
 
@@ -229,9 +276,7 @@ class _Keys:
         return node
 
     def source(self, path: str) -> str:
-        if self.sources is None:
-            return ""
-        return f" ({self.sources.get(tuple(path.split('.')), 'default')})"
+        return _set_by(self.sources, tuple(path.split(".")))
 
     def __call__(self, path: str, shown: Any = None) -> str:
         value = self.value(path) if shown is None else shown
@@ -269,6 +314,8 @@ def check_consistency(config: Mapping, sources: Mapping[tuple[str, ...], str] | 
       graph with a few frames and the local random I3D (pipeline.fvd.embed still needs 9 to embed).
     - Every variant has its own index (a row of table 5.1): the FVD table and fvd.comparisons pick
       variants by it, and of two with one index one would silently stand for both.
+    - Every index in fvd.comparisons is a variant's (the table would drop the pair, noted only
+      in its log).
     """
     keys = _Keys(config, sources)
     data, subset, fvd, train = config["data"], config["subset"], config["fvd"], config["train"]
@@ -340,6 +387,11 @@ def check_consistency(config: Mapping, sources: Mapping[tuple[str, ...], str] | 
                             f"{', '.join(names)} share index {index}, a row of table 5.1 (the FVD table and "
                             "fvd.comparisons pick variants by index, so one would stand for the others); "
                             "give each its own")
+    compared = sorted({index for pair in fvd["comparisons"] or [] for index in pair} - set(by_index))
+    if compared:
+        problems.append(f"{keys('fvd.comparisons')} names {', '.join(map(str, compared))}, not the index of a "
+                        f"variant (the variants' indices: {', '.join(map(str, sorted(by_index)))}): each pair is "
+                        "two variants.<name>.index values")
 
     if problems:
         raise PipelineError("inconsistent config:\n" + "\n".join(f"  - {problem}" for problem in problems))
@@ -370,14 +422,46 @@ def backbone_file(config: Mapping, variant: str, sources: Mapping[tuple[str, ...
     (config.yaml ships without the site's files)."""
     backbone = variant_entry(config, variant, sources)["perceptual"]
     path = config["weights"].get(backbone) if backbone else None
-    if path or not backbone or config["weights"]["allow_random"]:
-        return path or None
     keys = _Keys(config, sources)
     users = sorted(name for name, entry in config["variants"].items() if entry["perceptual"] == backbone)
+    if path and not Path(path).is_file():
+        raise PipelineError(f"{keys(f'weights.{backbone}')} is not a file, but variants {', '.join(users)} use "
+                            f"the {backbone} perceptual backbone: set weights.{backbone} to the path of "
+                            "torchvision's file (README; pipeline/models/weights.py PINNED), or to null with "
+                            "weights.allow_random: true for random weights (demo only)")
+    if path or not backbone or config["weights"]["allow_random"]:
+        return path or None
     raise PipelineError(f"{keys(f'weights.{backbone}')} names no file, but variants {', '.join(users)} use the "
                         f"{backbone} perceptual backbone and {keys('weights.allow_random')}: set "
                         f"weights.{backbone} to torchvision's file (README; pipeline/models/weights.py PINNED), "
                         "or weights.allow_random: true for random weights (demo only)")
+
+
+def instance_checkpoint(config: Mapping, sources: Mapping[tuple[str, ...], str] | None = None) -> str | None:
+    """``labels.instance.checkpoint``, or None where the workflow fits one (the torchvision
+    backend). The detectron2 backend without one is refused, naming the keys and their files: the
+    label_instance rule's input function calls this, so only a plan that labels instances stops."""
+    instance = config["labels"]["instance"]
+    if instance["checkpoint"] or instance["backend"] == "torchvision":
+        return instance["checkpoint"] or None
+    keys = _Keys(config, sources)
+    raise PipelineError(f"{keys('labels.instance.checkpoint')} names no file, but "
+                        f"{keys('labels.instance.backend')} labels instances with a trained model: set "
+                        "labels.instance.checkpoint to detectron2's model_final_af9cf5.pkl (README), or "
+                        "labels.instance.backend: torchvision, which the workflow fits (fit_instances)")
+
+
+def i3d_module(config: Mapping, sources: Mapping[tuple[str, ...], str] | None = None) -> str | None:
+    """``fvd.i3d``, or None where the workflow builds a random-weight I3D (fvd.local_i3d_width).
+    Neither set is refused, naming the keys and their files: the embed rules' input function calls
+    this, so only a plan that embeds videos stops."""
+    fvd = config["fvd"]
+    if fvd["i3d"] or fvd["local_i3d_width"]:
+        return fvd["i3d"] or None
+    keys = _Keys(config, sources)
+    raise PipelineError(f"{keys('fvd.i3d')} names no I3D and {keys('fvd.local_i3d_width')}: set fvd.i3d to the "
+                        "local directory of the TF-Hub module deepmind/i3d-kinetics-400/1 (README), or "
+                        "fvd.local_i3d_width (e.g. 0.25) for a random-weight I3D (demo only: FVD not comparable)")
 
 
 def _synthetic_problems(config: Mapping, keys: _Keys) -> list[str]:

@@ -16,6 +16,7 @@ from pipeline.config import (
     SCHEMA_PATH,
     backbone_file,
     check_consistency,
+    command_line_values,
     key_sources,
     load_config,
     merge,
@@ -191,6 +192,9 @@ RULES = [
      r"fvd\.width = 64 < fvd\.height = 128: FVD scores square crops"),
     ("real-i3d-frames", {"fvd": {"i3d": "/models/i3d", "frames": 8}},
      r"fvd\.frames = 8 with the real I3D \(fvd\.i3d = /models/i3d\): the I3D embedding needs at least 9 frames"),
+    ("comparison-index", {"fvd": {"comparisons": [[3, 16], [2, 3]]}},
+     r"fvd\.comparisons = \[\[3, 16\], \[2, 3\]\] names 16, not the index of a variant \(the variants' "
+     r"indices: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14\): each pair is two variants\.<name>\.index values"),
 ]
 
 
@@ -210,8 +214,9 @@ def test_each_consistency_rule_rejects_a_config_that_breaks_it(demo_raw, change,
         {"pack": {"resolutions": [[64, 128], [128, 256], [256, 512]]}},     # a size nothing reads
         {"data": {"synthetic": {"cities": {"val": {"heldorf": 4}}}}, "fvd": {"draw_choice": {"auto": True}}},
         {"fvd": {"start_frame": 0, "frames": 12, "warmup_frames": 0}},
+        {"fvd": {"comparisons": [[1, 14]]}},
     ],
-    ids=["window-fills-snippet", "extra-size", "heldout-city", "whole-snippet"],
+    ids=["window-fills-snippet", "extra-size", "heldout-city", "whole-snippet", "comparison"],
 )
 def test_consistent_changes_pass(demo_raw, change):
     validate(merge(demo_raw, change))
@@ -260,14 +265,16 @@ def test_a_backbone_without_its_file_is_refused_for_the_train_jobs_that_need_it(
     file, and allow_random false, is refused naming the key, the files that set it and the
     variants of that backbone, instead of each train job failing after queueing for a GPU."""
     study_raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    mine = {"weights": {"mobilenet_v2": "/w/mobilenet_v2-b0353104.pth"}}
+    mobilenet = tmp_path / "mobilenet_v2-b0353104.pth"
+    mobilenet.touch()
+    mine = {"weights": {"mobilenet_v2": str(mobilenet)}}
     sources = key_sources([(str(DEFAULT_CONFIG), study_raw), (str(tmp_path / "mine.yaml"), mine)])
     config = validate(merge(study_raw, mine), sources)     # the config itself is valid: other targets plan
     with pytest.raises(PipelineError) as caught:
         backbone_file(config, "v02", sources)
     assert (f"weights.vgg19 = null ({DEFAULT_CONFIG}) names no file, but variants v01, v02 use the vgg19 "
             f"perceptual backbone and weights.allow_random = false ({DEFAULT_CONFIG})") in str(caught.value)
-    assert backbone_file(config, "v03", sources) == "/w/mobilenet_v2-b0353104.pth"
+    assert backbone_file(config, "v03", sources) == str(mobilenet)
     assert backbone_file(config, "v10", sources) is None                     # no perceptual loss
     assert backbone_file(merge(config, {"weights": {"allow_random": True}}), "v02") is None
 
@@ -334,3 +341,59 @@ def test_a_schema_error_names_the_file_that_set_the_key(tmp_path):
     # Without the files (a merged mapping), as before.
     with pytest.raises(PipelineError, match=r"config key fvd\.frames: 1 is less"):
         validate(merge(yaml.safe_load(DEFAULT_CONFIG.read_text()), {"fvd": {"frames": 1}}))
+
+
+def test_a_backbone_file_named_but_missing_is_refused(tmp_path):
+    """weights.<backbone> naming a path that is not a file stops planning the train jobs that load
+    it, naming the key, its file and the variants (with allow_random too: the path would be read)."""
+    study_raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    mine = {"weights": {"vgg19": "/nonexistent.pth", "allow_random": True}}
+    sources = key_sources([(str(DEFAULT_CONFIG), study_raw), (str(tmp_path / "mine.yaml"), mine)])
+    config = validate(merge(study_raw, mine), sources)
+    with pytest.raises(PipelineError) as caught:
+        backbone_file(config, "v01", sources)
+    assert (f"weights.vgg19 = /nonexistent.pth ({tmp_path / 'mine.yaml'}) is not a file, but variants v01, v02 "
+            "use the vgg19 perceptual backbone: set weights.vgg19 to the path of torchvision's file") \
+        in str(caught.value), caught.value
+    assert backbone_file(config, "v03", sources) is None                     # mobilenet_v2: random weights
+    (tmp_path / "vgg19.pth").touch()
+    assert backbone_file(merge(config, {"weights": {"vgg19": str(tmp_path / "vgg19.pth")}}), "v01") \
+        == str(tmp_path / "vgg19.pth")
+
+
+def test_a_bare_number_variant_name_is_refused_naming_its_file(tmp_path):
+    """YAML reads `15:` as a number: named as a config error, not a TypeError sorting the names."""
+    study_raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    override = tmp_path / "mine.yaml"
+    override.write_text(yaml.safe_dump({"variants": {15: dict(study_raw["variants"]["v08"], index=15)}}))
+    with pytest.raises(PipelineError) as caught:
+        load_config([DEFAULT_CONFIG, override])
+    assert (f"variant name 15 ({override}): write it as a string such as v15 (YAML reads 15 as a number)"
+            in str(caught.value)), caught.value
+
+
+def test_an_error_in_a_list_names_the_file_that_set_the_list(tmp_path):
+    """Lists are set whole: an item's error names the file of the nearest key (the list)."""
+    override = tmp_path / "mine.yaml"
+    override.write_text(yaml.safe_dump({"fvd": {"crops": ["left", "centre"]},
+                                        "pack": {"resolutions": [[64, 128], [128, 0]]},
+                                        "train": {"crn": {"stages": [{"height": 64, "width": 128}]}}}))
+    with pytest.raises(PipelineError, match="invalid config") as caught:
+        load_config([DEFAULT_CONFIG, override])
+    message = str(caught.value)
+    for key in ("fvd.crops.1", "pack.resolutions.1.1", "train.crn.stages.0"):
+        assert f"config key {key} ({override}): " in message, message
+    assert "(default)" not in message, message
+
+
+def test_command_line_values_are_read_as_a_config_file_reads_them():
+    """Snakemake hands nested --config values over as strings (YAML's BaseLoader): numbers,
+    booleans and nulls are read again; other strings, keys and the structure stay."""
+    given = {"train": {"retries": "7", "lr": "2.0e-4", "amp": "off"}, "weights": {"allow_random": "true"},
+             "fvd": {"comparisons": [["3", "16"]], "i3d": "null", "bootstrap": 500, "crops": ["left"]},
+             "data": {"cityscapes_root": "/data/run #2", "day": "2024-01-01"}, "labels": {"x": ""}}
+    assert command_line_values(given) == {
+        "train": {"retries": 7, "lr": 2.0e-4, "amp": False}, "weights": {"allow_random": True},
+        "fvd": {"comparisons": [[3, 16]], "i3d": None, "bootstrap": 500, "crops": ["left"]},
+        "data": {"cityscapes_root": "/data/run #2", "day": "2024-01-01"}, "labels": {"x": None}}
+    assert given["train"]["retries"] == "7"                                   # a copy

@@ -1,6 +1,7 @@
 """What the Snakefile makes of the config before any job runs, and how its jobs start: config errors
-name the file (or --config) that set the key, the study without its backbone files stops the dry
-run, train.retries sets the train rule's retries, and jobs import this checkout's pipeline."""
+name the file (or --config) that set the key, --config sets numbers and booleans, the study without
+its site files (backbones, instance checkpoint, I3D) stops only the dry runs that need them,
+train.retries sets the train rule's retries, and jobs import this checkout's pipeline."""
 
 from __future__ import annotations
 
@@ -24,7 +25,40 @@ def test_config_errors_name_the_configfile_or_config_that_set_the_key(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert f"config key train.compile ({tmp_path / 'mine.yaml'}): 'maybe' is not one of" in output, output
-    assert "config key fvd.frames (--config): '1' is not of type 'integer'" in output, output
+    # A nested --config value reaches the schema as a number (Snakemake hands it over as '1').
+    assert "config key fvd.frames (--config): 1 is less than the minimum of 2" in output, output
+
+
+def test_config_sets_numbers_and_booleans_as_a_config_file_does(tmp_path):
+    """Snakemake reads a nested --config value as YAML of strings: its numbers and booleans are
+    read again, so they validate and the rules see them (allow_random lets the study's train job
+    plan without backbone files)."""
+    other_files = {"labels": {"instance": {"checkpoint": str(tmp_path / "model_final_af9cf5.pkl")}},
+                   "fvd": {"i3d": str(tmp_path / "i3d")}}
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(other_files))
+    (tmp_path / "model_final_af9cf5.pkl").touch()
+    (tmp_path / "i3d").mkdir()
+    plan = run_snakemake("-n", "-d", str(tmp_path), "--configfile", "mine.yaml", "--config", "train={retries: 7}",
+                         'fvd={"bootstrap": 500}', "weights={allow_random: true}", "--",
+                         "results/train/v02/model.pt", cwd=tmp_path)
+    assert "rule train:" in plan.stdout, plan.stdout
+
+
+def test_the_shipped_config_plans_what_needs_no_site_files(tmp_path):
+    """config.yaml as shipped (labels.instance.checkpoint and fvd.i3d null): the subset plans; only a
+    plan that labels instances or embeds videos stops, naming the key, config.yaml and what to set."""
+    run_snakemake("-n", "-d", str(tmp_path), "--", "results/data/subset.json", cwd=tmp_path)
+    for target, named in (("results/labels/instance/train/aachen",
+                           f"labels.instance.checkpoint = null ({REPO / 'config.yaml'}) names no file, but "
+                           f"labels.instance.backend = detectron2 ({REPO / 'config.yaml'}) labels instances with a "
+                           "trained model: set labels.instance.checkpoint to detectron2's model_final_af9cf5.pkl"),
+                          ("results/fvd/embeddings/real.npz",
+                           f"fvd.i3d = null ({REPO / 'config.yaml'}) names no I3D and fvd.local_i3d_width = null "
+                           f"({REPO / 'config.yaml'}): set fvd.i3d to the local directory of the TF-Hub module")):
+        result = run_snakemake("-n", "-d", str(tmp_path), "--", target, cwd=tmp_path, check=False)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0
+        assert named in output, output
 
 
 def test_the_study_without_its_backbone_files_stops_the_dry_run(tmp_path):
@@ -80,9 +114,10 @@ def test_a_variant_the_config_lacks_is_named_not_no_rule_to_produce(tmp_path):
     assert "rule train:" in plan.stdout and "rule embed_real:" in plan.stdout, plan.stdout
 
 
-def fail_train_job(work: Path, pythonpath: str | None) -> list[str]:
-    """Run the train job of v01 (demo config, train.retries 1) with a `python` that fails at once
-    and records the PYTHONPATH and TQDM_MININTERVAL it saw: one line an attempt."""
+def fail_train_job(work: Path, pythonpath: str | None, retries: tuple[str, ...] = ("retries.yaml",)) -> list[str]:
+    """Run the train job of v01 (demo config, then ``retries``: retries.yaml's train.retries 1, or a
+    --config) with a `python` that fails at once and records the PYTHONPATH and TQDM_MININTERVAL
+    it saw: one line an attempt."""
     fake = work / "fake_bin"
     fake.mkdir()
     attempts = work / "attempts.txt"
@@ -99,7 +134,7 @@ def fail_train_job(work: Path, pythonpath: str | None) -> list[str]:
     if pythonpath is not None:
         env["PYTHONPATH"] = pythonpath
     command = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(work), "--cores", "1",
-               "--configfile", str(DEMO), str(work / "retries.yaml"), "--allowed-rules", "train", "--",
+               "--configfile", str(DEMO), *retries, "--allowed-rules", "train", "--",
                "results/train/v01/model.pt"]
     done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0, done.stdout + done.stderr
@@ -115,6 +150,11 @@ def test_train_jobs_retry_train_retries_times_importing_this_checkout(tmp_path, 
     install of another), an existing PYTHONPATH kept after it. Its progress bars redraw every 30 s
     (its stderr is its log, which retries append to)."""
     assert fail_train_job(tmp_path, pythonpath) == [f"{seen} 30", f"{seen} 30"]
+
+
+def test_train_retries_from_config_is_the_rules_number(tmp_path):
+    """--config 'train={retries: 2}': the rule sees the number (Snakemake handed it over as '2')."""
+    assert len(fail_train_job(tmp_path, None, ("--config", "train={retries: 2}"))) == 3
 
 
 def test_raising_train_retries_retrains_nothing(tmp_path):

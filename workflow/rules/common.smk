@@ -22,6 +22,14 @@ from pipeline.provenance import code_version
 from pipeline.train.settings import cluster_settings, train_runtime, train_settings
 
 
+# --config as a file would set it: Snakemake reads a nested value (train={retries: 7}) as YAML of
+# strings, so its numbers, booleans and nulls are read again (pipeline.config.command_line_values),
+# in Snakemake's config itself, which the rules read. --config is merged last: merged over the
+# config once more, it replaces just those values.
+CONFIG_OVERRIDES = pipeline.config.command_line_values(dict(workflow.config_settings.config or {}))
+config.update(pipeline.config.merge(config, CONFIG_OVERRIDES))
+
+
 def config_sources():
     """Config key path -> the file that set it, merged as Snakemake merged them: the Snakefile's
     configfile (unless --replace-workflow-config), each --configfile in order, then --config."""
@@ -32,8 +40,8 @@ def config_sources():
     if settings.replace_workflow_config:
         own_files = []          # Snakemake drops what the configfile: directive read
     layers = [(str(path), pipeline.config.read_config_file(path)) for path in [*own_files, *cli_files]]
-    if settings.config:
-        layers.append(("--config", dict(settings.config)))
+    if CONFIG_OVERRIDES:
+        layers.append(("--config", CONFIG_OVERRIDES))
     return pipeline.config.key_sources(layers)
 
 
@@ -111,26 +119,21 @@ def semantic_checkpoint():
 
 
 def instance_checkpoint():
-    instance = config["labels"]["instance"]
-    if instance["checkpoint"]:
-        return instance["checkpoint"]
-    if instance["backend"] == "torchvision":
-        return "results/models/instances.pt"
-    raise ValueError(
-        "config key labels.instance.checkpoint: the detectron2 backend needs a checkpoint "
-        "(model_final_af9cf5.pkl); or choose backend torchvision, which can be fitted here"
-    )
+    """The input function of label_instance's checkpoint (labels.smk calls this while parsing):
+    labels.instance.checkpoint, else the fitted torchvision model. detectron2 without a checkpoint
+    stops only a plan that labels instances (config.yaml ships without the site's files)."""
+    def checkpoint(wildcards):
+        named = pipeline.config.instance_checkpoint(config, CONFIG_SOURCES)
+        return named or "results/models/instances.pt"
+    return checkpoint
 
 
 def i3d_path():
-    if config["fvd"]["i3d"]:
-        return config["fvd"]["i3d"]
-    if config["fvd"]["local_i3d_width"]:
-        return "results/models/i3d_local"
-    raise ValueError(
-        "config key fvd.i3d: name the local directory of the TF-Hub module "
-        "deepmind/i3d-kinetics-400/1, or set fvd.local_i3d_width for a random-weight I3D (demo)"
-    )
+    """The input function of the embed rules' I3D (fvd.smk calls this while parsing): fvd.i3d, else
+    the random-weight I3D of fvd.local_i3d_width. Neither stops only a plan that embeds videos."""
+    def i3d(wildcards):
+        return pipeline.config.i3d_module(config, CONFIG_SOURCES) or "results/models/i3d_local"
+    return i3d
 
 
 def variant_entry(wildcards):
