@@ -159,6 +159,23 @@ def test_an_fvd_setting_resynthesises_only_what_reads_it(planned, tmp_path, chan
 
 
 @pytest.mark.parametrize(
+    "change, variants",
+    [
+        ({"fvd": {"warmup_frames": 1}}, {"v07", "v08", "v09", "v12", "v13", "v14"}),   # prior frames
+        ({"fvd": {"seed": 1}}, {"v04", "v05", "v06", "v08", "v09", "v10", "v11", "v12", "v13", "v14"}),
+    ],
+    ids=["warmup-prior-frames", "seed-feature-draws"],
+)
+def test_a_synthesis_setting_resynthesises_only_the_variants_that_read_it(planned, tmp_path, change, variants):
+    """Image variants have no warm-up, variants without a feature encoder no cluster draw: a change
+    to those settings leaves their videos (and embeddings and scores) as they are."""
+    after = planned_commands(tmp_path, change)
+    resynthesised = {re.search(r"videos/(\w+)\.h5", outputs)[1] for (rule, outputs), command in after.items()
+                     if rule == "synthesize" and planned[0].get((rule, outputs)) != command}
+    assert resynthesised == variants
+
+
+@pytest.mark.parametrize(
     "change, kept, changed",
     [
         # Another number of test videos (fewer: the demo has 8 test snippets): the held-out videos

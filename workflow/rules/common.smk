@@ -14,8 +14,8 @@ from pipeline.fvd import (
     REAL_HELDOUT_KEYS,
     REAL_KEYS,
     SCORE_KEYS,
-    SYNTH_KEYS,
     TABLE_KEYS,
+    synthesis_settings,
 )
 from pipeline.pack.__main__ import pick_settings as pack_settings
 from pipeline.provenance import code_version
@@ -158,6 +158,11 @@ def stage_settings(pick, *args):
 def train_job_settings(wildcards):
     """The variant's training settings (pipeline/train/settings.py: only what changes its result)."""
     return stage_settings(train_settings, wildcards.variant)
+
+
+def synthesis_job_settings(wildcards):
+    """The fvd settings the variant's synthesis reads (pipeline.fvd.synthesis_settings)."""
+    return stage_settings(synthesis_settings, wildcards.variant)
 
 
 def backbone_weights(wildcards):

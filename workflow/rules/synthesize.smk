@@ -13,7 +13,7 @@ rule synthesize:
         "results/timing/synthesize/{variant}.tsv"
     params:
         features=feature_args,
-        settings=settings_of("fvd", *SYNTH_KEYS),
+        settings=synthesis_job_settings,
         code=code_version("pipeline.synthesize"),
     threads: 2
     resources:
