@@ -8,17 +8,22 @@ where the hardware has it. The model's own
 transform resizes to ``min_size``/``max_size`` as labelling does. The checkpoint's meta says it is
 self-trained.
 
+With ``--resume FOLDER`` (the rule passes ``results/resume/fit_instances``) the fit saves its
+state there every ``--checkpoint-minutes`` and on SIGTERM, exits 143, and a resubmitted job goes
+on from it to the same weights (``pipeline.labels.resume``).
+
 Usage::
 
     python -m pipeline.labels.fit_instances --subset results/data/subset.json \\
-        --output results/labels/instances.pt --settings JSON     # config['labels']
+        --output results/labels/instances.pt --settings JSON \\
+        [--resume results/resume/fit_instances --checkpoint-minutes 30]    # --settings: config['labels']
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +38,8 @@ from pipeline.labels.checkpoint import save_checkpoint
 from pipeline.labels.frames import FrameRef
 from pipeline.labels.fit_segmenter import autocast
 from pipeline.labels.gtfine import annotated_frames, instance_sample, instance_targets, sample_store
-from pipeline.labels.runtime import epoch_batches, fit_steps, pick_device, seed_everything, warmup_poly_lr
+from pipeline.labels.resume import DEFAULT_CHECKPOINT_MINUTES, FitResume, add_resume_arguments, frames_identity
+from pipeline.labels.runtime import EpochBatches, fit_steps, pick_device, seed_everything, warmup_poly_lr
 from pipeline.labels.torchvision_backend import NUM_CLASSES, build_mask_rcnn, frames_to_tensors
 from pipeline.provenance import code_version, provenance
 
@@ -49,12 +55,21 @@ def flip_sample(image: np.ndarray, instance_ids: np.ndarray) -> tuple[np.ndarray
     return image[:, ::-1].copy(), instance_ids[:, ::-1].copy()
 
 
-def fit_instances(frames: Sequence[FrameRef], instance: dict[str, Any], device: torch.device | str = "cpu"
+def fit_instances(frames: Sequence[FrameRef], instance: dict[str, Any], device: torch.device | str = "cpu",
+                  resume_dir: str | Path | None = None, checkpoint_minutes: float = DEFAULT_CHECKPOINT_MINUTES
                   ) -> tuple[nn.Module, dict[str, Any]]:
-    """Train Mask R-CNN from random weights on the annotated frames; return it and a summary."""
+    """Train Mask R-CNN from random weights on the annotated frames; return it and a summary.
+
+    ``resume_dir``: where the fit saves its state every ``checkpoint_minutes`` and on SIGTERM,
+    and goes on from (``pipeline.labels.resume``); None saves nothing."""
     if not frames:
         raise PipelineError("fit_instances: no gtFine frames to train on")
     fit = instance["fit"]
+    # Everything the weights depend on (not the labelling-only keys of labels.instance): a resume
+    # from other settings or frames is refused.
+    reads = {"fit": dict(fit), "min_size": instance["min_size"], "max_size": instance["max_size"],
+             "frames": frames_identity(frames)}
+    resume = FitResume(resume_dir, "fit_instances", reads, checkpoint_minutes)
     rng = seed_everything(fit["seed"])
     sample = sample_store(frames, instance_sample)
     model = build_mask_rcnn(instance["min_size"], instance["max_size"]).to(device).train()
@@ -65,10 +80,10 @@ def fit_instances(frames: Sequence[FrameRef], instance: dict[str, Any], device: 
                                 momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     steps = fit_steps(fit["epochs"], len(frames), fit["batch_size"])
     warmup = max(1, round(WARMUP_FRACTION * steps))
-    losses: list[float] = []
-    start = time.perf_counter()
-    with tqdm(total=steps, desc="fit_instances", unit="step", disable=None) as progress:
-        for step, picks in zip(range(steps), epoch_batches(len(frames), fit["batch_size"], rng)):
+    batches = EpochBatches(len(frames), fit["batch_size"], rng)
+    with (resume.running(model, optimiser, batches),
+          tqdm(total=steps, initial=resume.step, desc="fit_instances", unit="step", disable=None) as progress):
+        for step, picks in zip(range(resume.step, steps), batches):
             pairs = [sample(i) for i in picks]
             pairs = [flip_sample(*pair) if rng.random() < 0.5 else pair for pair in pairs]
             images = frames_to_tensors(np.stack([image for image, _ in pairs]), torch.device(device))
@@ -81,11 +96,13 @@ def fit_instances(frames: Sequence[FrameRef], instance: dict[str, Any], device: 
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
             optimiser.step()
-            losses.append(loss.item())
-            progress.set_postfix(loss=f"{losses[-1]:.3f}")
+            resume.losses.append(loss.item())
+            progress.set_postfix(loss=f"{resume.losses[-1]:.3f}")
             progress.update()
-    summary = {"steps": steps, "train_frames": len(frames), "seconds": round(time.perf_counter() - start, 1),
-               "final_loss": float(np.mean(losses[-max(1, steps // 10):]))}
+            resume.step_done()
+        resume.finish()
+    summary = {"steps": steps, "train_frames": len(frames), "seconds": round(resume.elapsed(), 1),
+               "final_loss": float(np.mean(resume.losses[-max(1, steps // 10):]))}
     return model.eval(), summary
 
 
@@ -108,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--subset", required=True, help="results/data/subset.json")
     parser.add_argument("--output", required=True, help="checkpoint file to write (.pt)")
     add_settings_arguments(parser)
+    add_resume_arguments(parser)
     args = parser.parse_args(argv)
     settings = read_settings(args, lambda config: config["labels"])
     try:
@@ -116,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyError as err:
         raise PipelineError(f"--settings lacks labels key {err}") from err
     frames = annotated_frames(args.subset)
-    model, summary = fit_instances(frames, instance, pick_device())
+    model, summary = fit_instances(frames, instance, pick_device(), args.resume, args.checkpoint_minutes)
     record = provenance("fit_instances", settings, code_version("pipeline.labels.fit_instances"), seed)
     save_checkpoint(args.output, model.state_dict(), instances_meta(instance, summary, record))
 

@@ -9,17 +9,22 @@ class-balanced and with a Dice term), DeepLab's poly schedule (Chen et al. 2018)
 autocast where the hardware has it. The encoder starts from random weights (nothing downloads),
 and the checkpoint's meta says it is self-trained, which every label set made with it repeats.
 
+With ``--resume FOLDER`` (the rule passes ``results/resume/fit_segmenter``) the fit saves its
+state there every ``--checkpoint-minutes`` and on SIGTERM, exits 143, and a resubmitted job goes
+on from it to the same weights (``pipeline.labels.resume``).
+
 Usage::
 
     python -m pipeline.labels.fit_segmenter --subset results/data/subset.json \\
-        --output results/labels/segmenter.pt --settings JSON     # config['labels']
+        --output results/labels/segmenter.pt --settings JSON \\
+        [--resume results/resume/fit_segmenter --checkpoint-minutes 30]    # --settings: config['labels']
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,7 +40,8 @@ from pipeline.errors import PipelineError
 from pipeline.labels.checkpoint import save_checkpoint
 from pipeline.labels.frames import FrameRef
 from pipeline.labels.gtfine import annotated_frames, sample_store, segmentation_sample
-from pipeline.labels.runtime import epoch_batches, fit_steps, pick_device, seed_everything, warmup_poly_lr
+from pipeline.labels.resume import DEFAULT_CHECKPOINT_MINUTES, FitResume, add_resume_arguments, frames_identity
+from pipeline.labels.runtime import EpochBatches, fit_steps, pick_device, seed_everything, warmup_poly_lr
 from pipeline.labels.semantic import NUM_CLASSES, build_segmenter, normalise
 from pipeline.pack.resize import resize_labels
 from pipeline.provenance import code_version, provenance
@@ -116,11 +122,19 @@ def augment(image: np.ndarray, train_ids: np.ndarray, input_size: tuple[int, int
 
 
 def fit_segmenter(frames: Sequence[FrameRef], encoder: str, input_size: tuple[int, int],
-                  fit: dict[str, Any], device: torch.device | str = "cpu", depth: int = 5
+                  fit: dict[str, Any], device: torch.device | str = "cpu", depth: int = 5,
+                  resume_dir: str | Path | None = None, checkpoint_minutes: float = DEFAULT_CHECKPOINT_MINUTES
                   ) -> tuple[nn.Module, dict[str, Any]]:
-    """Train DeepLabV3+ from random weights on the annotated frames; return it and a summary."""
+    """Train DeepLabV3+ from random weights on the annotated frames; return it and a summary.
+
+    ``resume_dir``: where the fit saves its state every ``checkpoint_minutes`` and on SIGTERM,
+    and goes on from (``pipeline.labels.resume``); None saves nothing."""
     if not frames:
         raise PipelineError("fit_segmenter: no gtFine frames to train on")
+    # Everything the weights depend on: a resume from other settings or frames is refused.
+    reads = {"encoder": encoder, "encoder_depth": depth, "input_size": list(input_size), "fit": dict(fit),
+             "frames": frames_identity(frames)}
+    resume = FitResume(resume_dir, "fit_segmenter", reads, checkpoint_minutes)
     rng = seed_everything(fit["seed"])
     sample = sample_store(frames, segmentation_sample)
     model = build_segmenter(encoder, NUM_CLASSES, depth).to(device, memory_format=torch.channels_last).train()
@@ -131,10 +145,10 @@ def fit_segmenter(frames: Sequence[FrameRef], encoder: str, input_size: tuple[in
     warmup = max(1, round(WARMUP_FRACTION * steps))
     weights = class_weights([sample(i)[1] for i in range(len(frames))], fit["class_weight_power"]).to(device)
     criterion = segmentation_loss(weights, fit["dice_weight"])
-    losses: list[float] = []
-    start = time.perf_counter()
-    with tqdm(total=steps, desc="fit_segmenter", unit="step", disable=None) as progress:
-        for step, picks in zip(range(steps), epoch_batches(len(frames), fit["batch_size"], rng)):
+    batches = EpochBatches(len(frames), fit["batch_size"], rng)
+    with (resume.running(model, optimiser, batches),
+          tqdm(total=steps, initial=resume.step, desc="fit_segmenter", unit="step", disable=None) as progress):
+        for step, picks in zip(range(resume.step, steps), batches):
             pairs = [augment(*sample(i), input_size, crop, scales, rng) for i in picks]
             x = torch.stack([p[0] for p in pairs]).to(device).contiguous(memory_format=torch.channels_last)
             y = torch.stack([p[1] for p in pairs]).to(device)
@@ -146,11 +160,13 @@ def fit_segmenter(frames: Sequence[FrameRef], encoder: str, input_size: tuple[in
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            losses.append(loss.item())
-            progress.set_postfix(loss=f"{losses[-1]:.3f}")
+            resume.losses.append(loss.item())
+            progress.set_postfix(loss=f"{resume.losses[-1]:.3f}")
             progress.update()
-    summary = {"steps": steps, "train_frames": len(frames), "seconds": round(time.perf_counter() - start, 1),
-               "final_loss": float(np.mean(losses[-max(1, steps // 10):]))}
+            resume.step_done()
+        resume.finish()
+    summary = {"steps": steps, "train_frames": len(frames), "seconds": round(resume.elapsed(), 1),
+               "final_loss": float(np.mean(resume.losses[-max(1, steps // 10):]))}
     return model.eval(), summary
 
 
@@ -179,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--subset", required=True, help="results/data/subset.json")
     parser.add_argument("--output", required=True, help="checkpoint file to write (.pt)")
     add_settings_arguments(parser)
+    add_resume_arguments(parser)
     args = parser.parse_args(argv)
     settings = read_settings(args, lambda config: config["labels"])
     try:
@@ -188,7 +205,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyError as err:
         raise PipelineError(f"--settings lacks labels key {err}") from err
     frames = annotated_frames(args.subset)
-    model, summary = fit_segmenter(frames, encoder, input_size, fit, pick_device(), depth)
+    model, summary = fit_segmenter(frames, encoder, input_size, fit, pick_device(), depth, args.resume,
+                                   args.checkpoint_minutes)
     record = provenance("fit_segmenter", settings, code_version("pipeline.labels.fit_segmenter"), fit["seed"])
     save_checkpoint(args.output, model.state_dict(), segmenter_meta(encoder, input_size, summary, record, depth))
 

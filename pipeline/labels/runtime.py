@@ -10,7 +10,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-__all__ = ["pick_device", "seed_everything", "batched", "warmup_poly_lr", "fit_steps", "epoch_batches"]
+__all__ = ["pick_device", "seed_everything", "batched", "warmup_poly_lr", "fit_steps", "EpochBatches"]
 
 T = TypeVar("T")
 
@@ -53,12 +53,28 @@ def warmup_poly_lr(step: int, total: int, base: float, warmup: int, power: float
     return base * (1.0 - min(progress, 1.0)) ** power
 
 
+class EpochBatches:
+    """Endless batches of sample indices: each epoch a fresh permutation drawn from ``rng``,
+    batches may span two epochs so every step is full.
 
-def epoch_batches(samples: int, batch_size: int, rng: np.random.Generator) -> Iterator[list[int]]:
-    """Endless batches of sample indices: each epoch a fresh seeded permutation, batches may
-    span two epochs so every step is full."""
-    def indices() -> Iterator[int]:
-        while True:
-            yield from rng.permutation(samples).tolist()
+    A permutation is drawn only when a batch needs an index and the current one is used up, so
+    what it holds between steps is ``pending`` (the drawn epoch's indices not yet batched) and
+    ``rng``'s state; a resume restores both and the batches go on exactly (``labels.resume``).
+    """
 
-    return batched(indices(), batch_size)
+    def __init__(self, samples: int, batch_size: int, rng: np.random.Generator):
+        self.samples, self.batch_size, self.rng = samples, batch_size, rng
+        self.pending: list[int] = []
+
+    def __iter__(self) -> EpochBatches:
+        return self
+
+    def __next__(self) -> list[int]:
+        batch: list[int] = []
+        while len(batch) < self.batch_size:
+            if not self.pending:
+                self.pending = self.rng.permutation(self.samples).tolist()
+            take = self.batch_size - len(batch)
+            batch += self.pending[:take]
+            del self.pending[:take]
+        return batch

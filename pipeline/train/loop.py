@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import math
-import signal
 import sys
 import time
 from collections.abc import Mapping
@@ -47,27 +46,14 @@ from pipeline.pack.verify import open_packed
 from pipeline.provenance import code_version, provenance
 from pipeline.train.schedule import StagePlan, plan_stages
 from pipeline.train.settings import RUNTIME_DEFAULTS, split_runtime
-from pipeline.train.state import Position, fingerprint, load_resume, restore_rng, save_resume, seed_rng
+from pipeline.train.state import (Position, SigtermFlag, fingerprint, load_resume, restore_rng, save_resume,
+                                  seed_rng)
 from pipeline.train.step import Models, Optimizers, train_window
 
 __all__ = ["train_variant", "build_models", "move_models", "set_up_device", "compile_models", "make_optimizers",
            "fast_path", "choose_precision", "BF16_CAPABILITY", "load_trained", "TERMINATED_EXIT"]
 
 LOG_NAME = "losses.csv"
-
-
-class _Terminate:
-    """SIGTERM sets a flag; the loop saves and exits after the current window."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, signum, frame) -> None:  # noqa: ARG002
-        self.requested = True
-
-    def restore(self) -> None:
-        signal.signal(signal.SIGTERM, self._previous)
 
 
 def build_models(entry: Mapping[str, Any], settings: Mapping[str, Any], plan: StagePlan) -> Models:
@@ -228,7 +214,7 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
         restore_rng(state["rng"])
         elapsed = state["extra"].get("elapsed", 0.0)
     log = _LossLog(resume_dir / LOG_NAME, state["extra"].get("log_rows", 0) if state else 0)
-    terminate = _Terminate()
+    terminate = SigtermFlag()    # the loop saves and exits after the current window
     started, last_save = time.monotonic(), time.monotonic()
 
     def save() -> None:

@@ -9,6 +9,10 @@ not what, is computed (``pipeline.train.settings.RUNTIME_KEYS``) are not in them
 resume folder that is *not* a declared output, because Snakemake deletes declared outputs before
 a job runs; it is written under a temporary name and renamed, so a kill mid-save keeps the
 previous one.
+
+The label fits (``pipeline.labels.resume``) keep their state in the same file through the same
+functions: their fingerprint names the stage where training's names the variant, and their
+position is their own dataclass. ``SigtermFlag`` is how both loops hear a walltime kill.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +32,7 @@ from pipeline.errors import PipelineError
 from pipeline.io import atomic_path
 
 __all__ = ["Position", "fingerprint", "flatten", "differences", "seed_rng", "capture_rng", "restore_rng",
-           "save_resume", "load_resume"]
+           "save_resume", "load_resume", "SigtermFlag"]
 
 RESUME_NAME = "resume.pt"
 
@@ -45,8 +50,8 @@ class Position:
 
 
 def fingerprint(variant: str, settings: Any, code: str) -> dict:
-    """What a resume must match: variant, settings (their hash, and flat, to name a difference)
-    and code version."""
+    """What a resume must match: variant (a label fit passes its stage's name), settings (their
+    hash, and flat, to name a difference) and code version."""
     canonical = json.loads(json.dumps(settings, sort_keys=True, default=str))
     digest = hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
     return {"variant": variant, "settings_sha256": digest[:16], "code_version": code,
@@ -106,8 +111,9 @@ def restore_rng(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_resume(folder: Path, print_: dict, position: Position, modules: dict[str, torch.nn.Module],
+def save_resume(folder: Path, print_: dict, position: Any, modules: dict[str, torch.nn.Module],
                 optimizers: dict[str, torch.optim.Optimizer], extra: dict | None = None) -> Path:
+    """Write the resume file atomically; ``position``: a dataclass (``Position`` or a fit's own)."""
     target = Path(folder) / RESUME_NAME
     state = {
         "fingerprint": print_,
@@ -122,8 +128,9 @@ def save_resume(folder: Path, print_: dict, position: Position, modules: dict[st
     return target
 
 
-def load_resume(folder: Path, expected: dict) -> dict | None:
-    """The saved state, or None when there is none; a foreign one is an error naming it."""
+def load_resume(folder: Path, expected: dict, position_type: type = Position) -> dict | None:
+    """The saved state, its position as ``position_type``, or None when there is none; a foreign
+    one is an error naming it."""
     path = Path(folder) / RESUME_NAME
     if not path.is_file():
         return None
@@ -136,5 +143,20 @@ def load_resume(folder: Path, expected: dict) -> dict | None:
     if differs:
         raise PipelineError(f"resume file belongs to another run ({'; '.join(differs)}); "
                             "delete the folder to start over", path)
-    state["position"] = Position(**state["position"])
+    state["position"] = position_type(**state["position"])
     return state
+
+
+class SigtermFlag:
+    """SIGTERM sets ``requested``; the loop saves at its next step boundary and exits with
+    ``pipeline.cli.TERMINATED_EXIT``. ``restore`` puts the previous handler back."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002
+        self.requested = True
+
+    def restore(self) -> None:
+        signal.signal(signal.SIGTERM, self._previous)

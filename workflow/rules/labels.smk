@@ -10,16 +10,25 @@ rule fit_segmenter:
     params:
         settings=fit_settings("semantic", "encoder", "encoder_depth", "fit", "input_height", "input_width"),
         code=code_version("pipeline.labels.fit_segmenter"),
+        # Not a declared output: Snakemake would delete it before a resubmitted job starts.
+        resume="results/resume/fit_segmenter",
     threads: 2
     resources:
         gpu=1,
         mem_mb=16000,
         runtime=720,
+        # How often the resume state is saved: training's interval (train.checkpoint_minutes). A
+        # resource, not a param, so a change reruns nothing; a string, as Snakemake rounds numbers.
+        checkpoint_minutes=str(config["train"]["checkpoint_minutes"]),
+    # At the walltime (runtime, 12 h on Lengau) the fit saves and exits 143, and a retry goes on
+    # from the saved state: as many retries as training's (train.retries).
+    retries: config["train"]["retries"]
     conda:
         "../../envs/torch.yaml"
     shell:
         "python -m pipeline.labels.fit_segmenter --subset {input.subset} --output {output.model}"
-        " --settings {params.settings:q} > {log} 2>&1"
+        " --resume {params.resume} --checkpoint-minutes {resources.checkpoint_minutes}"
+        " --settings {params.settings:q} >> {log} 2>&1"
 
 
 rule fit_instances:
@@ -34,16 +43,25 @@ rule fit_instances:
     params:
         settings=fit_settings("instance", "fit", "min_size", "max_size"),
         code=code_version("pipeline.labels.fit_instances"),
+        # Not a declared output: Snakemake would delete it before a resubmitted job starts.
+        resume="results/resume/fit_instances",
     threads: 2
     resources:
         gpu=1,
         mem_mb=16000,
         runtime=720,
+        # How often the resume state is saved: training's interval (train.checkpoint_minutes). A
+        # resource, not a param, so a change reruns nothing; a string, as Snakemake rounds numbers.
+        checkpoint_minutes=str(config["train"]["checkpoint_minutes"]),
+    # At the walltime (runtime, 12 h on Lengau) the fit saves and exits 143, and a retry goes on
+    # from the saved state: as many retries as training's (train.retries).
+    retries: config["train"]["retries"]
     conda:
         "../../envs/torch.yaml"
     shell:
         "python -m pipeline.labels.fit_instances --subset {input.subset} --output {output.model}"
-        " --settings {params.settings:q} > {log} 2>&1"
+        " --resume {params.resume} --checkpoint-minutes {resources.checkpoint_minutes}"
+        " --settings {params.settings:q} >> {log} 2>&1"
 
 
 rule label_semantic:

@@ -1,0 +1,153 @@
+"""Resume for the label fits: with ``--resume FOLDER``, fit_segmenter and fit_instances survive a
+walltime kill as training does (``pipeline.train.loop``).
+
+The fit saves its whole state into ``FOLDER/resume.pt`` every ``checkpoint_minutes`` and on
+SIGTERM, and after SIGTERM exits with status 143 (``pipeline.cli.TERMINATED_EXIT``) so the rule's
+retries resubmit it: the model, the optimiser, the steps taken, the numpy Generator its batches
+and augmentation draw from with the permutation it is part-way through
+(``runtime.EpochBatches``), the python, numpy and torch RNG states, the losses so far (the
+summary's final loss averages the last tenth) and the seconds spent. A resubmitted job with the
+same settings, frames and code goes on from there and ends with the weights of an unbroken run
+(bit for bit on the CPU). The file and its checks are training's (``pipeline.train.state``): one
+from the other fit, other settings, other frames or other code is refused, naming each differing
+key. When the fit ends its last state stays in the folder, as training's does, so a rerun with
+the same settings writes the checkpoint without fitting again.
+
+Without a folder nothing is saved or restored, and SIGTERM ends the fit at once (``pipeline.cli``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline.cli import TERMINATED_EXIT
+from pipeline.labels.frames import FrameRef
+from pipeline.labels.runtime import EpochBatches
+from pipeline.provenance import code_version
+from pipeline.train.state import SigtermFlag, fingerprint, load_resume, restore_rng, save_resume
+
+__all__ = ["DEFAULT_CHECKPOINT_MINUTES", "FitPosition", "FitResume", "frames_identity", "add_resume_arguments"]
+
+DEFAULT_CHECKPOINT_MINUTES = 30.0     # as training's train.checkpoint_minutes
+
+
+@dataclass
+class FitPosition:
+    """Where a fit is between two steps."""
+
+    step: int = 0                                        # optimiser steps taken
+    pending: list[int] = field(default_factory=list)     # EpochBatches.pending
+    generator: dict = field(default_factory=dict)        # the batches' and augmentation's Generator state
+
+
+def frames_identity(frames: Sequence[FrameRef]) -> dict[str, Any]:
+    """The frames a fit trains on, for its fingerprint: how many, and a hash of their names in
+    order (not their folder: the same data moved elsewhere is the same fit)."""
+    names = "\n".join(f"{ref.snippet.split}/{ref.snippet.city}_{ref.snippet.seq:06d}_{ref.number:06d}"
+                      for ref in frames)
+    return {"count": len(frames), "sha256": hashlib.sha256(names.encode()).hexdigest()[:16]}
+
+
+class FitResume:
+    """A fit's resume folder, or none (``folder=None``: nothing is saved or restored).
+
+    Made first thing in a fit, so a foreign or corrupt resume file stops it before any work.
+    ``step`` and ``losses`` are where the fit goes on from (0 and [] on a fresh start); the fit
+    appends each step's loss to ``losses`` and calls ``step_done`` inside ``running``.
+    """
+
+    def __init__(self, folder: str | Path | None, stage: str, settings: Mapping[str, Any],
+                 checkpoint_minutes: float = DEFAULT_CHECKPOINT_MINUTES):
+        self.stage, self.folder = stage, None if folder is None else Path(folder)
+        self.expected: dict = {}
+        self._state: dict | None = None
+        if self.folder is not None:
+            self.expected = fingerprint(stage, settings, code_version(f"pipeline.labels.{stage}"))
+            self._state = load_resume(self.folder, self.expected, FitPosition)
+        self.step = self._state["position"].step if self._state else 0
+        self.losses: list[float] = list(self._state["extra"]["losses"]) if self._state else []
+        self._elapsed_before = self._state["extra"]["elapsed"] if self._state else 0.0
+        self._interval = 60.0 * checkpoint_minutes
+        self._saved_step = self.step
+        self._started = self._last_save = time.monotonic()
+        self._parts: tuple[torch.nn.Module, torch.optim.Optimizer, EpochBatches] | None = None
+        self._terminate: SigtermFlag | None = None
+
+    @contextmanager
+    def running(self, model: torch.nn.Module, optimiser: torch.optim.Optimizer,
+                batches: EpochBatches) -> Iterator[FitResume]:
+        """Restore the saved state into these (where there is one), then save them while the fit
+        runs: on the timer and on SIGTERM (``step_done``) and at its end (``finish``)."""
+        self._parts = (model, optimiser, batches)
+        if self._state is not None:
+            self._restore()
+            print(f"{self.stage}: resuming at step {self.step} from {self.folder}", file=sys.stderr)
+        self._started = self._last_save = time.monotonic()
+        self._terminate = SigtermFlag() if self.folder is not None else None
+        try:
+            yield self
+        finally:
+            if self._terminate is not None:
+                self._terminate.restore()
+                self._terminate = None
+
+    def step_done(self) -> None:
+        """One optimiser step more: save when the interval has passed or SIGTERM came, and after
+        SIGTERM exit with status 143. Between saves it costs a clock read (nothing without a folder)."""
+        self.step += 1
+        if self._terminate is None:
+            return
+        if self._terminate.requested or time.monotonic() - self._last_save >= self._interval:
+            self._save()
+            if self._terminate.requested:
+                print(f"{self.stage}: SIGTERM: step {self.step} saved in {self.folder}; a resubmitted job goes on "
+                      "from there", file=sys.stderr)
+                raise SystemExit(TERMINATED_EXIT)
+
+    def finish(self) -> None:
+        """Save the finished fit's state, as training saves after its last stage."""
+        if self.folder is not None and self.step != self._saved_step:
+            self._save()
+
+    def elapsed(self) -> float:
+        """Seconds fitting, the jobs before this one included."""
+        return self._elapsed_before + time.monotonic() - self._started
+
+    def _restore(self) -> None:
+        model, optimiser, batches = self._parts
+        model.load_state_dict(self._state["modules"]["model"])
+        optimiser.load_state_dict(self._state["optimizers"]["optimiser"])
+        position = self._state["position"]
+        batches.pending = list(position.pending)
+        batches.rng.bit_generator.state = position.generator
+        restore_rng(self._state["rng"])
+        self._state = None      # a second copy of the weights and moments: not kept for the whole fit
+
+    def _save(self) -> None:
+        model, optimiser, batches = self._parts
+        position = FitPosition(self.step, list(batches.pending), batches.rng.bit_generator.state)
+        save_resume(self.folder, self.expected, position, {"model": model}, {"optimiser": optimiser},
+                    extra={"losses": list(self.losses), "elapsed": self.elapsed()})
+        self._last_save = time.monotonic()
+        self._saved_step = self.step
+
+
+def add_resume_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--resume FOLDER`` and ``--checkpoint-minutes``, the same for both fits."""
+    parser.add_argument("--resume", metavar="FOLDER",
+                        help="save the fit's state here every --checkpoint-minutes and on SIGTERM (then exit 143), "
+                             "and go on from the state found here; not an output (the rule passes "
+                             "results/resume/<stage>)")
+    parser.add_argument("--checkpoint-minutes", type=float, default=DEFAULT_CHECKPOINT_MINUTES, metavar="MINUTES",
+                        help=f"how often --resume saves (default {DEFAULT_CHECKPOINT_MINUTES:g}); "
+                             "the fit's result does not depend on it")
