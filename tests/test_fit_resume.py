@@ -162,32 +162,47 @@ def test_fit_instances_killed_by_sigterm_resumes_to_the_unbroken_weights(subset:
     assert_identical(saved_state(tmp_path / "whole"), saved_state(tmp_path / "broken"), "resume.pt")
 
 
-ONE_STEP = dict(SEGMENTER["fit"], epochs=0.5)      # three frames, batches of 2: one step
+TWO_STEPS = dict(SEGMENTER["fit"], epochs=1.0)     # three frames, batches of 2: two steps
 
 
 @pytest.fixture
-def one_step_resume(subset: Path, tmp_path: Path) -> tuple[Path, dict]:
-    """The resume folder of a finished one-step segmenter fit (lr 0.01, three frames), and its weights."""
-    model, _ = fit_segmenter.fit_segmenter(annotated_frames(subset), ENCODER, (32, 48), ONE_STEP, depth=4,
-                                           resume_dir=tmp_path / "resume")
-    return tmp_path / "resume", model.state_dict()
+def killed_resume(subset: Path, tmp_path: Path, monkeypatch) -> Path:
+    """The resume folder of a two-step segmenter fit (lr 0.01, three frames) killed after step 1."""
+    with monkeypatch.context() as patch:
+        sigterm_at(patch, fit_segmenter, 0)
+        with pytest.raises(SystemExit):
+            fit_segmenter.fit_segmenter(annotated_frames(subset), ENCODER, (32, 48), TWO_STEPS, depth=4,
+                                        resume_dir=tmp_path / "resume")
+    return tmp_path / "resume"
 
 
-def test_a_resume_folder_of_other_settings_frames_or_fit_is_refused(subset: Path, one_step_resume):
+def test_a_resume_folder_of_other_settings_frames_or_fit_is_refused_until_it_finished(subset: Path, killed_resume,
+                                                                                       capsys):
+    """A killed fit's state is refused to another fit, settings or frames (its steps are not
+    thrown away unasked); once finished, its outputs made, it gives way to other settings, which
+    is how Snakemake reruns a fit after a change."""
     frames = annotated_frames(subset)
-    fit, (one_step_resume, weights) = ONE_STEP, one_step_resume
     name = r"resume[/\\]resume\.pt: resume file belongs to another run"
     with pytest.raises(PipelineError, match=name + r" \(fit\.lr: saved 0\.01, now 0\.02\)"):
-        fit_segmenter.fit_segmenter(frames, ENCODER, (32, 48), dict(fit, lr=0.02), depth=4,
-                                    resume_dir=one_step_resume)
+        fit_segmenter.fit_segmenter(frames, ENCODER, (32, 48), dict(TWO_STEPS, lr=0.02), depth=4,
+                                    resume_dir=killed_resume)
     with pytest.raises(PipelineError, match=name + r" \(frames\.count: saved 3, now 2; frames\.sha256: saved"):
-        fit_segmenter.fit_segmenter(frames[:2], ENCODER, (32, 48), fit, depth=4, resume_dir=one_step_resume)
+        fit_segmenter.fit_segmenter(frames[:2], ENCODER, (32, 48), TWO_STEPS, depth=4, resume_dir=killed_resume)
     with pytest.raises(PipelineError, match=name + r" \(variant: saved 'fit_segmenter', now 'fit_instances'"):
-        fit_instances.fit_instances(frames, INSTANCE, resume_dir=one_step_resume)
-    # The same settings: the finished fit's state is taken up, with nothing left to fit.
-    model, summary = fit_segmenter.fit_segmenter(frames, ENCODER, (32, 48), fit, depth=4, resume_dir=one_step_resume)
-    assert summary["steps"] == 1
-    assert_identical(weights, model.state_dict(), "weights")
+        fit_instances.fit_instances(frames, INSTANCE, resume_dir=killed_resume)
+
+    finished, summary = fit_segmenter.fit_segmenter(frames, ENCODER, (32, 48), TWO_STEPS, depth=4,
+                                                    resume_dir=killed_resume)
+    assert summary["steps"] == 2
+    # The same settings again: the finished state is taken up, with nothing left to fit.
+    again, _ = fit_segmenter.fit_segmenter(frames, ENCODER, (32, 48), TWO_STEPS, depth=4, resume_dir=killed_resume)
+    assert_identical(finished.state_dict(), again.state_dict(), "weights")
+    capsys.readouterr()
+    other, _ = fit_segmenter.fit_segmenter(frames, ENCODER, (32, 48), dict(TWO_STEPS, lr=0.02), depth=4,
+                                           resume_dir=killed_resume)
+    assert "fit.lr: saved 0.01, now 0.02) is replaced: starting afresh" in capsys.readouterr().err
+    fresh, _ = fit_segmenter.fit_segmenter(frames, ENCODER, (32, 48), dict(TWO_STEPS, lr=0.02), depth=4)
+    assert_identical(fresh.state_dict(), other.state_dict(), "weights")
 
 
 def test_a_corrupt_resume_file_is_refused_naming_it(subset: Path, tmp_path: Path, capsys):

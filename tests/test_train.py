@@ -432,6 +432,26 @@ def test_outputs_record_provenance_and_reload(study, packed, tmp_path):
     assert models.generator(inputs)["image"].shape == (1, 3, 32, 64)
 
 
+def test_a_finished_runs_folder_gives_way_to_other_settings(study, packed, tmp_path, capsys):
+    """After a change to what v02 computes Snakemake reruns its train job, which finds the finished
+    run's resume folder: it starts afresh (a killed run's folder is refused instead, as above), and
+    its loss log holds only its own rows."""
+    def train(settings):
+        return train_variant("v02", settings, packed["train"], tmp_path / "out", tmp_path / "resume", "cpu",
+                             progress=False)
+
+    train(tiny(study, "v02", crn_epochs=(1, 1)))
+    other = tiny(merge(study, {"train": {"crn": {"lr": 2e-4}}}), "v02", crn_epochs=(1, 1))
+    capsys.readouterr()
+    train(other)
+    assert "train.crn.lr: saved 0.0001, now 0.0002) is replaced: starting afresh" in capsys.readouterr().err
+    fresh = train_variant("v02", other, packed["train"], tmp_path / "fresh", tmp_path / "fresh_resume", "cpu",
+                          progress=False)
+    assert_identical(torch.load(fresh, weights_only=False)["generator"],
+                     torch.load(tmp_path / "out" / "model.pt", weights_only=False)["generator"], "generator")
+    assert (tmp_path / "out" / "losses.csv").read_text() == (tmp_path / "fresh" / "losses.csv").read_text()
+
+
 def test_bad_inputs_are_named(study, packed, tmp_path):
     settings = tiny(study, "v02")
     with pytest.raises(PipelineError, match="missing.h5"):

@@ -78,7 +78,6 @@ class FitResume:
         self.losses: list[float] = list(self._state["extra"]["losses"]) if self._state else []
         self._elapsed_before = self._state["extra"]["elapsed"] if self._state else 0.0
         self._interval = 60.0 * checkpoint_minutes
-        self._saved_step = self.step
         self._started = self._last_save = time.monotonic()
         self._parts: tuple[torch.nn.Module, torch.optim.Optimizer, EpochBatches] | None = None
         self._terminate: SigtermFlag | None = None
@@ -115,9 +114,9 @@ class FitResume:
                 raise SystemExit(TERMINATED_EXIT)
 
     def finish(self) -> None:
-        """Save the finished fit's state, as training saves after its last stage."""
-        if self.folder is not None and self.step != self._saved_step:
-            self._save()
+        """Save the finished fit's state, marked finished, as training saves after its last stage."""
+        if self.folder is not None:
+            self._save(finished=True)
 
     def elapsed(self) -> float:
         """Seconds fitting, the jobs before this one included."""
@@ -133,13 +132,12 @@ class FitResume:
         restore_rng(self._state["rng"])
         self._state = None      # a second copy of the weights and moments: not kept for the whole fit
 
-    def _save(self) -> None:
+    def _save(self, finished: bool = False) -> None:
         model, optimiser, batches = self._parts
         position = FitPosition(self.step, list(batches.pending), batches.rng.bit_generator.state)
         save_resume(self.folder, self.expected, position, {"model": model}, {"optimiser": optimiser},
-                    extra={"losses": list(self.losses), "elapsed": self.elapsed()})
+                    extra={"losses": list(self.losses), "elapsed": self.elapsed()}, finished=finished)
         self._last_save = time.monotonic()
-        self._saved_step = self.step
 
 
 def add_resume_arguments(parser: argparse.ArgumentParser) -> None:

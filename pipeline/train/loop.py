@@ -197,6 +197,8 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
     expected = fingerprint(variant, settings, code)
     plans = plan_stages(entry, train)
     state = load_resume(resume_dir, expected)
+    if state is None:       # a fresh start logs afresh (a finished run of other settings left its log)
+        (resume_dir / LOG_NAME).unlink(missing_ok=True)
     position = state["position"] if state else Position()
     seed_rng(train["seed"])      # every generator resume.pt keeps; a resume then restores them
     models = build_models(entry, settings, plans[0])
@@ -219,7 +221,8 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
 
     def save() -> None:
         save_resume(resume_dir, expected, position, models.trained(), optimizers.all(),
-                    extra={"elapsed": elapsed + time.monotonic() - started, "log_rows": log.rows})
+                    extra={"elapsed": elapsed + time.monotonic() - started, "log_rows": log.rows},
+                    finished=position.stage >= len(plans))
 
     try:
         while position.stage < len(plans):

@@ -21,6 +21,7 @@ import hashlib
 import json
 import random
 import signal
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -112,11 +113,14 @@ def restore_rng(state: dict) -> None:
 
 
 def save_resume(folder: Path, print_: dict, position: Any, modules: dict[str, torch.nn.Module],
-                optimizers: dict[str, torch.optim.Optimizer], extra: dict | None = None) -> Path:
-    """Write the resume file atomically; ``position``: a dataclass (``Position`` or a fit's own)."""
+                optimizers: dict[str, torch.optim.Optimizer], extra: dict | None = None,
+                finished: bool = False) -> Path:
+    """Write the resume file atomically; ``position``: a dataclass (``Position`` or a fit's own).
+    ``finished``: the run's last save, after its last step."""
     target = Path(folder) / RESUME_NAME
     state = {
         "fingerprint": print_,
+        "finished": finished,
         "position": asdict(position),
         "modules": {name: module.state_dict() for name, module in modules.items()},
         "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
@@ -130,7 +134,8 @@ def save_resume(folder: Path, print_: dict, position: Any, modules: dict[str, to
 
 def load_resume(folder: Path, expected: dict, position_type: type = Position) -> dict | None:
     """The saved state, its position as ``position_type``, or None when there is none; a foreign
-    one is an error naming it."""
+    one is an error naming it, unless that run finished: its outputs were made, and a rerun under
+    other settings (the reason Snakemake runs the job again) starts afresh."""
     path = Path(folder) / RESUME_NAME
     if not path.is_file():
         return None
@@ -140,6 +145,10 @@ def load_resume(folder: Path, expected: dict, position_type: type = Position) ->
         raise PipelineError(f"resume file is corrupt ({err.__class__.__name__}: {err}); "
                             "delete it to start over", path) from err
     differs = differences(state.get("fingerprint", {}), expected)
+    if differs and state.get("finished"):
+        print(f"{path}: the finished run of other settings there ({'; '.join(differs)}) is replaced: "
+              "starting afresh", file=sys.stderr)
+        return None
     if differs:
         raise PipelineError(f"resume file belongs to another run ({'; '.join(differs)}); "
                             "delete the folder to start over", path)
