@@ -8,9 +8,11 @@ workflow profile and override the cluster profiles' settings.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 
 import pytest
+import yaml
 
 from conftest import BIN, REPO
 
@@ -30,3 +32,17 @@ def test_profile_is_found_by_name_and_parses(name, tmp_path):
 def test_no_profile_is_applied_without_being_named():
     for folder in ("default", "profiles/default"):
         assert not (REPO / folder).exists(), f"{folder} would be applied to every run, --profile lengau included"
+
+
+def test_every_resumable_rule_asks_slurm_for_an_early_sigterm():
+    """A rule whose job saves and resumes (its command takes --resume) needs Slurm's SIGTERM before
+    the time limit's SIGKILL to save; the slurm profile asks for it rule by rule."""
+    rules = re.findall(r"^(?:rule|checkpoint) (\w+):\n(.*?)(?=^\S|\Z)",
+                       "".join(path.read_text() for path in sorted((REPO / "workflow" / "rules").glob("*.smk"))),
+                       re.M | re.S)
+    resumable = {name for name, body in rules if "--resume" in body}
+    assert {"train", "fit_segmenter", "fit_instances"} <= resumable
+    profile = yaml.safe_load((REPO / "slurm" / "config.v8+.yaml").read_text())
+    early = {name for name, resources in profile["set-resources"].items()
+             if "--signal=TERM@" in resources.get("slurm_extra", "")}
+    assert early == resumable
