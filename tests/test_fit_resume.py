@@ -124,6 +124,9 @@ def test_fit_segmenter_killed_by_sigterm_resumes_to_the_unbroken_weights(subset:
         assert found_meta["fit"][key] == meta["fit"][key], key
     assert meta["fit"]["steps"] == 5
     assert_identical(saved_state(tmp_path / "whole"), saved_state(tmp_path / "broken"), "resume.pt")
+    events = [line.split(": ", 1)[1] for line in (tmp_path / "broken" / "history.log").read_text().splitlines()]
+    assert events == ["started", f"SIGTERM: saved at step {KILL_STEP + 1}; a resubmitted job goes on from there",
+                      f"resumed at step {KILL_STEP + 1}", "finished: 5 steps"]
 
 
 def test_fit_segmenter_resumes_from_its_last_timed_save_after_a_crash(subset: Path, tmp_path: Path, monkeypatch):

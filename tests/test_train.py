@@ -412,6 +412,14 @@ def test_sigterm_and_resume_give_the_uninterrupted_state(study, packed, tmp_path
     assert found["log"] == expected["log"]
     assert found["steps"] == expected["steps"]
 
+    # Snakemake deletes the job's log before each attempt: the attempts add up in history.log,
+    # which the resubmitted job's log shows first.
+    history = (tmp_path / "broken" / "resume" / "history.log").read_text()
+    events = [line.split(": ", 1)[1] for line in history.splitlines()]
+    killed_at = events[1].removeprefix("SIGTERM: saved at ").split(";")[0]
+    assert [events[0], events[2], events[3].split(":")[0]] == ["started", f"resumed at {killed_at}", "finished"], events
+    assert f"(stage {kill_stage}," in killed_at and "earlier attempts" in resumed.stderr
+
 
 def test_outputs_record_provenance_and_reload(study, packed, tmp_path):
     settings = tiny(study, "v11")

@@ -34,7 +34,7 @@ from pipeline.cli import TERMINATED_EXIT
 from pipeline.labels.frames import FrameRef
 from pipeline.labels.runtime import EpochBatches
 from pipeline.provenance import code_version
-from pipeline.train.state import SigtermFlag, fingerprint, load_resume, restore_rng, save_resume
+from pipeline.train.state import History, SigtermFlag, fingerprint, load_resume, restore_rng, save_resume
 
 __all__ = ["DEFAULT_CHECKPOINT_MINUTES", "FitPosition", "FitResume", "frames_identity", "add_resume_arguments"]
 
@@ -81,6 +81,7 @@ class FitResume:
         self._started = self._last_save = time.monotonic()
         self._parts: tuple[torch.nn.Module, torch.optim.Optimizer, EpochBatches] | None = None
         self._terminate: SigtermFlag | None = None
+        self._history = History(self.folder, stage) if self.folder is not None else None
 
     @contextmanager
     def running(self, model: torch.nn.Module, optimiser: torch.optim.Optimizer,
@@ -88,13 +89,20 @@ class FitResume:
         """Restore the saved state into these (where there is one), then save them while the fit
         runs: on the timer and on SIGTERM (``step_done``) and at its end (``finish``)."""
         self._parts = (model, optimiser, batches)
-        if self._state is not None:
+        resumed = self._state is not None
+        if resumed:
             self._restore()
             print(f"{self.stage}: resuming at step {self.step} from {self.folder}", file=sys.stderr)
+        if self._history is not None:
+            self._history.begin(f"resumed at step {self.step}" if resumed else "started")
         self._started = self._last_save = time.monotonic()
         self._terminate = SigtermFlag() if self.folder is not None else None
         try:
             yield self
+        except BaseException as stop:
+            if self._history is not None:
+                self._history.stopped(stop, f"step {self.step}")
+            raise
         finally:
             if self._terminate is not None:
                 self._terminate.restore()
@@ -117,6 +125,7 @@ class FitResume:
         """Save the finished fit's state, marked finished, as training saves after its last stage."""
         if self.folder is not None:
             self._save(finished=True)
+            self._history.add(f"finished: {self.step} steps")
 
     def elapsed(self) -> float:
         """Seconds fitting, the jobs before this one included."""

@@ -46,8 +46,8 @@ from pipeline.pack.verify import open_packed
 from pipeline.provenance import code_version, provenance
 from pipeline.train.schedule import StagePlan, plan_stages
 from pipeline.train.settings import RUNTIME_DEFAULTS, split_runtime
-from pipeline.train.state import (Position, SigtermFlag, fingerprint, load_resume, restore_rng, save_resume,
-                                  seed_rng)
+from pipeline.train.state import (History, Position, SigtermFlag, fingerprint, load_resume, restore_rng,
+                                  save_resume, seed_rng)
 from pipeline.train.step import Models, Optimizers, train_window
 
 __all__ = ["train_variant", "build_models", "move_models", "set_up_device", "compile_models", "make_optimizers",
@@ -216,6 +216,8 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
         restore_rng(state["rng"])
         elapsed = state["extra"].get("elapsed", 0.0)
     log = _LossLog(resume_dir / LOG_NAME, state["extra"].get("log_rows", 0) if state else 0)
+    history = History(resume_dir, variant)
+    history.begin(f"resumed at {_where(position)}" if state else "started")
     terminate = SigtermFlag()    # the loop saves and exits after the current window
     started, last_save = time.monotonic(), time.monotonic()
 
@@ -274,12 +276,21 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
                 optimizers = _regrow_optimizers(models, optimizers, before_growth, entry, train, device)
             log.flush()
             save()
+    except BaseException as stop:
+        history.stopped(stop, _where(position))
+        raise
     finally:
         terminate.restore()
         log.close()
     elapsed += time.monotonic() - started
-    return _write_outputs(variant, settings, models, plans[-1], data_path, output_dir, resume_dir, elapsed, code, position,
-                          _hardware(models, train, device, runtime))
+    model = _write_outputs(variant, settings, models, plans[-1], data_path, output_dir, resume_dir, elapsed, code,
+                           position, _hardware(models, train, device, runtime))
+    history.add(f"finished: {position.step} windows, {elapsed / 3600:.2f} h of training")
+    return model
+
+
+def _where(position: Position) -> str:
+    return f"window {position.step} (stage {position.stage}, epoch {position.epoch}, sample {position.sample})"
 
 
 def _batched(sample: dict) -> dict:

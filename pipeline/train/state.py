@@ -12,30 +12,36 @@ previous one.
 
 The label fits (``pipeline.labels.resume``) keep their state in the same file through the same
 functions: their fingerprint names the stage where training's names the variant, and their
-position is their own dataclass. ``SigtermFlag`` is how both loops hear a walltime kill.
+position is their own dataclass. ``SigtermFlag`` is how both loops hear a walltime kill, and
+``History`` where their attempts add up: Snakemake deletes a job's log before every attempt.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import signal
+import socket
 import sys
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from pipeline.cli import TERMINATED_EXIT
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_path
 
 __all__ = ["Position", "fingerprint", "flatten", "differences", "seed_rng", "capture_rng", "restore_rng",
-           "save_resume", "load_resume", "SigtermFlag"]
+           "save_resume", "load_resume", "SigtermFlag", "History"]
 
 RESUME_NAME = "resume.pt"
+HISTORY_NAME = "history.log"
 
 
 @dataclass
@@ -169,3 +175,32 @@ class SigtermFlag:
 
     def restore(self) -> None:
         signal.signal(signal.SIGTERM, self._previous)
+
+
+class History:
+    """``history.log`` in the resume folder: a line for each start, resume, SIGTERM save, failure
+    and finish of a job, with the time, the cluster's job id and the host. Snakemake deletes a
+    job's log before each attempt, so a 12-hour job's attempts add up here instead, and each
+    attempt's log begins with the lines of those before it."""
+
+    def __init__(self, folder: str | Path, name: str):
+        self.path, self.name = Path(folder) / HISTORY_NAME, name
+
+    def begin(self, event: str) -> None:
+        if self.path.is_file():
+            print(f"{self.name}: earlier attempts ({self.path}):\n{self.path.read_text()}", end="", file=sys.stderr)
+        self.add(event)
+
+    def stopped(self, stop: BaseException, where: str) -> None:
+        """Record why the attempt ends early: a SIGTERM save (exit 143) or an error."""
+        if isinstance(stop, SystemExit) and stop.code == TERMINATED_EXIT:
+            self.add(f"SIGTERM: saved at {where}; a resubmitted job goes on from there")
+        else:
+            self.add(f"stopped at {where}: {type(stop).__name__}: {stop}")
+
+    def add(self, event: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        job = os.environ.get("PBS_JOBID") or os.environ.get("SLURM_JOB_ID") or f"pid {os.getpid()}"
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+        with self.path.open("a") as handle:
+            handle.write(f"{stamp} {job} on {socket.gethostname()}: {event}\n")
