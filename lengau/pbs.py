@@ -13,6 +13,7 @@ shows finished jobs only when the server keeps history, ``Exit_status`` >= 256 i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -28,9 +29,9 @@ import yaml
 
 __all__ = [
     "Queue", "Site", "SiteError", "site_file", "load_site", "read_job_properties", "job_attempt",
-    "job_name", "walltime", "walltime_seconds", "job_walltime_s", "choose_queue", "qsub_command", "job_script", "parse_qstat",
-    "state_of", "explain_exit", "QstatResult", "run_qstat", "job_status", "exit_marker_dir", "script_path",
-    "python_env_lines",
+    "job_name", "walltime", "walltime_seconds", "job_walltime_s", "choose_queue", "qsub_command", "job_script",
+    "parse_qstat", "state_of", "explain_exit", "QstatResult", "CommandMissing", "command_missing", "run_qstat",
+    "job_status", "state_held", "exit_marker_dir", "script_path", "python_env_lines", "job_key", "id_record",
 ]
 
 HERE = Path(__file__).resolve().parent
@@ -47,6 +48,15 @@ UNKNOWN_JOB = re.compile(r"unknown job id|job has finished", re.IGNORECASE)
 
 class SiteError(ValueError):
     """The site file is missing a setting or has a bad value; the message names the file."""
+
+
+class CommandMissing(RuntimeError):
+    """A PBS command (qsub, qstat) is not on PATH: not a login node, or a module not loaded."""
+
+
+def command_missing(name: str) -> CommandMissing:
+    return CommandMissing(f"{name} is not on PATH ({os.environ.get('PATH', '')}): run snakemake --profile "
+                          f"lengau on a Lengau login node, where PBS's commands are")
 
 
 @dataclass(frozen=True)
@@ -183,7 +193,7 @@ def _gpus(job_properties: dict[str, Any]) -> int:
 
 
 def qsub_command(job_properties: dict[str, Any], site: Site, attempt: int = 1) -> list[str]:
-    """The qsub argv (without the script, which submit.py pipes on stdin) for one Snakemake job.
+    """The qsub argv for one Snakemake job, without the job script's path, which submit.py appends.
 
     No ``-V``: exporting the login environment breaks ``qstat -F json`` and leaks the login
     node's modules into the job; the job script's ``setup`` lines and the submitting Python's
@@ -221,6 +231,22 @@ def script_path(job_properties: dict[str, Any], workdir: str | Path, attempt: in
     """Where submit.py keeps the script it submitted (PBS copies it; this copy is for people)."""
     scripts = Path(workdir).resolve() / ".snakemake" / "lengau" / "scripts"
     return scripts / f"{job_name(job_properties)}.attempt{attempt}.sh"
+
+
+def job_key(job_properties: dict[str, Any]) -> str:
+    """A file name for one job of the workflow that stays the same from one Snakemake run to the
+    next (unlike Snakemake's jobid): its name and a hash of its output files, which no other job
+    of the workflow has, or of its rule and wildcards for a job whose outputs Snakemake leaves
+    out of the properties (over 100 of them) or that has none."""
+    what = sorted(job_properties.get("output") or []) or [
+        job_properties.get("rule") or job_properties.get("groupid"), job_properties.get("wildcards")]
+    digest = hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{job_name(job_properties)}.{digest}"
+
+
+def id_record(job_properties: dict[str, Any], workdir: str | Path) -> Path:
+    """Where submit.py keeps the PBS id of the job it last submitted for this job of the workflow."""
+    return Path(workdir).resolve() / ".snakemake" / "lengau" / "ids" / job_key(job_properties)
 
 
 def python_env_lines(python: str | Path | None = None) -> list[str]:
@@ -346,13 +372,40 @@ class QstatResult:
 
 
 def run_qstat(job_id: str, timeout_s: float) -> QstatResult:
-    """``qstat -x -f ID`` (one id: several give only the first job with -F json, openpbs #2672)."""
+    """``qstat -x -f ID`` (one id: several give only the first job with -F json, openpbs #2672).
+
+    Raises :class:`CommandMissing` without a qstat: asking again would never help.
+    """
     try:
         done = subprocess.run(["qstat", "-x", "-f", job_id], capture_output=True, text=True,
                               timeout=timeout_s)
+    except FileNotFoundError:
+        raise command_missing("qstat") from None
     except (OSError, subprocess.TimeoutExpired) as err:
         return QstatResult(None, "", str(err))
     return QstatResult(done.returncode, done.stdout, done.stderr)
+
+
+def _hold_note(attributes: dict[str, str]) -> str:
+    """Why a held job will not start, from its attributes; "" for a job that is not held."""
+    if attributes.get("job_state", "").strip()[:1] != "H":
+        return ""
+    details = "; ".join(f"{name} = {attributes[name]}" for name in ("Hold_Types", "comment") if name in attributes)
+    return (f"held by PBS ({details or 'no Hold_Types given'}): it starts only once released "
+            "(qrls for a user hold u; CHPC's support for o or s) or deleted (qdel)")
+
+
+def state_held(job_id: str, site: Site, qstat: Callable[[str, float], QstatResult] = run_qstat) -> str | None:
+    """The job_state letter of a job PBS still holds (queued, held, running, exiting...); "" for
+    one that has finished or that qstat does not know; None when qstat gave no answer."""
+    answer = qstat(job_id, site.qstat_timeout_s)
+    if answer.returncode == 0:
+        state = parse_qstat(answer.stdout).get("job_state", "").strip()[:1]
+        if state:
+            return "" if state in FINAL_STATES else state
+    if answer.returncode is not None and UNKNOWN_JOB.search(f"{answer.stdout}\n{answer.stderr}"):
+        return ""
+    return None
 
 
 def _read_marker(path: Path) -> str | None:
@@ -366,7 +419,8 @@ def _read_marker(path: Path) -> str | None:
 def job_status(job_id: str, site: Site, workdir: str | Path,
                qstat: Callable[[str, float], QstatResult] = run_qstat,
                now: Callable[[], float] = time.time) -> tuple[str, str]:
-    """(running | success | failed, why) for one PBS job id; why is "" for a job PBS still holds.
+    """(running | success | failed, why) for one PBS job id; why is "" for a job PBS still holds,
+    unless it is held (job_state H): that waits for a person, so it is said on every poll.
 
     qstat's answer wins when it has one. A job qstat does not know (no job history on the
     server) is settled by the exit marker its script left; without one it stays "running" for
@@ -380,7 +434,7 @@ def job_status(job_id: str, site: Site, workdir: str | Path,
         if "job_state" in attributes:
             status = state_of(attributes)
             if status == "running":
-                return status, ""
+                return status, _hold_note(attributes)
             if status is not None:
                 code = int(attributes["Exit_status"])
                 return status, f"Exit_status {code}: {explain_exit(code)}"

@@ -5,7 +5,10 @@
 * Snakemake itself driving the profile against a fake PBS written here (qsub, qstat, qdel on
   PATH): on the real graph every rule's job reaches qsub with its own queue, select statement
   and walltime; on a small workflow the jobs really run, a server without job history is
-  answered from the exit marker, and a failed job is reported as failed.
+  answered from the exit marker, and a failed job is reported as failed;
+* submit.py against that fake PBS: a job an earlier (crashed) Snakemake submitted and PBS still
+  holds is followed, not submitted twice; a qsub refused for now is tried again, one refused for
+  the request fails at once; status.py says why a held job waits and stops without a qstat.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import stat
 import subprocess
@@ -30,6 +34,7 @@ from pipeline.data.fake_tree import make_fake_tree
 
 sys.path.insert(0, str(REPO / "lengau"))
 import pbs  # noqa: E402  (the profile's module, beside its scripts)
+import submit  # noqa: E402  (the profile's submit command, run in this process for its retry delays)
 
 QSTAT_DATA = Path(__file__).parent / "data" / "qstat"
 CASES = yaml.safe_load((QSTAT_DATA / "cases.yaml").read_text())
@@ -93,7 +98,7 @@ def test_unknown_job_without_marker_fails_only_after_the_grace_period(site, tmp_
     assert ask() == "failed"
 
 
-def test_qstat_that_hangs_or_is_missing_means_running(site, tmp_path):
+def test_qstat_that_hangs_means_running(site, tmp_path):
     silent = pbs.QstatResult(None, "", "timed out after 10 s")
     assert pbs.job_status("1.sched01", site, tmp_path, qstat=lambda *_: silent)[0] == "running"
 
@@ -126,6 +131,33 @@ def test_status_script_prints_exactly_one_word(name, tmp_path):
     assert done.returncode == 0, done.stderr
     expected = CASES[name][2]
     assert done.stdout == ("running\n" if expected == "unknown" else f"{expected}\n")
+
+
+def test_a_held_job_is_running_and_says_why(site, tmp_path):
+    """A held job (job_state H) never starts by itself: still "running" to Snakemake, but each poll
+    says why on stderr; a queued one says nothing."""
+    status, why = pbs.job_status("4012346.sched01", site, tmp_path, qstat=lambda *_: recorded("held.txt"))
+    assert status == "running" and "Hold_Types = s" in why and "too many failed attempts to run" in why
+    assert pbs.job_status("1.sched01", site, tmp_path, qstat=lambda *_: recorded("queued.txt")) == ("running", "")
+    bin_dir = fake_qstat_bin(tmp_path / "bin", "held.txt")
+    done = status_script("4012346.sched01", tmp_path, f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    assert done.returncode == 0 and done.stdout == "running\n"
+    assert "4012346.sched01: running: held by PBS (Hold_Types = s; comment = job held" in done.stderr
+
+
+def test_the_status_script_stops_the_run_without_a_qstat(tmp_path):
+    """No qstat on PATH (not a login node): no poll will ever answer, so status.py exits 1 with
+    the reason, and Snakemake stops ("Failed to obtain job status"), instead of "running" forever."""
+    done = status_script("4012345.sched01", tmp_path, f"/usr/bin{os.pathsep}/bin")
+    assert done.returncode == 1 and done.stdout == "", done.stdout
+    assert "qstat is not on PATH" in done.stderr and "login node" in done.stderr
+
+
+def status_script(job_id: str, tmp_path: Path, path: str) -> subprocess.CompletedProcess:
+    """status.py run as Snakemake runs it, in tmp_path, with PATH path (and this Python)."""
+    env = dict(os.environ, PATH=path, LENGAU_SITE=str(write_site(tmp_path / "site.yaml")))
+    return subprocess.run([sys.executable, str(REPO / "lengau" / "status.py"), job_id], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
 
 
 # --- the qsub line --------------------------------------------------------------------------
@@ -291,7 +323,9 @@ def test_the_environment_lines_quote_the_path_and_set_virtual_env_only_for_a_ven
 
 FAKE_PBS = r'''
 """A fake PBS for tests: qsub records and (FAKE_PBS_MODE=outputs) creates the job's outputs or
-(run) runs the script in the background; qstat -x -f reports it; qdel sends SIGTERM."""
+(run) runs the script in the background or (queue) leaves the job queued; qstat -x -f reports it;
+qdel sends SIGTERM. Each line of $FAKE_PBS_DIR/qsub_refusals refuses one qsub call with that
+message (a line "hang": qsub does not answer); every call is logged in qsub_calls."""
 import fcntl, json, os, signal, subprocess, sys, time
 from pathlib import Path
 
@@ -318,7 +352,25 @@ def save(job_id, **record):
     tmp.replace(path)
 
 
+def refusal():
+    """The first line of qsub_refusals, taken off it; "" when there is none."""
+    path = STATE / "qsub_refusals"
+    lines = path.read_text().splitlines() if path.exists() else []
+    if lines:
+        path.write_text("".join(f"{line}\n" for line in lines[1:]))
+    return lines[0] if lines else ""
+
+
 def qsub(args):
+    STATE.mkdir(parents=True, exist_ok=True)
+    with open(STATE / "qsub_calls", "a") as calls:
+        calls.write(json.dumps(args) + "\n")
+    message = refusal()
+    if message == "hang":
+        time.sleep(60)
+    if message:
+        print(message, file=sys.stderr)
+        sys.exit(38)
     options, script = args[:-1], Path(args[-1])
     text = script.read_text()
     job_id = new_id()
@@ -334,7 +386,7 @@ def qsub(args):
             else:
                 path.mkdir(parents=True, exist_ok=True)
         save(job_id, state="F", exit=0)
-    else:
+    elif os.environ.get("FAKE_PBS_MODE") == "run":
         subprocess.Popen([sys.executable, __file__, "_run", job_id], start_new_session=True,
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     print(job_id)
@@ -360,6 +412,9 @@ def run(job_id):
 
 
 def qstat(args):
+    if (STATE / "qstat_down").exists():
+        print("qstat: cannot connect to server sched01 (errno=111)", file=sys.stderr)
+        sys.exit(1)
     job_id = args[-1]
     path = JOBS / f"{job_id}.json"
     job = json.loads(path.read_text()) if path.exists() else None
@@ -613,3 +668,127 @@ def test_a_job_killed_like_at_walltime_fails_and_ctrl_c_cancels_the_rest(tmp_pat
     assert (markers / ids["b"]).is_file() and (markers / ids["b"]).read_text().strip() == "143", output
     # Both saved before their job scripts ended (the fake PBS, like PBS, then kills what is left).
     assert (work / "a.saved").exists() and (work / "b.saved").exists()
+
+
+# --- submitting: a job PBS still holds is followed, a qsub PBS refuses for now is tried again ---
+
+def snakemake_job(folder: Path, jobid: int, attempt: int = 1, variant: str = "v07") -> Path:
+    """A job script as cluster-generic hands it to submit.py; its jobid differs from run to run."""
+    props = {**properties(wildcards={"variant": variant}), "jobid": jobid,
+             "output": [f"results/train/{variant}/model.pt", f"results/train/{variant}/losses.csv"]}
+    script = folder / f"snakejob.train.{jobid}.sh"
+    script.write_text(f"#!/bin/sh\n# properties = {json.dumps(props)}\n"
+                      f"python -m snakemake --target-jobs 'train:variant={variant}' --attempt {attempt}\n")
+    return script
+
+
+def run_submit(script: Path, work: Path, env: dict) -> subprocess.CompletedProcess:
+    """What cluster-generic runs: the profile's submit command in the workflow's directory."""
+    return subprocess.run([sys.executable, str(REPO / "lengau" / "submit.py"), str(script)], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def finish_job(tmp_path: Path, job_id: str, exit_status: int) -> None:
+    path = tmp_path / "fakepbs" / "jobs" / f"{job_id}.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "state": "F", "exit": exit_status}))
+
+
+def test_a_job_pbs_still_holds_is_followed_not_submitted_twice(tmp_path):
+    """The login node's Snakemake dies (kill -9, a dropped ssh) with train-v07 queued; the same
+    command again (after --unlock) submits it again, under another Snakemake jobid. submit.py
+    prints the queued job's id instead of submitting a second copy (two 12-hour jobs on one
+    resume folder), and that Snakemake follows it. Once that job has finished (a retry after a
+    walltime kill), or a server without job history has forgotten it, a new one goes out."""
+    work = tmp_path / "work"
+    work.mkdir()
+    env = fake_pbs(tmp_path, mode="queue", history=True)
+    first = run_submit(snakemake_job(tmp_path, jobid=3), work, env)
+    assert first.returncode == 0 and first.stdout == "1.fakepbs\n", first.stderr
+    again = run_submit(snakemake_job(tmp_path, jobid=8), work, env)
+    assert again.returncode == 0 and again.stdout == "1.fakepbs\n", again.stderr
+    assert "PBS job 1.fakepbs" in again.stderr and "instead of submitting a second copy" in again.stderr
+    other = run_submit(snakemake_job(tmp_path, jobid=9, variant="v08"), work, env)
+    assert other.stdout == "2.fakepbs\n", other.stderr          # another job of the workflow: its own
+    finish_job(tmp_path, "1.fakepbs", 271)
+    retry = run_submit(snakemake_job(tmp_path, jobid=8, attempt=2), work, env)
+    assert retry.stdout == "3.fakepbs\n" and "following" not in retry.stderr, retry.stderr
+    finish_job(tmp_path, "3.fakepbs", 0)
+    env["FAKE_PBS_HISTORY"] = "0"                                # qstat: Unknown Job Id 3.fakepbs
+    assert run_submit(snakemake_job(tmp_path, jobid=8, attempt=3), work, env).stdout == "4.fakepbs\n"
+    assert len(submissions(tmp_path)) == 4
+    records = sorted(path.name.split(".")[0] for path in (work / ".snakemake" / "lengau" / "ids").iterdir())
+    assert records == ["train-v07", "train-v08"]
+
+
+def submit_here(monkeypatch, capsys, env: dict, work: Path, script: Path) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of submit.py run in this process, so that its delays between
+    tries can be cut to nothing."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(submit, "RETRY_DELAYS_S", (0, 0, 0))
+    code = submit.main([str(script)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def refuse_qsub(tmp_path: Path, *messages: str) -> None:
+    """The next len(messages) qsub calls fail with these messages ("hang": qsub does not answer)."""
+    (tmp_path / "fakepbs").mkdir(exist_ok=True)
+    (tmp_path / "fakepbs" / "qsub_refusals").write_text("".join(f"{message}\n" for message in messages))
+
+
+def qsub_calls(tmp_path: Path) -> int:
+    calls = tmp_path / "fakepbs" / "qsub_calls"
+    return len(calls.read_text().splitlines()) if calls.exists() else 0
+
+
+PER_USER_LIMIT = "qsub: would exceed queue gpu_1's per-user limit of jobs in 'Q' state"
+
+
+def test_a_qsub_refused_for_now_is_tried_again(tmp_path, monkeypatch, capsys):
+    """A per-user limit, a server that does not answer or a qsub that hangs is not the job's
+    fault: submit.py tries again (4 tries over ~2 minutes on Lengau) instead of failing the job
+    and so burning its retries in seconds; after the last try the job fails."""
+    work = tmp_path / "work"
+    work.mkdir()
+    env = fake_pbs(tmp_path, mode="queue", history=True)
+    monkeypatch.setattr(submit, "QSUB_TIMEOUT_S", 1)
+    refuse_qsub(tmp_path, PER_USER_LIMIT, "qsub: cannot connect to server sched01 (errno=111)", "hang")
+    code, out, err = submit_here(monkeypatch, capsys, env, work, snakemake_job(tmp_path, jobid=1))
+    assert (code, out, qsub_calls(tmp_path)) == (0, "1.fakepbs\n", 4), err
+    assert "per-user limit" in err and "try 1 of 4" in err and "qsub did not answer in 1 s" in err
+    refuse_qsub(tmp_path, *[PER_USER_LIMIT] * 4)
+    code, out, err = submit_here(monkeypatch, capsys, env, work, snakemake_job(tmp_path, jobid=2, variant="v08"))
+    assert (code != 0, out, qsub_calls(tmp_path)) == (True, "", 8) and "gave up after 4 tries" in err, err
+
+
+def test_a_recorded_job_qstat_cannot_see_is_not_submitted_again(tmp_path, monkeypatch, capsys):
+    """Whether PBS still holds the job submitted earlier is unknown while qstat does not answer:
+    submit.py tries again and then fails the job rather than risk a second copy."""
+    work = tmp_path / "work"
+    work.mkdir()
+    env = fake_pbs(tmp_path, mode="queue", history=True)
+    assert submit_here(monkeypatch, capsys, env, work, snakemake_job(tmp_path, jobid=1))[:2] == (0, "1.fakepbs\n")
+    (tmp_path / "fakepbs" / "qstat_down").touch()
+    code, out, err = submit_here(monkeypatch, capsys, env, work, snakemake_job(tmp_path, jobid=5))
+    assert (code, out, qsub_calls(tmp_path)) == (1, "", 1) and "qstat did not answer for 1.fakepbs" in err, err
+
+
+def test_a_qsub_refused_for_the_request_fails_at_once(tmp_path, monkeypatch, capsys):
+    """An unknown queue, a placeholder project code or a missing qsub: no later try helps, so the
+    job fails at once with the reason; the failed qsub line is quoted as a shell would need it."""
+    work = tmp_path / "my work"
+    work.mkdir()
+    env = fake_pbs(tmp_path, mode="queue", history=True)
+    refuse_qsub(tmp_path, "qsub: Unknown queue")
+    code, out, err = submit_here(monkeypatch, capsys, env, work, snakemake_job(tmp_path, jobid=1))
+    assert (code != 0, out, qsub_calls(tmp_path)) == (True, "", 1) and "Unknown queue" in err
+    script = work / ".snakemake" / "lengau" / "scripts" / "train-v07.attempt1.sh"
+    assert "-P CSCI1166 -q gpu_1 " in err and f" {shlex.quote(str(script))}\n" in err
+    placeholder = dict(env, LENGAU_SITE=str(write_site(tmp_path / "placeholder.yaml", project="CSCI0000")))
+    code, out, err = submit_here(monkeypatch, capsys, placeholder, work, snakemake_job(tmp_path, jobid=2))
+    assert (code, qsub_calls(tmp_path)) == (1, 1) and "programme code" in err
+    no_qsub = dict(env, PATH=f"{BIN}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    code, out, err = submit_here(monkeypatch, capsys, no_qsub, work, snakemake_job(tmp_path, jobid=3))
+    assert (code, qsub_calls(tmp_path)) == (1, 1) and "qsub is not on PATH" in err
