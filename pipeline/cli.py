@@ -25,8 +25,8 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 
-__all__ = ["add_city_arguments", "add_settings_arguments", "read_settings", "run_main", "Terminated",
-           "TERMINATED_EXIT"]
+__all__ = ["add_city_arguments", "add_frames_root_argument", "add_settings_arguments", "read_settings", "run_main",
+           "Terminated", "TERMINATED_EXIT"]
 
 TERMINATED_EXIT = 143      # 128 + SIGTERM, what a shell reports for a process SIGTERM killed
 
@@ -36,10 +36,20 @@ class Terminated(SystemExit):
 
 
 def add_city_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments of a per-city stage: which subset, split and city it works on."""
-    parser.add_argument("--subset", required=True, help="results/data/subset.json")
+    """The arguments of a per-city stage: which subset, split and city it works on, and where the
+    dataset is."""
+    parser.add_argument("--subset", required=True,
+                        help="results/data/subset/{split}.json (the split's part), or results/data/subset.json")
     parser.add_argument("--split", required=True)
     parser.add_argument("--city", required=True)
+    add_frames_root_argument(parser)
+
+
+def add_frames_root_argument(parser: argparse.ArgumentParser) -> None:
+    """``--frames-root``: the dataset root, apart from the subset file (its parts record none),
+    so that moving the dataset changes no file a stage reads."""
+    parser.add_argument("--frames-root", help="Cityscapes root (or the synthetic city); default: the "
+                                              "root results/data/subset.json records")
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:

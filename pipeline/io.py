@@ -144,10 +144,11 @@ def _umask() -> int:
     return mask
 
 
-def write_json(target: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
+def write_json(target: str | Path, obj: Any, sort_keys: bool = False) -> None:
+    """Write ``obj`` as indented JSON, atomically (``sort_keys``: keys in order, so that equal
+    content gives equal bytes whatever order ``obj`` was built in)."""
     with atomic_path(target, suffix=".json") as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=sort_keys, default=str) + "\n")
 
 
 def read_json(path: str | Path) -> Any:

@@ -43,15 +43,34 @@ TINY = {
 TARGETS = ("results/data/train.h5", "results/data/val.h5")
 
 
-def dry_run(work, *overrides) -> dict[str, int]:
+def config_files(work, *overrides) -> list[str]:
+    """demo.yaml, tiny.yaml and a file for each override, to pass with --configfile in ``work``."""
     files = ["demo.yaml", "tiny.yaml"]
     for index, override in enumerate(overrides):
         (work / f"change{index}.yaml").write_text(yaml.safe_dump(override))
         files.append(f"change{index}.yaml")
-    result = run_snakemake(*TARGETS, "-n", "-d", str(work), "--configfile", *files, cwd=work)
-    if "Job stats:" not in result.stdout:
-        return {}
-    return job_counts(result.stdout)
+    return files
+
+
+def dry_run_stdout(work, *overrides) -> str:
+    files = config_files(work, *overrides)
+    return run_snakemake(*TARGETS, "-n", "-d", str(work), "--configfile", *files, cwd=work).stdout
+
+
+def dry_run(work, *overrides) -> dict[str, int]:
+    stdout = dry_run_stdout(work, *overrides)
+    return job_counts(stdout) if "Job stats:" in stdout else {}
+
+
+def planned_outputs(work, *overrides) -> dict[str, str]:
+    """{first output: rule} of every job a dry run plans."""
+    outputs = {}
+    for block in re.split(r"^(?=(?:local)?(?:rule|checkpoint) \w+:$)", dry_run_stdout(work, *overrides), flags=re.M):
+        rule = re.match(r"(?:local)?(?:rule|checkpoint) (\w+):$", block, re.M)
+        output = re.search(r"^\s+output: ([^,\s]+)", block, re.M)
+        if rule and output:                 # rule all has no output
+            outputs[output[1]] = rule[1]
+    return outputs
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +103,42 @@ def test_nothing_reruns_without_a_change(ran):
         ({"fvd": {"draw_choice": {"candidates": 7, "heldout_videos": 3}}}, set()),
         # The labellers write Cityscapes label ids whatever the label set: only pack maps them.
         ({"labels": {"label_set": "train19"}}, {"pack"}),
+        # select_subset tracks the root normalised; the other rules take it as a resource.
+        ({"data": {"synthetic_root": "results/synthetic_city/"}}, set()),
     ],
-    ids=["instance", "semantic", "flow", "pack", "subset", "instance-fit", "draw-choice-off", "label-set"],
+    ids=["instance", "semantic", "flow", "pack", "subset", "instance-fit", "draw-choice-off", "label-set",
+         "root-spelling"],
 )
 def test_a_change_reruns_its_stage_and_what_follows(ran, change, reruns):
     assert set(dry_run(ran, change)) == reruns
+
+
+def copy_workdir(work, destination):
+    """A copy of ``work`` with Snakemake's records, to run jobs in; files over 1 MB (the fits'
+    checkpoints, which no job here writes) are hard links."""
+    def copy(source, target):
+        if os.path.getsize(source) > 1 << 20:
+            os.link(source, target)
+        else:
+            shutil.copy2(source, target)
+
+    shutil.copytree(work, destination, symlinks=True, copy_function=copy)
+    return destination
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change", [{"subset": {"test_sequences": 3}}, {"subset": {"seed": 1}}],
+                         ids=["test-sequences", "seed"])
+def test_another_test_draw_reruns_the_test_split_alone(ran, tmp_path, change):
+    """Once select_subset has run (before, a dry run cannot know that the train split's part comes
+    out as it was, and lists the checkpoint and what reads it), only the test split's labels, flow
+    and pack are planned: not the fits, not the train split's (and so no training)."""
+    work = copy_workdir(ran, tmp_path / "work")
+    run_snakemake(*TARGETS, "--until", "select_subset", "--cores", "1", "-d", str(work),
+                  "--configfile", *config_files(work, change), cwd=work)
+    planned = planned_outputs(work, change)
+    assert set(planned.values()) == {"label_semantic", "label_instance", "reference_flow", "pack"}, planned
+    assert all("/val/" in output for output in planned if output != "results/data/val.h5"), planned
 
 
 def planned_commands(work, *overrides) -> dict[tuple[str, str], str]:

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from pipeline.data.fake_tree import TRAIN_COUNTS, make_fake_tree
-from pipeline.data.subset import choose_cities, load_subset, select_subset, subset_snippets
+from pipeline.data.subset import (GTFINE_TRAIN, HELDOUT_SPLIT, choose_cities, gtfine_train_snippets, load_subset,
+                                  main as subset_main, select_subset, subset_part, subset_snippets, write_parts)
 from pipeline.config import DEFAULT_CONFIG, load_config
 from pipeline.errors import PipelineError
 
@@ -75,3 +76,50 @@ def test_command_reports_bad_input_on_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'x'}: Cityscapes root not found "
                                                   "(set data.cityscapes_root in config.yaml)"]
     assert not (tmp_path / "s.json").exists()
+
+
+def test_each_part_holds_what_its_consumers_read(full_tree):
+    """A split's part: its cities' snippets (and its folder, for the held-out split), the settings
+    that select it, no root; gtfine_train's: every train city's snippets, no split."""
+    settings = {"train_cities": ["ulm"], "test_sequences": 4, "seed": 0, "test_split": "val", "heldout_sequences": 2}
+    subset = select_subset(full_tree, settings)
+    train, gtfine = subset_part(subset, "train", settings), subset_part(subset, GTFINE_TRAIN, settings)
+    heldout = subset_part(subset, HELDOUT_SPLIT, settings)
+    assert train["splits"] == {"train": subset["splits"]["train"]} and "root" not in train
+    assert train["provenance"] == {"stage": "select_subset", "part": "train",
+                                   "settings": {"train_cities": ["ulm"], "target_sequences": None}}
+    assert subset_part(subset, "val", settings)["splits"] == {"val": subset["splits"]["val"]}
+    assert heldout["split_dirs"] == {HELDOUT_SPLIT: "val"}
+    assert heldout["provenance"]["settings"]["heldout_sequences"] == 2
+    assert gtfine[GTFINE_TRAIN] == subset[GTFINE_TRAIN] and "splits" not in gtfine
+    assert set(gtfine) == {"frames", "annotated_index", GTFINE_TRAIN, "provenance"}
+    with pytest.raises(PipelineError, match=r"the subset has no part 'test'; its parts are \['train', 'val', 'heldout', "):
+        subset_part(subset, "test", settings)
+
+
+def test_another_test_draw_rewrites_the_train_side_parts_byte_for_byte(small_tree, tmp_path):
+    """What lets Snakemake rerun only the test side: its checksum of a rewritten part is the one
+    it recorded. The full record changes (its test list, its time, its root's spelling)."""
+    def run(test_sequences, root, output):
+        settings = {"train_cities": None, "test_sequences": test_sequences, "seed": 0, "test_split": "val"}
+        parts = [str(output / "parts" / name) for name in ("train.json", "val.json", "gtfine_train.json")]
+        subset_main(["--root", root, "--output", str(output / "subset.json"), "--parts", *parts,
+                     "--settings", json.dumps(settings)])
+        return {path.name: path.read_bytes() for path in (output / "parts").iterdir()}
+
+    before, after = run(2, str(small_tree), tmp_path / "before"), run(1, f"{small_tree}/", tmp_path / "after")
+    assert sorted(before) == ["gtfine_train.json", "train.json", "val.json"]
+    assert before["train.json"] == after["train.json"] and before["gtfine_train.json"] == after["gtfine_train.json"]
+    assert before["val.json"] != after["val.json"]
+    assert not list((tmp_path / "after" / "parts").glob(".*"))      # no temporary left behind
+
+
+def test_a_part_reads_its_frames_from_the_root_given(small_tree, tmp_path):
+    subset = select_subset(small_tree, {"train_cities": None, "test_sequences": 1, "test_split": "val"})
+    write_parts(subset, {}, [tmp_path / "train.json", tmp_path / "gtfine_train.json"])
+    with pytest.raises(PipelineError, match="train.json: a part of the subset records no dataset root: pass --frames-root"):
+        load_subset(tmp_path / "train.json")
+    moved = tmp_path / "moved"
+    assert {s.root for s in subset_snippets(load_subset(tmp_path / "train.json", moved), "train", "beta")} == {moved}
+    gtfine = tmp_path / "gtfine_train.json"
+    assert {s.root for s in gtfine_train_snippets(load_subset(gtfine, moved), gtfine)} == {moved}

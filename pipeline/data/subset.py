@@ -8,6 +8,14 @@ every train city (``gtfine_train``), whichever cities the study takes: the label
 (``fit_segmenter``, ``fit_instances``) train on all of them, as published Cityscapes checkpoints
 are trained on all 2975 gtFine train frames.
 
+Beside the full record the stage writes each consumer's part of it alone, ``subset/{split}.json``
+for each split and ``subset/gtfine_train.json`` (:func:`subset_part`): the same format, restricted
+to that part, without the dataset root and with only the settings that select the part. A stage
+reads the part it works on, so another test draw rewrites ``train.json`` byte for byte as it was,
+and Snakemake, which compares a rewritten input's checksum with the one it recorded, reruns
+nothing of the train side. The root comes to those stages apart (``--frames-root``): where the
+dataset lives is not what they compute.
+
 With ``fvd.draw_choice.auto`` on, the stage also picks ``heldout_sequences`` snippets of the test
 split that are *not* test snippets (the same seeded generator, after the test draw, so the test
 snippets do not change), on which the feature draw is chosen. They form a split of their own,
@@ -15,7 +23,8 @@ snippets do not change), on which the feature draw is chosen. They form a split 
 and pack rules run on them like on any split and the test pack stays as it was. With the option
 off the record is exactly what it was without it.
 
-Usage: ``python -m pipeline.data.subset --root ROOT --output results/data/subset.json --settings JSON``
+Usage: ``python -m pipeline.data.subset --root ROOT --output results/data/subset.json
+--parts results/data/subset/train.json ... --settings JSON``
 """
 
 from __future__ import annotations
@@ -33,8 +42,8 @@ from pipeline.errors import PipelineError
 from pipeline.io import read_json, write_json
 from pipeline.provenance import code_version, provenance
 
-__all__ = ["HELDOUT_SPLIT", "GTFINE_TRAIN", "stage_settings", "select_subset", "choose_cities", "load_subset", "subset_snippets",
-           "gtfine_train_snippets"]
+__all__ = ["HELDOUT_SPLIT", "GTFINE_TRAIN", "stage_settings", "select_subset", "choose_cities", "subset_part",
+           "write_parts", "load_subset", "subset_snippets", "gtfine_train_snippets"]
 
 HELDOUT_SPLIT = "heldout"
 # Every train city's annotated snippets (the labellers' fits; the image variants' packed set).
@@ -119,6 +128,41 @@ def _add_heldout(subset: dict, rest: list[Snippet], wanted: int, rng: np.random.
     subset["counts"]["heldout"] = len(heldout)
 
 
+# The settings that select each part (config ``subset`` keys, and ``heldout_sequences``): a part's
+# file records these alone, so a setting that does not change the part leaves its file as it was.
+TRAIN_KEYS = ("train_cities", "target_sequences")
+TEST_KEYS = ("test_split", "test_sequences", "seed")
+HELDOUT_KEYS = (*TEST_KEYS, "heldout_sequences")       # drawn after the test snippets, among the rest
+
+
+def subset_part(subset: dict, part: str, settings: Mapping) -> dict:
+    """One consumer's part of the subset record: split ``part`` (its cities' snippets, and its
+    folder where it lives in another split's) or ``gtfine_train``, in the record's format.
+
+    No root (the consumers get it with ``--frames-root``) and no time, code version or packages in
+    its provenance: the file changes only when its snippets or the settings that select them do.
+    """
+    if part not in (*subset["splits"], GTFINE_TRAIN):
+        raise PipelineError(f"the subset has no part {part!r}; its parts are {[*subset['splits'], GTFINE_TRAIN]}")
+    if part == GTFINE_TRAIN:
+        restricted, keys = {GTFINE_TRAIN: subset[GTFINE_TRAIN]}, ()
+    else:
+        restricted = {"splits": {part: subset["splits"][part]}}
+        if part in subset.get("split_dirs", {}):
+            restricted["split_dirs"] = {part: subset["split_dirs"][part]}
+        keys = {"train": TRAIN_KEYS, HELDOUT_SPLIT: HELDOUT_KEYS}.get(part, TEST_KEYS)    # else the test split
+    selected = {key: settings.get(key) for key in keys}
+    return {"frames": subset["frames"], "annotated_index": subset["annotated_index"], **restricted,
+            "provenance": {"stage": "select_subset", "part": part, "settings": selected}}
+
+
+def write_parts(subset: dict, settings: Mapping, paths: Sequence[str | Path]) -> None:
+    """Write the part each path names (``{split}.json``, ``gtfine_train.json``), keys sorted: the
+    same part gives the same bytes."""
+    for path in map(Path, paths):
+        write_json(path, subset_part(subset, path.stem, settings), sort_keys=True)
+
+
 def stage_settings(config: Mapping) -> dict:
     """What select_subset reads: config ``subset``, and with ``fvd.draw_choice.auto`` on the
     number of held-out snippets (off: exactly ``subset``, so the rule's params stay as they were)."""
@@ -136,10 +180,16 @@ def _group(snippets: list[Snippet]) -> dict[str, list[str]]:
     return grouped
 
 
-def load_subset(path: str | Path) -> dict:
+def load_subset(path: str | Path, frames_root: str | Path | None = None) -> dict:
+    """The subset record, or a part of it (:func:`subset_part`); its snippets' frames are read
+    from ``frames_root`` where given (a part records no root), else from the recorded root."""
     subset = read_json(path)
-    if "splits" not in subset or "test" not in subset:
-        raise PipelineError("not a subset file (no 'splits' or 'test')", path)
+    if "splits" not in subset and GTFINE_TRAIN not in subset:
+        raise PipelineError(f"not a subset file (no 'splits' or '{GTFINE_TRAIN}')", path)
+    if frames_root is not None:
+        subset["root"] = str(frames_root)
+    elif "root" not in subset:
+        raise PipelineError("a part of the subset records no dataset root: pass --frames-root", path)
     subset["loaded_from"] = str(path)      # for errors; not a key the file holds
     return subset
 
@@ -177,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", required=True, help="Cityscapes root (or the synthetic city)")
     parser.add_argument("--output", required=True, help="subset.json to write")
+    parser.add_argument("--parts", nargs="+", default=[], metavar="FILE",
+                        help="parts to write, each named after its split or gtfine_train: subset/train.json ...")
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--annotated-index", type=int, default=19)
     add_settings_arguments(parser)
@@ -184,6 +236,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = read_settings(args, stage_settings)
     subset = select_subset(args.root, settings, args.frames, args.annotated_index)
     subset["provenance"] = provenance("select_subset", settings, code_version("pipeline.data.subset"), settings.get("seed"))
+    write_parts(subset, settings, args.parts)
     write_json(args.output, subset)
 
 

@@ -21,8 +21,8 @@ max 1.6e-2 px, at most 4.9e-4 of a vector's length. FlowNet2's own error is pixe
 loss is an L1 on it, so this is nothing; and with gzip(1)+shuffle a pair takes 316 KiB instead
 of 763 KiB (float32). float32 is there for a study that wants the backend's bits.
 
-Usage: ``python -m pipeline.flow --subset results/data/subset.json --split S --city C
---output results/flow/S/C.h5 --settings JSON`` (settings = config ``flow``).
+Usage: ``python -m pipeline.flow --subset results/data/subset/S.json --split S --city C
+--frames-root ROOT --output results/flow/S/C.h5 --settings JSON`` (settings = config ``flow``).
 """
 
 from __future__ import annotations
@@ -112,9 +112,10 @@ def _write_attrs(file: h5py.File, backend: FlowBackend, height: int, width: int,
 
 def reference_flow(subset_path: str | Path, split: str, city: str, output: str | Path,
                    settings: dict[str, Any], device: torch.device | str | None = None,
-                   allow_random: bool = False) -> None:
-    """The stage: flow for every snippet of ``split``/``city`` of the subset, into ``output``."""
-    snippets = subset_snippets(load_subset(subset_path), split, city)
+                   allow_random: bool = False, frames_root: str | Path | None = None) -> None:
+    """The stage: flow for every snippet of ``split``/``city`` of the subset, into ``output``
+    (frames from ``frames_root``, default the subset's root)."""
+    snippets = subset_snippets(load_subset(subset_path, frames_root), split, city)
     backend = make_backend(settings, device=device, allow_random=allow_random)
     record = provenance("reference_flow", settings, code_version("pipeline.flow"), None,
                         split=split, city=city, subset=str(subset_path), backend=backend.describe(),
@@ -176,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_settings_arguments(parser)
     args = parser.parse_args(argv)
     settings = read_settings(args, lambda config: config["flow"])
-    reference_flow(args.subset, args.split, args.city, args.output, settings)
+    reference_flow(args.subset, args.split, args.city, args.output, settings, frames_root=args.frames_root)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ on from it to the same weights (``pipeline.labels.resume``).
 
 Usage::
 
-    python -m pipeline.labels.fit_instances --subset results/data/subset.json \\
+    python -m pipeline.labels.fit_instances --subset results/data/subset/gtfine_train.json --frames-root ROOT \\
         --output results/labels/instances.pt --settings JSON \\
         [--resume results/resume/fit_instances --checkpoint-minutes 30]    # --settings: config['labels']
 """
@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pipeline.cli import add_settings_arguments, read_settings, run_main
+from pipeline.cli import add_frames_root_argument, add_settings_arguments, read_settings, run_main
 from pipeline.data.labels import THING_LABEL_IDS
 from pipeline.errors import PipelineError
 from pipeline.labels.checkpoint import save_checkpoint
@@ -122,7 +122,9 @@ def instances_meta(instance: dict[str, Any], summary: dict[str, Any],
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.labels.fit_instances", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--subset", required=True, help="results/data/subset.json")
+    parser.add_argument("--subset", required=True,
+                        help="results/data/subset/gtfine_train.json (or results/data/subset.json)")
+    add_frames_root_argument(parser)
     parser.add_argument("--output", required=True, help="checkpoint file to write (.pt)")
     add_settings_arguments(parser)
     add_resume_arguments(parser)
@@ -133,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         seed = instance["fit"]["seed"]
     except KeyError as err:
         raise PipelineError(f"--settings lacks labels key {err}") from err
-    frames = annotated_frames(args.subset)
+    frames = annotated_frames(args.subset, args.frames_root)
     model, summary = fit_instances(frames, instance, pick_device(), args.resume, args.checkpoint_minutes)
     record = provenance("fit_instances", settings, code_version("pipeline.labels.fit_instances"), seed)
     save_checkpoint(args.output, model.state_dict(), instances_meta(instance, summary, record))

@@ -15,7 +15,7 @@ on from it to the same weights (``pipeline.labels.resume``).
 
 Usage::
 
-    python -m pipeline.labels.fit_segmenter --subset results/data/subset.json \\
+    python -m pipeline.labels.fit_segmenter --subset results/data/subset/gtfine_train.json --frames-root ROOT \\
         --output results/labels/segmenter.pt --settings JSON \\
         [--resume results/resume/fit_segmenter --checkpoint-minutes 30]    # --settings: config['labels']
 """
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from pipeline.cli import add_settings_arguments, read_settings, run_main
+from pipeline.cli import add_frames_root_argument, add_settings_arguments, read_settings, run_main
 from pipeline.data.labels import IGNORE_TRAIN_ID, TRAIN_LABEL_IDS
 from pipeline.errors import PipelineError
 from pipeline.labels.checkpoint import save_checkpoint
@@ -192,7 +192,9 @@ def segmenter_meta(encoder: str, input_size: tuple[int, int], summary: dict[str,
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.labels.fit_segmenter", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--subset", required=True, help="results/data/subset.json")
+    parser.add_argument("--subset", required=True,
+                        help="results/data/subset/gtfine_train.json (or results/data/subset.json)")
+    add_frames_root_argument(parser)
     parser.add_argument("--output", required=True, help="checkpoint file to write (.pt)")
     add_settings_arguments(parser)
     add_resume_arguments(parser)
@@ -204,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         input_size = (semantic["input_height"], semantic["input_width"])
     except KeyError as err:
         raise PipelineError(f"--settings lacks labels key {err}") from err
-    frames = annotated_frames(args.subset)
+    frames = annotated_frames(args.subset, args.frames_root)
     model, summary = fit_segmenter(frames, encoder, input_size, fit, pick_device(), depth, args.resume,
                                    args.checkpoint_minutes)
     record = provenance("fit_segmenter", settings, code_version("pipeline.labels.fit_segmenter"), fit["seed"])

@@ -28,9 +28,10 @@ S = TypeVar("S")
 CACHE_BYTES = 2 << 30  # keep decoded samples in memory up to this much (the demo's all fit)
 
 
-def annotated_frames(subset_path: str | Path) -> list[FrameRef]:
-    """The annotated frame of every train snippet the subset lists in ``gtfine_train``."""
-    snippets = gtfine_train_snippets(load_subset(subset_path), subset_path)
+def annotated_frames(subset_path: str | Path, frames_root: str | Path | None = None) -> list[FrameRef]:
+    """The annotated frame of every train snippet the subset lists in ``gtfine_train`` (read from
+    ``frames_root``, default the subset's root)."""
+    snippets = gtfine_train_snippets(load_subset(subset_path, frames_root), subset_path)
     if not snippets:
         raise PipelineError("the subset lists no annotated train snippets to fit on", subset_path)
     return [FrameRef(snippet, snippet.annotated_index) for snippet in snippets]

@@ -7,9 +7,9 @@ the backend. ``torchvision`` runs everywhere (the demo's); ``detectron2`` where 
 
 Usage::
 
-    python -m pipeline.labels.instance --subset results/data/subset.json --split train \\
-        --city aachen --semantic results/labels/semantic/train/aachen [--checkpoint FILE] \\
-        --output results/labels/instance/train/aachen \\
+    python -m pipeline.labels.instance --subset results/data/subset/train.json --split train \\
+        --city aachen --frames-root ROOT --semantic results/labels/semantic/train/aachen \\
+        [--checkpoint FILE] --output results/labels/instance/train/aachen \\
         --settings JSON        # config['labels'] (only keep_gtfine and instance are read)
 """
 
@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     semantic = Path(args.semantic)
     if not semantic.is_dir():
         raise PipelineError("semantic label directory not found (run label_semantic first)", semantic)
-    snippets = subset_snippets(load_subset(args.subset), args.split, args.city)
+    snippets = subset_snippets(load_subset(args.subset, args.frames_root), args.split, args.city)
     record = provenance("label_instance", settings, code_version("pipeline.labels.instance"), None,
                         split=args.split, city=args.city, weights=weights, device=str(labeller.device),
                         semantic=str(semantic))

@@ -10,8 +10,8 @@ label ids.
 
 Usage::
 
-    python -m pipeline.labels.semantic --subset results/data/subset.json --split train \\
-        --city aachen [--checkpoint FILE] --output results/labels/semantic/train/aachen \\
+    python -m pipeline.labels.semantic --subset results/data/subset/train.json --split train \\
+        --city aachen --frames-root ROOT [--checkpoint FILE] --output results/labels/semantic/train/aachen \\
         --settings JSON        # config['labels'] (only keep_gtfine and semantic are read)
 """
 
@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         batch_size = semantic["batch_size"]
     except KeyError as err:
         raise PipelineError(f"--settings lacks labels key {err}") from err
-    snippets = subset_snippets(load_subset(args.subset), args.split, args.city)
+    snippets = subset_snippets(load_subset(args.subset, args.frames_root), args.split, args.city)
     record = provenance("label_semantic", settings, code_version("pipeline.labels.semantic"), None,
                         split=args.split, city=args.city, weights=weights, device=str(labeller.device))
     label_city(city_frames(snippets), lambda images, _: labeller(images), args.output, "labelIds",

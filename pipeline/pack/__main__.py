@@ -2,11 +2,11 @@
 
 Usage::
 
-    python -m pipeline.pack --subset results/data/subset.json --split train --frames-root ROOT \\
+    python -m pipeline.pack --subset results/data/subset/train.json --split train --frames-root ROOT \\
         --semantic DIR [DIR ...] --instance DIR [DIR ...] --flow FILE [FILE ...] \\
         --output results/data/train.h5 --settings JSON [--threads N]
-    python -m pipeline.pack --subset results/data/subset.json --split gtfine_train --frames-root ROOT \
-        --output results/data/gtfine_train.h5 --settings JSON        # the image variants' gtFine frames
+    python -m pipeline.pack --subset results/data/subset/gtfine_train.json --split gtfine_train \\
+        --frames-root ROOT --output results/data/gtfine_train.h5 --settings JSON   # the image variants' gtFine frames
     python -m pipeline.pack --verify FILE [--structure-only]
 
 ``--settings`` is ``{"pack": config["pack"], "label_set": config["labels"]["label_set"]}``; by
@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from pipeline.cli import add_settings_arguments, read_settings, run_main
+from pipeline.cli import add_frames_root_argument, add_settings_arguments, read_settings, run_main
 from pipeline.errors import PipelineError
 
 __all__ = ["main", "pick_settings"]
@@ -36,10 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--verify", metavar="FILE", help="check a packed file and exit")
     parser.add_argument("--structure-only", action="store_true",
                         help="with --verify: check attributes, datasets and shapes, not values")
-    parser.add_argument("--subset", help="results/data/subset.json")
+    parser.add_argument("--subset", help="results/data/subset/{split}.json (the split's part), or subset.json")
     parser.add_argument("--split", help="train, val, test, heldout, or gtfine_train (every annotated train "
                                         "frame with its gtFine labels: no label or flow inputs)")
-    parser.add_argument("--frames-root", help="Cityscapes root (default: the subset's root)")
+    add_frames_root_argument(parser)
     parser.add_argument("--semantic", nargs="+", default=[], help="semantic label directories, one a city")
     parser.add_argument("--instance", nargs="+", default=[], help="instance label directories, one a city")
     parser.add_argument("--flow", nargs="+", default=[], help="flow files, one a city")
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from pipeline.pack.writer import GTFINE_SPLIT, PackInputs, pack
 
     settings = read_settings(args, pick_settings)
-    frames_root = args.frames_root or load_subset(args.subset)["root"]
+    frames_root = load_subset(args.subset, args.frames_root)["root"]
     if args.split == GTFINE_SPLIT:
         if args.semantic or args.instance or args.flow:
             raise PipelineError(f"--split {GTFINE_SPLIT} packs the gtFine labels: no --semantic, --instance or --flow")

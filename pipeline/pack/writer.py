@@ -139,8 +139,8 @@ def pack(subset_path: str | Path, split: str, inputs: PackInputs, output: str | 
     if (split == GTFINE_SPLIT) != inputs.gtfine:
         wanted = "the root's gtFine labels" if split == GTFINE_SPLIT else "label directories and flow files"
         raise PipelineError(f"split {split!r} is packed from {wanted}", inputs.frames_root)
-    subset = load_subset(subset_path)
-    snippets = _split_snippets(subset, split, subset_path, inputs.frames_root)
+    subset = load_subset(subset_path, inputs.frames_root)
+    snippets = _split_snippets(subset, split, subset_path)
     if not inputs.gtfine:
         _check_inputs(snippets, inputs)
     flow_meta = {city: _flow_attrs(path) for city, path in sorted(inputs.flow.items())
@@ -169,9 +169,9 @@ def pack(subset_path: str | Path, split: str, inputs: PackInputs, output: str | 
     return output
 
 
-def _split_snippets(subset: dict, split: str, subset_path: str | Path, frames_root: Path) -> list[Snippet]:
-    """The split's snippets, their frames read from ``frames_root`` (the dataset may have moved
-    since ``select_subset`` recorded its root); ``gtfine_train``'s as their annotated frame only."""
+def _split_snippets(subset: dict, split: str, subset_path: str | Path) -> list[Snippet]:
+    """The split's snippets (their root the frames root the subset was loaded with: the dataset
+    may have moved since ``select_subset`` ran); ``gtfine_train``'s as their annotated frame only."""
     if split == GTFINE_SPLIT:
         snippets = [replace(s, frames=1, annotated_index=0) for s in gtfine_train_snippets(subset, subset_path)]
     else:
@@ -179,7 +179,7 @@ def _split_snippets(subset: dict, split: str, subset_path: str | Path, frames_ro
         snippets = [s for city in sorted(cities or ()) for s in subset_snippets(subset, split, city)]
     if not snippets:
         raise PipelineError(f"the subset has no snippets in split {split!r}", subset_path)
-    return [replace(s, root=frames_root) for s in snippets]
+    return snippets
 
 
 def _check_inputs(snippets: list[Snippet], inputs: PackInputs) -> None:

@@ -1,6 +1,6 @@
 rule reference_flow:
     input:
-        subset="results/data/subset.json",
+        subset="results/data/subset/{split}.json",
         checkpoint=flow_checkpoint(),
     output:
         flow="results/flow/{split}/{city}.h5",
@@ -17,8 +17,10 @@ rule reference_flow:
         gpu=1 if config["flow"]["backend"] == "flownet2" else 0,
         mem_mb=48000 if config["flow"]["backend"] == "flownet2" else 4000,
         runtime=240,
+        # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it).
+        frames_root=DATA_ROOT,
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m pipeline.flow --subset {input.subset} --split {wildcards.split}"
-        " --city {wildcards.city} --output {output.flow} --settings {params.settings:q} > {log} 2>&1"
+        "python -m pipeline.flow --subset {input.subset} --split {wildcards.split} --city {wildcards.city}"
+        " --frames-root {resources.frames_root:q} --output {output.flow} --settings {params.settings:q} > {log} 2>&1"

@@ -1,6 +1,6 @@
 rule fit_segmenter:
     input:
-        subset="results/data/subset.json",
+        subset="results/data/subset/gtfine_train.json",
     output:
         model="results/models/segmenter.pt",
     log:
@@ -20,20 +20,22 @@ rule fit_segmenter:
         # How often the resume state is saved: training's interval (train.checkpoint_minutes). A
         # resource, not a param, so a change reruns nothing; a string, as Snakemake rounds numbers.
         checkpoint_minutes=str(config["train"]["checkpoint_minutes"]),
+        # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it).
+        frames_root=DATA_ROOT,
     # At the walltime (runtime, 12 h on Lengau) the fit saves and exits 143, and a retry goes on
     # from the saved state: as many retries as training's (train.retries).
     retries: config["train"]["retries"]
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m pipeline.labels.fit_segmenter --subset {input.subset} --output {output.model}"
-        " --resume {params.resume} --checkpoint-minutes {resources.checkpoint_minutes}"
+        "python -m pipeline.labels.fit_segmenter --subset {input.subset} --frames-root {resources.frames_root:q}"
+        " --output {output.model} --resume {params.resume} --checkpoint-minutes {resources.checkpoint_minutes}"
         " --settings {params.settings:q} >> {log} 2>&1"
 
 
 rule fit_instances:
     input:
-        subset="results/data/subset.json",
+        subset="results/data/subset/gtfine_train.json",
     output:
         model="results/models/instances.pt",
     log:
@@ -53,20 +55,22 @@ rule fit_instances:
         # How often the resume state is saved: training's interval (train.checkpoint_minutes). A
         # resource, not a param, so a change reruns nothing; a string, as Snakemake rounds numbers.
         checkpoint_minutes=str(config["train"]["checkpoint_minutes"]),
+        # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it).
+        frames_root=DATA_ROOT,
     # At the walltime (runtime, 12 h on Lengau) the fit saves and exits 143, and a retry goes on
     # from the saved state: as many retries as training's (train.retries).
     retries: config["train"]["retries"]
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m pipeline.labels.fit_instances --subset {input.subset} --output {output.model}"
-        " --resume {params.resume} --checkpoint-minutes {resources.checkpoint_minutes}"
+        "python -m pipeline.labels.fit_instances --subset {input.subset} --frames-root {resources.frames_root:q}"
+        " --output {output.model} --resume {params.resume} --checkpoint-minutes {resources.checkpoint_minutes}"
         " --settings {params.settings:q} >> {log} 2>&1"
 
 
 rule label_semantic:
     input:
-        subset="results/data/subset.json",
+        subset="results/data/subset/{split}.json",
         checkpoint=semantic_checkpoint(),
     output:
         labels=directory("results/labels/semantic/{split}/{city}"),
@@ -83,17 +87,19 @@ rule label_semantic:
         gpu=1,
         mem_mb=8000,
         runtime=240,
+        # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it).
+        frames_root=DATA_ROOT,
     conda:
         "../../envs/torch.yaml"
     shell:
         "python -m pipeline.labels.semantic --subset {input.subset} --split {wildcards.split}"
-        " --city {wildcards.city} --checkpoint {input.checkpoint} --output {output.labels}"
-        " --settings {params.settings:q} > {log} 2>&1"
+        " --city {wildcards.city} --frames-root {resources.frames_root:q} --checkpoint {input.checkpoint}"
+        " --output {output.labels} --settings {params.settings:q} > {log} 2>&1"
 
 
 rule label_instance:
     input:
-        subset="results/data/subset.json",
+        subset="results/data/subset/{split}.json",
         semantic="results/labels/semantic/{split}/{city}",
         checkpoint=instance_checkpoint(),
     output:
@@ -111,9 +117,11 @@ rule label_instance:
         gpu=1,
         mem_mb=8000,
         runtime=240,
+        # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it).
+        frames_root=DATA_ROOT,
     conda:
         "../../envs/torch.yaml"
     shell:
         "python -m pipeline.labels.instance --subset {input.subset} --split {wildcards.split}"
-        " --city {wildcards.city} --semantic {input.semantic} --checkpoint {input.checkpoint}"
-        " --output {output.labels} --settings {params.settings:q} > {log} 2>&1"
+        " --city {wildcards.city} --frames-root {resources.frames_root:q} --semantic {input.semantic}"
+        " --checkpoint {input.checkpoint} --output {output.labels} --settings {params.settings:q} > {log} 2>&1"

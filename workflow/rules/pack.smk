@@ -1,6 +1,6 @@
 rule pack:
     input:
-        subset="results/data/subset.json",
+        subset="results/data/subset/{split}.json",
         semantic=per_city("results/labels/semantic/{split}/{city}"),
         instance=per_city("results/labels/instance/{split}/{city}"),
         flow=per_city("results/flow/{split}/{city}.h5"),
@@ -11,18 +11,19 @@ rule pack:
     benchmark:
         "results/timing/pack/{split}.tsv"
     params:
-        frames_root=DATA_ROOT,
         settings=stage_settings(pack_settings),
         code=code_version("pipeline.pack"),
     threads: 2
     resources:
         mem_mb=8000,
         runtime=240,
+        # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it).
+        frames_root=DATA_ROOT,
     conda:
         "../../envs/torch.yaml"
     shell:
         "python -m pipeline.pack --subset {input.subset} --split {wildcards.split}"
-        " --frames-root {params.frames_root} --semantic {input.semantic} --instance {input.instance}"
+        " --frames-root {resources.frames_root:q} --semantic {input.semantic} --instance {input.instance}"
         " --flow {input.flow} --output {output.data} --threads {threads} --settings {params.settings:q}"
         " > {log} 2>&1"
 
@@ -31,7 +32,7 @@ rule pack:
 # labels (thesis 4.5.1: "the labelled image dataset ... in the given form"); no label or flow stage.
 rule pack_gtfine:
     input:
-        subset="results/data/subset.json",
+        subset="results/data/subset/gtfine_train.json",
     output:
         data="results/data/gtfine_train.h5",
     log:
@@ -39,15 +40,16 @@ rule pack_gtfine:
     benchmark:
         "results/timing/pack/gtfine_train.tsv"
     params:
-        frames_root=DATA_ROOT,
         settings=stage_settings(pack_settings),
         code=code_version("pipeline.pack"),
     threads: 2
     resources:
         mem_mb=8000,
         runtime=120,
+        # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it).
+        frames_root=DATA_ROOT,
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m pipeline.pack --subset {input.subset} --split gtfine_train --frames-root {params.frames_root}"
+        "python -m pipeline.pack --subset {input.subset} --split gtfine_train --frames-root {resources.frames_root:q}"
         " --output {output.data} --threads {threads} --settings {params.settings:q} > {log} 2>&1"
