@@ -274,6 +274,9 @@ def test_code_version_follows_the_code_a_stage_imports(tmp_path, monkeypatch):
     after_kmeans = versions()
     assert after_kmeans["pipeline.train.cluster"] != after_warp["pipeline.train.cluster"]
     assert after_kmeans["pipeline.train"] == after_warp["pipeline.train"]
+    edit("data/subset.py")               # how the subset is drawn: the packed file is training's input
+    edit("pack/writer.py")
+    assert versions()["pipeline.train"] == after_kmeans["pipeline.train"]
     with pytest.raises(ValueError, match="no module 'pipeline.no_such_stage'"):
         provenance.code_version("pipeline.no_such_stage")      # a typo in a rule must not hash nothing
 

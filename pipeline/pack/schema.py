@@ -31,11 +31,13 @@ import numpy as np
 
 __all__ = [
     "SCHEMA", "SCHEMA_VERSION", "ARRAYS", "CODECS", "DEFAULT_COMPRESSION", "ROOT_ATTRS",
-    "group_name", "parse_resolution", "codec_options", "array_codecs", "decode_attr",
+    "FLOW_DTYPES", "group_name", "parse_resolution", "codec_options", "array_codecs", "decode_attr",
+    "instance_label_ids",
 ]
 
 SCHEMA = "pipeline.pack"
 SCHEMA_VERSION = 1
+FLOW_DTYPES = (np.dtype(np.float16), np.dtype(np.float32))     # the flow stage's, kept as it wrote them
 # name -> (dtype, trailing channel shape); the leading shape is [N, T, h, w].
 ARRAYS: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
     "frames": (np.dtype(np.uint8), (3,)),
@@ -111,3 +113,8 @@ def decode_attr(value: Any) -> Any:
     if isinstance(value, h5py.Empty):
         return None
     return value
+
+
+def instance_label_ids(instances: np.ndarray) -> np.ndarray:
+    """The label id of each instance id: ``id // 1000`` on things, the id itself elsewhere."""
+    return np.where(instances >= 1000, instances // 1000, instances)

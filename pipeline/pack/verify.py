@@ -18,8 +18,8 @@ from tqdm import tqdm
 
 from pipeline.data.labels import LABEL_SETS, NUM_LABEL_IDS
 from pipeline.errors import PipelineError
-from pipeline.pack.schema import ARRAYS, ROOT_ATTRS, SCHEMA, SCHEMA_VERSION, decode_attr, group_name
-from pipeline.pack.writer import FLOW_DTYPES, instance_label_ids
+from pipeline.pack.schema import (ARRAYS, FLOW_DTYPES, ROOT_ATTRS, SCHEMA, SCHEMA_VERSION, decode_attr, group_name,
+                                  instance_label_ids)
 
 __all__ = ["verify", "open_packed"]
 

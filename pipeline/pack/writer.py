@@ -42,16 +42,15 @@ from pipeline.errors import PipelineError
 from pipeline.io import atomic_path, read_json
 from pipeline.pack.resize import resize_flow, resize_image, resize_labels
 from pipeline.pack.schema import (
-    ARRAYS, DEFAULT_COMPRESSION, SCHEMA, SCHEMA_VERSION, array_codecs, codec_options, group_name,
-    parse_resolution,
+    ARRAYS, DEFAULT_COMPRESSION, FLOW_DTYPES, SCHEMA, SCHEMA_VERSION, array_codecs, codec_options, group_name,
+    instance_label_ids, parse_resolution,
 )
 from pipeline.provenance import code_version, provenance
 
-__all__ = ["GTFINE_SPLIT", "PackInputs", "pack", "city_paths", "instance_label_ids"]
+__all__ = ["GTFINE_SPLIT", "PackInputs", "pack", "city_paths"]
 
 GTFINE_SPLIT = GTFINE_TRAIN     # the packed split is named after the subset's list
 
-FLOW_DTYPES = (np.dtype(np.float16), np.dtype(np.float32))
 DEFAULT_RESOLUTIONS = [[256, 512], [512, 1024]]
 
 
@@ -102,11 +101,6 @@ def city_paths(paths: Sequence[str | Path], kind: str) -> dict[str, Path]:
             raise PipelineError(f"two {kind}s for city {city!r} (also {by_city[city]})", path)
         by_city[city] = path
     return by_city
-
-
-def instance_label_ids(instances: np.ndarray) -> np.ndarray:
-    """The label id of each instance id: ``id // 1000`` on things, the id itself elsewhere."""
-    return np.where(instances >= 1000, instances // 1000, instances)
 
 
 @dataclass(frozen=True)
