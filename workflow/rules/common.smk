@@ -1,4 +1,5 @@
 import json
+import os
 import shlex
 from pathlib import Path
 
@@ -73,7 +74,8 @@ wildcard_constraints:
 
 
 SYNTHETIC = config["data"]["source"] == "synthetic"
-DATA_ROOT = config["data"]["synthetic_root"] if SYNTHETIC else config["data"]["cityscapes_root"]
+# Normalised: select_subset tracks it as a param, where a trailing slash would rerun the study.
+DATA_ROOT = os.path.normpath(config["data"]["synthetic_root"] if SYNTHETIC else config["data"]["cityscapes_root"])
 TEST_SPLIT = config["subset"]["test_split"]
 SPLITS = ["train", TEST_SPLIT]
 # fvd.draw_choice.auto: feature-encoder variants choose their cluster-feature draw on held-out

@@ -35,8 +35,8 @@ checkpoint select_subset:
         "results/timing/select_subset.tsv"
     params:
         # The one rule that tracks where the dataset is (the others take it as a resource), its
-        # path normalised: a trailing slash reruns nothing; a move reruns this rule alone.
-        root=os.path.normpath(DATA_ROOT),
+        # path normalised (common.smk): a trailing slash reruns nothing; a move this rule alone.
+        root=DATA_ROOT,
         frames=config["data"]["frames_per_snippet"],
         annotated=config["data"]["annotated_frame"],
         settings=stage_settings(subset_settings),
