@@ -224,7 +224,7 @@ def write_set(path: Path, shift: float, seed: int, i3d: dict = I3D, frames: int 
               snippets: list[str] = SNIPPETS, start_frame: int = 2) -> Path:
     rng = np.random.default_rng(seed)
     per_crop = {crop: rng.standard_normal((16, 30)) + shift for crop in SETTINGS["crops"]}
-    videos = {"snippets": snippets, "settings": {"start_frame": start_frame}}
+    videos = {"snippets": snippets, "settings": {"start_frame": start_frame, "frames": frames}}
     write_embeddings(path, per_crop, {"i3d": i3d, "videos": {"shape": [16, frames, 32, 64, 3], "provenance": videos}})
     return path
 
@@ -304,9 +304,51 @@ def test_table_stage_rows_and_comparisons(tmp_path: Path) -> None:
     pairs = read_csv(tmp_path / "results" / "fvd_table_comparisons.csv")
     assert [pair["pair"] for pair in pairs] == ["1 vs 2", "2 vs 3"]  # 1 vs 9: no variant 9
     # A large improvement holds in every resample; two near-equal variants flip in some.
-    assert float(pairs[0]["sign_kept_share"]) == 1.0 and float(pairs[0]["pooled_change"]) < 0
-    assert 0.0 < float(pairs[1]["sign_kept_share"]) < 1.0
-    assert pairs[0]["same_sign_as_thesis"] == "true"
+    assert float(pairs[0]["sign_kept_share_over_test_videos"]) == 1.0 and float(pairs[0]["pooled_change"]) < 0
+    assert 0.0 < float(pairs[1]["sign_kept_share_over_test_videos"]) < 1.0
+    assert pairs[0]["same_sign_as_thesis"] == "true" and pairs[0]["test_videos"] == "16"
+
+
+def test_table_csv_names_the_weights_and_how_the_fvd_was_computed(tmp_path: Path) -> None:
+    """What the report's red line says reaches the CSV too: a researcher may take only the CSV."""
+    scores = make_scores(tmp_path, {"v01": 1.0, "v02": 0.5})
+    trained = json.loads(scores[0].read_text())
+    trained["provenance"]["fake_videos"]["model_provenance"] = {
+        "stage": "train", "variant": "v01", "steps": 5, "backbone_weights": {"perceptual": "random"}}
+    scores[0].write_text(json.dumps(trained))
+    two = {name: VARIANTS[name] for name in ("v01", "v02")}
+    table_stage.write_tables(scores, two, tmp_path / "t.csv", tmp_path / "c.csv")
+    first, second = read_csv(tmp_path / "t.csv")
+    assert "random perceptual backbone" in first["weights"] and "5 steps" in first["weights"]
+    assert "narrow random I3D" in second["weights"] and "backbone" not in second["weights"]
+    assert (first["videos"], first["batch_size"], first["frames"]) == ("16", "8", "16")
+    published = dict(json.loads(scores[1].read_text()), i3d={"kind": "tfhub", "handle": "i3d-kinetics-400"})
+    row, = table_stage.table_rows({"v02": VARIANTS["v02"]}, {"v02": (published, scores[1])}, {}, {})
+    assert row["weights"] == "no random or self-trained weights"
+
+
+def _score(fvd: float, pooled: float, replicates: list[float]) -> tuple[dict, Path]:
+    """A scores record with what comparison_rows reads; replicate r of every variant is the same resample."""
+    return ({"fvd_thesis": fvd, "pooled_fvd": pooled, "pooled_bootstrap": replicates, "num_videos": 4,
+             "bootstrap": {"indices_sha256": "same", "confidence": 0.95}}, Path(f"{fvd}.json"))
+
+
+def test_same_sign_as_thesis_reads_the_pooled_change_and_its_interval() -> None:
+    variants = {"v01": {"index": 1, "thesis_fvd": 1885.1}, "v02": {"index": 2, "thesis_fvd": 1609.0},
+                "v03": {"index": 3, "thesis_fvd": 1488.2}}
+    base = [100.0, 101.0, 99.0, 100.5, 99.5]
+    scores = {"v01": _score(100.0, 100.0, base),
+              # The thesis protocol's FVD rose, the pooled FVD fell in every resample: the pooled change counts.
+              "v02": _score(101.0, 95.0, [value - 5.0 for value in base]),
+              # Pooled change -1, but the resamples straddle 0: the interval holds 0.
+              "v03": _score(98.0, 94.0, [96.0, 93.0, 95.5, 92.0, 95.0])}
+    rows = table_stage.comparison_rows(variants, scores, [(1, 2, ""), (2, 3, "")])
+    assert rows[0]["fvd_change"] > 0 > rows[0]["pooled_change"] and rows[0]["same_sign_as_thesis"] == "true"
+    assert rows[1]["pooled_change_ci_low"] < 0 < rows[1]["pooled_change_ci_high"]
+    assert rows[1]["same_sign_as_thesis"] == "undetermined"
+    assert rows[1]["test_videos"] == 4 and 0 < rows[1]["sign_kept_share_over_test_videos"] < 1
+    flipped = dict(variants, v02=dict(variants["v02"], thesis_fvd=1900.0))
+    assert table_stage.comparison_rows(flipped, scores, [(1, 2, "")])[0]["same_sign_as_thesis"] == "false"
 
 
 def test_table_stage_errors_name_the_file(tmp_path: Path) -> None:

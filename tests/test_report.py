@@ -141,7 +141,7 @@ def _variant_outputs(work: Path, name: str, entry: dict, real: np.ndarray, real_
     per_video = rng.uniform(0.01, 0.05, len(real)).tolist()
     write_json(results / "fvd/warping" / f"{name}.json", {
         "variant": name, "warping_error": float(np.mean(per_video)), "warping_error_std": float(np.std(per_video, ddof=1)),
-        "per_video": per_video})
+        "per_video": per_video, "real_warping_error": 0.02, "mask_kept_share": 0.9})
     write_json(results / "train" / name / "summary.json",
                {"variant": name, "training_seconds": 30.0 + index, "steps": steps, "provenance": record})
     names = ["feature_matching", "gan", "perceptual"]
@@ -617,6 +617,25 @@ def test_weight_notes_read_nested_provenance():
             "i3d": {"kind": "tfhub"}}
     assert weight_notes([real]) == []
     assert notes_line([]) == "Weights: no random or self-trained weights"
+
+
+def test_warping_picture_draws_the_real_videos_level(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    drawn = []
+    monkeypatch.setattr(warping, "save_figure", lambda fig, path: drawn.append(fig))
+    order = [{"variant": "v01", "index": "1", "network": "crn"}, {"variant": "v11", "index": "11", "network": "pix2pixhd"}]
+    records = {name: {"warping_error": error, "warping_error_std": 0.0, "per_video": [error],
+                      "real_warping_error": 0.007, "mask_kept_share": 0.87}
+               for name, error in (("v01", 0.0004), ("v11", 0.06))}
+    old = {name: {key: record[key] for key in ("warping_error", "per_video")} for name, record in records.items()}
+    for given in (records, old):
+        warping.draw_warping(order, given, "Weights: x", tmp_path / "warping.png")
+    dashed = [[line for line in fig.axes[0].get_lines() if line.get_linestyle() == "--"] for fig in drawn]
+    assert len(dashed[0]) == 1 and set(dashed[0][0].get_ydata()) == {0.007} and "87%" in dashed[0][0].get_label()
+    assert dashed[1] == []                      # JSONs written before the real level was recorded
+    for fig in drawn:
+        plt.close(fig)
 
 
 def test_bad_inputs_name_the_file(tmp_path):

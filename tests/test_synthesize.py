@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from pipeline.errors import PipelineError
 from pipeline.fvd import SYNTH_KEYS, synthesis_settings
 from pipeline.pack.dataset import WindowDataset
 from pipeline.synthesize.video import real_videos, synthesize_videos, to_score_size
-from pipeline.synthesize.warping import non_occluded, warping_error
+from pipeline.synthesize import __main__ as synthesize_stage
+from pipeline.synthesize.warping import OCCLUSION_THRESHOLD, non_occluded, warping_error, warping_figures
 from pipeline.train.cluster import feature_bank
 from pipeline.train.loop import train_variant
 from pipeline.train.settings import train_settings
@@ -80,7 +82,7 @@ def test_prior_variants_warm_up_and_feature_draws_follow_the_seed(packed_city, t
     assert len(draws) == 2 and draws[0] == draws[1]              # fvd.feature_draw: run, one for all videos
     image_variant, plain = synthesize_videos(trained["v02"], packed_city["val"], fvd_settings)
     assert plain["record"]["first_synthesised_frame"] == 2 and plain["record"]["features"] is None
-    assert all(np.isfinite(plain["warping_errors"]))
+    assert all(np.isfinite([video["error"] for video in plain["warping"]]))
 
 
 def test_a_variant_is_given_only_the_fvd_settings_it_reads(packed_city, trained, fvd_settings):
@@ -115,3 +117,40 @@ def test_warping_error_separates_consistent_from_flickering_video(packed_city):
     flicker[1::2] = 1.0 - flicker[1::2]
     assert 2 * consistent < warping_error(frozen, real["flow"], mask)
     assert 5 * consistent < warping_error(flicker, real["flow"], mask)
+
+
+def test_real_videos_own_warping_error_is_the_reference():
+    """The real video's own error under the mask is the level a perfect synthesis would reach: 0
+    for a static scene along zero flow, the flicker for real light that flickers below the
+    occlusion threshold; above it the mask keeps no pixel to compare."""
+    frame = 0.2 + 0.6 * torch.rand(1, 3, 16, 32, generator=torch.Generator().manual_seed(0))
+    static, still = frame.expand(4, -1, -1, -1), torch.zeros(4, 2, 16, 32)
+    flickering = static.clone()
+    flickering[1::2] = 1.0 - flickering[1::2]
+    figures = warping_figures(flickering, static, still)
+    assert figures["real_error"] == pytest.approx(0.0, abs=1e-6) and figures["mask_kept_share"] == 1.0
+    assert figures["error"] > 0.1
+    assert warping_figures(static, static, still)["error"] == pytest.approx(0.0, abs=1e-6)
+    slight = static.clone()
+    slight[1::2] += 0.6 * OCCLUSION_THRESHOLD
+    figures = warping_figures(static, slight, still)
+    assert figures["real_error"] == pytest.approx(0.6 * OCCLUSION_THRESHOLD, rel=1e-3)
+    assert figures["mask_kept_share"] == 1.0 and figures["error"] == pytest.approx(0.0, abs=1e-6)
+    strong = static.clone()
+    strong[1::2] += 2 * OCCLUSION_THRESHOLD
+    figures = warping_figures(static, strong, still)
+    assert figures["mask_kept_share"] == 0.0 and np.isnan(figures["real_error"])
+
+
+def test_warping_json_carries_the_real_level_and_provenance(packed_city, trained, fvd_settings, tmp_path):
+    output = tmp_path / "warping" / "v02.json"
+    synthesize_stage.main(["--model", str(trained["v02"]), "--data", str(packed_city["val"]), "--device", "cpu",
+                           "--output", str(tmp_path / "v02.h5"), "--warping", str(output),
+                           "--settings", json.dumps(fvd_settings)])
+    record = json.loads(output.read_text())
+    assert record["variant"] == "v02" and len(record["per_video"]) == len(record["real_per_video"]) == 2
+    assert 0.0 <= record["real_warping_error"] < OCCLUSION_THRESHOLD       # the mask keeps only such pixels
+    assert 0.0 < record["mask_kept_share"] <= 1.0 and record["occlusion_threshold"] == OCCLUSION_THRESHOLD
+    made = record["provenance"]
+    assert made["stage"] == "synthesize" and made["code_version"] and made["settings"]["frames"] == 4
+    assert made["model_provenance"]["variant"] == "v02"        # the weights behind it, for the report's notes

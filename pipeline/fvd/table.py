@@ -3,18 +3,27 @@
 One row a variant (sorted by index): the index and the component columns of table 5.1, the FVD
 by the thesis's protocol (thesis 4.5.4: per batch of 16, mean over batches, mean over crops),
 each crop's figure, the standard deviations over batches and crops, the pooled FVD of all
-videos with its bootstrap interval, the warping error, the training time, the thesis's FVD for
-that index, and which I3D produced the numbers (a local random I3D gives numbers that compare
-only with each other, never with published FVDs).
+videos with its bootstrap interval, how the FVD was computed (``videos`` in all, ``batch_size``,
+``frames`` a video: FVD's bias depends on the number of videos, so figures compare only when
+computed alike), the warping error, the training time, the thesis's FVD for that index, which
+I3D produced the numbers (a local random I3D gives numbers that compare only with each other,
+never with published FVDs) and ``weights``: what behind the row was random or trained here (the
+notes of the report's red line, :mod:`pipeline.report.provenance`), so that the CSV alone says it.
 
 A second CSV holds the pairwise comparisons the thesis draws in 5.2: for each pair, both FVDs,
-the change, the thesis's change, and the share of bootstrap resamples in which the pooled FVD's
-change keeps its sign: every variant is resampled with the same video indices, so replicate r
-of both variants scores the same resampled test set, and the share counts the resampled test
-sets on which the ordering holds (:mod:`pipeline.fvd.protocol`). The thesis text available to us ends in 5.2.1, which
-compares 1, 2, 3 and, in table 5.2, 11; the other pairs change one component at a time along
-the research questions of 4.3 (components, discriminators, prior frames, flow), plus the CRN
-against pix2pixHD at equal components. ``fvd.comparisons`` in config.yaml replaces the list.
+the change, the thesis's change, the pooled change's bootstrap interval and the share of
+bootstrap resamples in which it keeps its sign (``sign_kept_share_over_test_videos``): every
+variant is resampled with the same video indices, so replicate r of both variants scores the
+same resampled test set, and the share counts the resampled test sets on which the ordering
+holds (:mod:`pipeline.fvd.protocol`). Both cover the choice of ``test_videos`` test videos only:
+each variant is trained once, as in the thesis, so neither says how a retrained variant (another
+training seed) would score. ``same_sign_as_thesis`` compares the pooled change with the
+thesis's: "undetermined" where the pooled interval holds 0.
+
+The thesis text available to us ends in 5.2.1, which compares 1, 2, 3 and, in table 5.2, 11;
+the other pairs change one component at a time along the research questions of 4.3
+(components, discriminators, prior frames, flow), plus the CRN against pix2pixHD at equal
+components. ``fvd.comparisons`` in config.yaml replaces the list.
 
 Inputs besides the scores (:mod:`pipeline.fvd.score`), one JSON a variant, both optional:
 
@@ -42,6 +51,7 @@ from pipeline.cli import add_settings_arguments, run_main
 from pipeline.errors import PipelineError
 from pipeline.fvd.protocol import centred_interval
 from pipeline.io import atomic_path, read_json
+from pipeline.report.provenance import notes_text, weight_notes
 
 __all__ = [
     "THESIS_COMPARISONS",
@@ -150,9 +160,19 @@ def _fmt(value: Any) -> Any:
     return value
 
 
+def _fvd_sample(score: Mapping[str, Any]) -> dict[str, Any]:
+    """How many videos of how many frames the FVD saw, and in batches of how many: FVD's bias
+    falls with the number of videos, so a figure compares only with one computed alike (the
+    thesis: 8 batches of 16)."""
+    videos = (score.get("provenance") or {}).get("fake_videos") or {}
+    return {"videos": score["num_videos"], "batch_size": score.get("batch_size"),
+            "frames": (videos.get("settings") or {}).get("frames")}
+
+
 def table_rows(variants: Mapping[str, Mapping[str, Any]], scores: Mapping[str, tuple[dict, Path]],
                warping: Mapping[str, tuple[dict, Path]], training: Mapping[str, tuple[dict, Path]]) -> list[dict]:
-    """One row a variant, sorted by index: components, FVD figures, warping error, training time."""
+    """One row a variant, sorted by index: components, FVD figures and how they were computed,
+    warping error, training time, and which weights were random or trained here."""
     missing = [name for name in variants if name not in scores]
     if missing:
         raise PipelineError(f"no scores for variant(s) {', '.join(missing)}: the table needs every variant")
@@ -167,12 +187,14 @@ def table_rows(variants: Mapping[str, Mapping[str, Any]], scores: Mapping[str, t
         row["fvd_crop_std"] = score["crop_std"]
         row["fvd_pooled"] = score["pooled_fvd"]
         row["fvd_pooled_ci_low"], row["fvd_pooled_ci_high"] = score["pooled_ci"]
-        row["videos"] = score["num_videos"]
+        row.update(_fvd_sample(score))
         row["warping_error"] = _optional_number(warping, name, WARPING_KEYS)
         seconds = _optional_number(training, name, TRAINING_KEYS)
         row["training_hours"] = None if seconds is None else seconds / 3600.0
         row["thesis_fvd"] = variant.get("thesis_fvd")
         row["i3d"] = describe_i3d(score.get("i3d"))
+        # The same notes as the report's red line, so that the CSV alone still says them.
+        row["weights"] = notes_text(weight_notes([score]))
         rows.append(row)
     return rows
 
@@ -182,6 +204,18 @@ def _sign_kept_share(change: float, replicate_changes: np.ndarray) -> float:
     if len(replicate_changes) == 0 or change == 0:
         return float("nan")
     return float(np.mean(np.sign(replicate_changes) == np.sign(change)))
+
+
+def _same_sign(thesis_change: float | None, pooled_change: float, interval: Sequence[float]) -> str | None:
+    """Whether the pooled change goes the thesis's way: "true", "false", or "undetermined" where
+    its interval holds 0; None without the thesis's figures. The pooled change, not the thesis
+    protocol's, since the interval is the pooled change's."""
+    if thesis_change is None:
+        return None
+    low, high = interval
+    if not low > 0 and not high < 0:        # holds 0 (or is NaN: no replicates)
+        return "undetermined"
+    return str(bool(np.sign(pooled_change) == np.sign(thesis_change))).lower()
 
 
 def comparison_rows(variants: Mapping[str, Mapping[str, Any]], scores: Mapping[str, tuple[dict, Path]],
@@ -210,10 +244,10 @@ def comparison_rows(variants: Mapping[str, Mapping[str, Any]], scores: Mapping[s
             "fvd_a": score_a["fvd_thesis"], "fvd_b": score_b["fvd_thesis"], "fvd_change": fvd_change,
             "pooled_a": score_a["pooled_fvd"], "pooled_b": score_b["pooled_fvd"], "pooled_change": pooled_change,
             "pooled_change_ci_low": interval[0], "pooled_change_ci_high": interval[1],
-            "sign_kept_share": _sign_kept_share(pooled_change, replicate_changes),
+            "sign_kept_share_over_test_videos": _sign_kept_share(pooled_change, replicate_changes),
+            "test_videos": score_a["num_videos"],
             "thesis_change": thesis_change,
-            "same_sign_as_thesis": (None if thesis_change is None
-                                    else bool(np.sign(fvd_change) == np.sign(thesis_change))),
+            "same_sign_as_thesis": _same_sign(thesis_change, pooled_change, interval),
         })
     if skipped:
         print(f"fvd.table: comparisons without both variants skipped: {', '.join(skipped)}", file=sys.stderr)

@@ -25,7 +25,7 @@ import h5py
 from pipeline.errors import PipelineError
 from pipeline.io import read_json
 
-__all__ = ["load_record", "weight_notes", "notes_line"]
+__all__ = ["load_record", "weight_notes", "notes_text", "notes_line"]
 
 # What a labelling stage's weights are called in a note.
 STAGE_NAMES = {"label_semantic": "semantic labeller", "label_instance": "instance labeller",
@@ -111,7 +111,11 @@ def weight_notes(records: Iterable[Any]) -> list[str]:
     return notes
 
 
+def notes_text(notes: Iterable[str]) -> str:
+    """The notes in one string (a CSV cell), or that no weight was random or trained here."""
+    return "; ".join(notes) or "no random or self-trained weights"
+
+
 def notes_line(notes: Iterable[str]) -> str:
-    """One line for a title or caption: the notes, or that no weight was random or trained here."""
-    notes = list(notes)
-    return "Weights: " + "; ".join(notes) if notes else "Weights: no random or self-trained weights"
+    """One line for a title or caption: :func:`notes_text` after ``Weights:``."""
+    return "Weights: " + notes_text(notes)

@@ -33,8 +33,8 @@ td.text { text-align: left; }
 p.notes { color: #a33; font-weight: bold; }
 """
 # Columns whose cells are text (left-aligned); the rest are numbers.
-TEXT_COLUMNS = {"variant", "network", "norm", "perceptual", "prior", "i3d", "pair", "variant_a", "variant_b",
-                "change"}
+TEXT_COLUMNS = {"variant", "network", "norm", "perceptual", "prior", "i3d", "weights", "pair", "variant_a",
+                "variant_b", "change", "same_sign_as_thesis"}
 
 
 def html_table(rows: Sequence[Mapping[str, str]]) -> str:
@@ -59,13 +59,19 @@ def table_page(table: str | Path, comparisons: str | Path | None, notes: str) ->
     """The page: the weights line, the FVD table, the comparisons, and both CSVs to download."""
     table = Path(table)
     parts = [f"<h2>FVD per variant (thesis table 5.1 re-run)</h2><p class='notes'>{html.escape(notes)}</p>",
-             "<p>fvd: the thesis's protocol (FVD per batch, mean over batches and crops); fvd_pooled: all "
-             "videos at once, with its bootstrap interval; thesis_fvd: the thesis's figure. Download: "
+             "<p>fvd: the thesis's protocol (an FVD per batch of batch_size videos, mean over batches and "
+             "crops); fvd_pooled: all videos at once, with its bootstrap interval; FVDs compare only when "
+             "videos, batch_size and frames are equal (the thesis: 128 videos of 16 frames in batches of 16); "
+             "thesis_fvd: the thesis's figure; weights: what behind the row was random or trained here. Download: "
              f"{_download(table)}" + (f", {_download(Path(comparisons))}" if comparisons else "") + "</p>",
              html_table(read_csv_rows(table))]
     if comparisons:
-        parts += ["<h3>Pairwise comparisons (thesis 5.2)</h3><p>change = b - a; sign_kept_share: the share of "
-                  "bootstrap resamples of the test set in which the pooled change keeps its sign.</p>",
+        parts += ["<h3>Pairwise comparisons (thesis 5.2)</h3><p>change = b - a. The pooled change's interval "
+                  "and sign_kept_share_over_test_videos (the share of bootstrap resamples in which it keeps "
+                  "its sign) resample the test_videos test videos only: each variant was trained once, as in "
+                  "the thesis, so they do not cover what retraining (another seed) would change. "
+                  "same_sign_as_thesis: whether the pooled change goes the thesis's way; undetermined where "
+                  "its interval holds 0.</p>",
                   html_table(read_csv_rows(comparisons))]
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>FVD table</title>"
             f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")

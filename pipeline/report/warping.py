@@ -4,7 +4,9 @@ For every synthesised video, frame t-1 warped onto frame t by the real video's r
 compared with frame t where the real frames agree with that flow (:mod:`pipeline.synthesize.warping`).
 A flickering variant has a large error; a variant that ignores motion altogether can still be
 consistent, so this figure is read beside the FVD. Bars: mean over videos; whiskers: standard
-deviation over videos; dots: single videos.
+deviation over videos; dots: single videos; dashed line: the real videos' own error under the
+same mask (real video changes along its flow too), the level a perfect synthesis would reach.
+A bar far below it belongs to videos that move less than the real ones.
 
     python -m pipeline.report.warping --table results/fvd_table.csv \\
         --warping results/fvd/warping/*.json --provenance ... --output results/report/warping.png
@@ -24,14 +26,15 @@ from pipeline.io import read_json
 from pipeline.report.figures import NETWORK_COLOURS, figure, read_csv_rows, save_figure, title
 from pipeline.report.provenance import load_record, notes_line, weight_notes
 
-__all__ = ["SIZE", "read_warping", "draw_warping", "main"]
+__all__ = ["SIZE", "read_warping", "real_level", "draw_warping", "main"]
 
 SIZE = (1200, 560)
 
 
 def read_warping(paths: Sequence[str | Path]) -> dict[str, dict]:
     """``{variant: record}`` of the synthesize stage's warping JSONs (keys ``warping_error``,
-    ``warping_error_std``, ``per_video``); the variant is the ``variant`` key or the file stem."""
+    ``warping_error_std``, ``per_video``, ``real_warping_error``, ``mask_kept_share``); the
+    variant is the ``variant`` key or the file stem."""
     records = {}
     for path in map(Path, paths):
         record = read_json(path)
@@ -39,6 +42,17 @@ def read_warping(paths: Sequence[str | Path]) -> dict[str, dict]:
             raise PipelineError("not a warping-error JSON (no 'warping_error')", path)
         records[str(record.get("variant") or path.stem)] = record
     return records
+
+
+def real_level(records: Mapping[str, dict]) -> tuple[float, float] | None:
+    """The real videos' own warping error and the share of pixels the mask kept, as the warping
+    JSONs record them (every variant is measured on the same real videos, so they agree; the
+    mean absorbs rounding); None for JSONs written before they were recorded."""
+    real = [record for record in records.values() if "real_warping_error" in record]
+    if not real:
+        return None
+    return (float(np.mean([record["real_warping_error"] for record in real])),
+            float(np.mean([record.get("mask_kept_share", np.nan) for record in real])))
 
 
 def draw_warping(order: Sequence[Mapping[str, str]], records: Mapping[str, dict], notes: str,
@@ -58,6 +72,12 @@ def draw_warping(order: Sequence[Mapping[str, str]], records: Mapping[str, dict]
     for x, row in zip(positions, order):
         per_video = np.asarray(records[row["variant"]].get("per_video", []), dtype=float)
         axis.plot(x + jitter.uniform(-0.2, 0.2, len(per_video)), per_video, "k.", markersize=3, alpha=0.5)
+    reference = real_level(records)
+    if reference is not None:
+        level, kept = reference
+        axis.axhline(level, color="k", linestyle="--", linewidth=1,
+                     label=f"real videos: what a perfect synthesis scores (same mask, {kept:.0%} of pixels kept)")
+        axis.legend(loc="best", fontsize=8)
     axis.set_xticks(positions, [f"{row['index']}\n{row['variant']}" for row in order], fontsize=7)
     axis.set_ylabel("mean |warped frame t-1 - frame t| (RGB in [0, 1])")
     axis.grid(axis="y", alpha=0.3)

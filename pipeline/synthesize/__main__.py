@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
 from pipeline.cli import add_settings_arguments, read_settings, run_main
@@ -31,6 +30,7 @@ from pipeline.io import write_json
 from pipeline.provenance import code_version, provenance
 from pipeline.synthesize.draws import read_draw_choice
 from pipeline.synthesize.video import candidate_videos, real_videos, synthesize_videos
+from pipeline.synthesize.warping import warping_summary
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -41,7 +41,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--clusters", help="its feature cluster bank (feature-encoder variants)")
     parser.add_argument("--data", required=True, help="the packed test split")
     parser.add_argument("--output", required=True, help="videos HDF5 to write")
-    parser.add_argument("--warping", help="warping-error JSON to write (variants)")
+    parser.add_argument("--warping", help="warping-error JSON to write (variants): the variant's error, the real "
+                        "videos' own under the same mask, the share of pixels kept, provenance")
     parser.add_argument("--heldout", action="store_true",
                         help="the held-out videos of fvd.draw_choice: every candidate draw (or --real)")
     parser.add_argument("--draws", help="the chosen draw (results/fvd/draws/{variant}.json; fvd.draw_choice.auto)")
@@ -69,10 +70,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     draw_choice = read_draw_choice(args.draws, settings["seed"]) if args.draws else None
     videos, result = synthesize_videos(args.model, args.data, settings, args.clusters, device, draw_choice)
     record = provenance("synthesize", settings, code, settings.get("seed"), data=args.data, **result["record"])
-    errors = np.asarray(result["warping_errors"], dtype=np.float64)
-    # The sample std (N - 1), as FVD's spread beside it in the report.
-    write_json(args.warping, {"variant": result["record"]["variant"], "warping_error": float(np.nanmean(errors)),
-                              "warping_error_std": float(np.nanstd(errors, ddof=1)), "per_video": errors.tolist()})
+    # The videos' own record: the warping figures were made with them, from the same model and frames.
+    write_json(args.warping, warping_summary(result["record"]["variant"], result["warping"], record))
     write_videos(args.output, videos, record)
 
 

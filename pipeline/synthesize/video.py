@@ -16,7 +16,7 @@ from pipeline.models.prior import PriorFrames
 from pipeline.pack.dataset import WindowDataset
 from pipeline.pack.resize import resize_image
 from pipeline.synthesize.draws import DrawSeeding
-from pipeline.synthesize.warping import non_occluded, warping_error
+from pipeline.synthesize.warping import warping_figures
 from pipeline.train.loop import load_trained
 
 __all__ = ["video_count", "to_score_size", "real_videos", "synthesize_videos", "candidate_videos"]
@@ -111,9 +111,9 @@ def synthesize_videos(model_path: str | Path, data_path: str | Path, settings: M
                       clusters_path: str | Path | None = None, device: str = "cpu",
                       draw_choice: Mapping[str, Any] | None = None) -> tuple[np.ndarray, dict]:
     """uint8 videos [N, T, H, W, 3] at the scoring size, a record of how they were made, and the
-    warping error of each video. ``draw_choice``: the chosen draw (:func:`read_draw_choice`) of a
-    feature-encoder variant with ``fvd.draw_choice.auto``; without it, candidate 0's draw
-    (``fvd.feature_draw``: one for every video, or one a video)."""
+    warping figures of each video (:func:`warping_figures`). ``draw_choice``: the chosen draw
+    (:func:`read_draw_choice`) of a feature-encoder variant with ``fvd.draw_choice.auto``; without
+    it, candidate 0's draw (``fvd.feature_draw``: one for every video, or one a video)."""
     run = _Synthesizer(model_path, data_path, settings, clusters_path, device)
     reference = WindowDataset(data_path, run.score_size, window=settings["frames"], start=settings["start_frame"],
                               label_set=run.checkpoint["label_set"])
@@ -126,20 +126,19 @@ def synthesize_videos(model_path: str | Path, data_path: str | Path, settings: M
     if run.bank is not None:
         draws = (DrawSeeding.of(settings, draw_choice["chosen"], draw_choice["heldout_videos"])
                  if draw_choice else DrawSeeding.of(settings))
-    videos, errors, feature_draws = [], [], []
+    videos, warping, feature_draws = [], [], []
     for index in tqdm(range(count), desc=f"synthesize {run.variant}", unit="video"):
         frames, draw = run.video(index, draws)
         videos.append(_to_uint8(frames))
         if draw is not None:
             feature_draws.append(draw)
         real = reference[index]
-        mask = non_occluded(real["image"], real["flow"])
-        errors.append(warping_error(frames.float().cpu().clamp(0, 1), real["flow"], mask))
+        warping.append(warping_figures(frames.float().cpu().clamp(0, 1), real["image"], real["flow"]))
     record = dict(run.record(count), feature_draws=feature_draws)
     if draw_choice:     # without the option the record stays as it always was
         record["draw_seeding"] = draws.describe()
         record["draw_choice"] = {key: draw_choice.get(key) for key in ("file", "chosen", "fvd", "heldout_videos")}
-    return np.stack(videos), {"record": record, "warping_errors": errors}
+    return np.stack(videos), {"record": record, "warping": warping}
 
 
 def candidate_videos(model_path: str | Path, data_path: str | Path, settings: Mapping[str, Any],
