@@ -33,7 +33,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.data.subset import load_subset, select_subset, subset_snippets
+from pipeline.data.subset import load_subset, select_subset, subset_snippets, write_parts
 from pipeline.flow.backends import make_backend
 from pipeline.flow.stage import write_city_flow
 from pipeline.fvd.protocol import score_crops
@@ -184,8 +184,13 @@ def make_workdir(work: Path) -> dict:
     root = results / "synthetic_city"
     generate(root, config["data"]["synthetic"]["cities"], 0, *SIZE, frames=FRAMES, annotated=ANNOTATED)
     subset_path = results / "data/subset.json"
-    write_json(subset_path, select_subset(root.resolve(), {"train_cities": None, "test_sequences": 4, "seed": 0,
-                                                           "test_split": "val"}, FRAMES, ANNOTATED))
+    subset_settings = {"train_cities": None, "test_sequences": 4, "seed": 0, "test_split": "val"}
+    subset = select_subset(root.resolve(), subset_settings, FRAMES, ANNOTATED)
+    write_json(subset_path, subset)
+    # The checkpoint's other outputs: without them Snakemake counts select_subset as not run and
+    # the report rules' city lists stay unresolved.
+    write_parts(subset, subset_settings, [results / "data/subset" / f"{part}.json"
+                                          for part in ("train", "val", "gtfine_train")])
     _labels(work, subset_path)
     _flow(work, subset_path)
     subset = load_subset(subset_path)
@@ -652,3 +657,171 @@ def test_bad_inputs_name_the_file(tmp_path):
     (tmp_path / "b.tsv").write_text("x\ty\n1\t2\n")
     with pytest.raises(PipelineError, match="benchmark"):
         timing.benchmark_seconds(tmp_path / "b.tsv")
+
+
+# ---- what the pictures show (drawn in memory, no workdir) -------------------------------------
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures the picture modules would save, kept open and drawn (so their layout is done)."""
+    import matplotlib.pyplot as plt
+
+    kept = []
+
+    def keep(fig, path):
+        fig.canvas.draw()
+        kept.append(fig)
+
+    for module in (losses, fvd_chart, label_quality, flow_quality, timing):
+        monkeypatch.setattr(module, "save_figure", keep)
+    yield kept
+    for fig in kept:
+        plt.close(fig)
+
+
+def _suptitle(fig) -> str:
+    return fig.get_suptitle()
+
+
+def test_loss_panel_titles_clear_the_row_above(drawn):
+    """Eleven loss terms (a flow variant's log), four rows: no panel title runs into the step
+    labels of the panel above it, and each panel says what its y axis holds."""
+    steps = np.arange(1.0, 6.0)
+    terms = {f"term_{k}": np.linspace(1.0, 2.0, 5) + k for k in range(11)}
+    losses.draw_losses(steps, np.array([0, 0, 0, 1, 1.0]), terms, "v09: training losses", "Weights: x", "unused")
+    fig = drawn[0]
+    renderer = fig.canvas.get_renderer()
+    panels = [axis for axis in fig.axes if axis.get_visible()]
+    assert len(panels) == 11
+    titles = [axis.title.get_window_extent(renderer) for axis in panels]
+    below = [text.get_window_extent(renderer) for axis in panels
+             for text in [axis.xaxis.label, *axis.get_xticklabels()] if text.get_text()]
+    suptitle = fig._suptitle.get_window_extent(renderer)
+    assert not [(t, b) for t in titles for b in [*below, suptitle] if t.overlaps(b)]
+    assert all("loss" in axis.get_ylabel() for axis in panels)
+
+
+def test_loss_curves_carry_a_rolling_mean_within_each_stage(drawn):
+    """A long noisy log: the logged values faint, a rolling mean solid over them, and the mean does
+    not blur the jump where a new CRN stage starts."""
+    rng = np.random.default_rng(0)
+    steps = np.arange(1.0, 401.0)
+    stages = (steps > 200).astype(float)
+    level = np.where(stages == 0, 1.0, 3.0)
+    values = level + rng.normal(0.0, 0.3, len(steps))
+    losses.draw_losses(steps, stages, {"gan": values}, "v01", "Weights: x", "unused")
+    curves = [line for line in drawn[0].axes[0].lines if len(line.get_xdata()) == len(steps)]
+    raw, mean = curves
+    assert raw.get_alpha() < 0.5 and (mean.get_alpha() or 1.0) == 1.0
+    smoothed = np.asarray(mean.get_ydata())
+    assert np.std(smoothed - level) < 0.3 * np.std(values - level)          # the noise averaged out
+    assert smoothed[199] == pytest.approx(1.0, abs=0.15) and smoothed[200] == pytest.approx(3.0, abs=0.15)
+    window = losses.smoothing_window(len(steps))
+    assert window > 1 and f"mean over {window}" in _suptitle(drawn[0])
+
+
+def _flow_example() -> dict:
+    flow = np.zeros((8, 16, 2), np.float32)
+    flow[..., 0] = 1.0
+    return {"frame": np.zeros((8, 16, 3), np.uint8), "truth": flow, "computed": flow * 0.9,
+            "valid": np.ones((8, 16), bool), "name": np.array("a_000000_000001, frame 3 -> 4")}
+
+
+def test_flow_quality_title_names_the_backend(drawn):
+    result = {"cities": {"val/a": {"epe": 0.1, "zero_flow_epe": 1.0, "pairs": 7}}, "epe": 0.1,
+              "zero_flow_epe": 1.0, "pairs": 7}
+    flow_quality.draw_flow_quality(result, _flow_example(), ["dis"], "Weights: none", "unused")
+    flow_quality.draw_flow_quality(result, _flow_example(), ["flownet2"], "Weights: none", "unused")
+    assert "DIS" in _suptitle(drawn[0]).split("\n")[0]
+    assert "FlowNet2" in _suptitle(drawn[1]).split("\n")[0]
+
+
+def _fvd_rows(thesis: list[float]) -> list[dict]:
+    return [{"variant": f"v{k + 1:02d}", "index": str(k + 1), "network": "crn", "fvd": 10.0 * k + 3,
+             "fvd_pooled": 10.0 * k, "fvd_pooled_ci_low": 10.0 * k - 4, "fvd_pooled_ci_high": 10.0 * k + 4,
+             "thesis_fvd": value} for k, value in enumerate(thesis)]
+
+
+def test_fvd_chart_gives_the_rank_agreement_with_the_thesis(drawn):
+    fvd_chart.draw_fvd_chart(_fvd_rows([100.0, 200.0, 300.0, 400.0]), "Weights: x", "unused")
+    fvd_chart.draw_fvd_chart(_fvd_rows([400.0, 300.0, 200.0, 100.0]), "Weights: x", "unused")
+    fvd_chart.draw_fvd_chart(_fvd_rows([400.0, 300.0, 200.0, float("nan")]), "Weights: x", "unused")
+    same, reversed_, partial = (_suptitle(fig).split("\n")[0] for fig in drawn)
+    assert "Kendall's tau 1.00" in same and "4 variants" in same
+    assert "Kendall's tau -1.00" in reversed_
+    assert "Kendall's tau -1.00" in partial and "3 variants" in partial      # the thesis lacks one
+
+
+def test_fvd_chart_keeps_the_batch_mean_dots_off_the_pooled_interval(drawn):
+    """The whisker is the pooled FVD's interval, drawn at its bar's centre; the batch-mean dot
+    sits beside the bar, not inside it, and each panel names its y axis."""
+    fvd_chart.draw_fvd_chart(_fvd_rows([100.0, 200.0, 300.0]), "Weights: x", "unused")
+    ours, thesis = drawn[0].axes
+    bars = [(patch.get_x(), patch.get_x() + patch.get_width()) for patch in ours.patches]
+    dots = next(line for line in ours.lines if "batch mean" in line.get_label())
+    assert len(bars) == len(dots.get_xdata()) == 3
+    assert all(not left <= x <= right for (left, right), x in zip(bars, dots.get_xdata()))
+    labels = [text.get_text() for text in ours.get_legend().get_texts()]
+    assert any("interval" in label and "pooled" in label for label in labels)
+    assert "FVD" in ours.get_ylabel() and "FVD" in thesis.get_ylabel()
+
+
+def _strip_inputs(columns: int = 4, size: tuple[int, int] = (8, 16)):
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 255, (columns, *size, 3), dtype=np.uint8)
+    flow = np.zeros((columns, *size, 2), np.float32)
+    flow[columns - 1, 2, 3] = (1.2, 1.6)                    # the longest flow shown: 2 px
+    return real, real[::-1].copy(), np.full((columns, *size), 7, np.uint8), flow
+
+
+def test_strip_flow_row_has_a_colour_key_and_its_radius():
+    """The flow row's name panel holds a colour wheel (many hues); the header gives the radius."""
+    import cv2
+
+    real, fake, labels, flow = _strip_inputs()
+    picture = strip.strip_picture(real, fake, labels, flow, [0, 1, 2, 3], "v01: test video 0", "Weights: x")
+    cell_h = 8 * figures.display_scale(8)
+    top = strip.HEADER_LINES * strip.LINE_HEIGHT + (len(strip.ROWS) - 1) * (cell_h + strip.GAP)
+    key = picture[top:top + cell_h, :strip.MARGIN]
+    hsv = cv2.cvtColor(np.ascontiguousarray(key), cv2.COLOR_RGB2HSV)
+    hues = hsv[..., 0][hsv[..., 1] > 100]                   # saturated pixels: the wheel's outer part
+    assert len(np.unique(hues // 15)) >= 8                  # OpenCV hue 0..179: most of the 12 bins
+    assert "max |flow| = 2.00 px" in strip.flow_scale_line(2.0, 8, 16)
+    line = 2 * strip.LINE_HEIGHT                            # below the heading and one line of notes
+    np.testing.assert_array_equal(picture[line:line + strip.LINE_HEIGHT],
+                                  figures.text_bar(picture.shape[1], [strip.flow_scale_line(2.0, 8, 16)],
+                                                   strip.LINE_HEIGHT))
+
+
+def test_label_quality_axes_are_shares_up_to_one(drawn):
+    result = {"cities": {"val/a": {"miou": 0.9, "instance_match_share": 1.0, "frames": 4, "frames_skipped": 0}},
+              "miou": 0.9, "instance_match_share": 1.0, "frames": 4, "frames_skipped": 0,
+              "class_iou": {7: 0.8, 23: 1.0}}
+    label_quality.draw_label_quality(result, "Weights: x", "unused")
+    per_city, per_class = drawn[0].axes
+    for axis in (per_city, per_class):
+        assert axis.get_ylim()[1] <= 1.05 and "IoU" in axis.get_ylabel()
+
+
+def test_timing_counts_in_hours_for_long_runs_and_colours_training_by_network(drawn):
+    long_stages = {"train": {"seconds": 5 * 3600.0, "jobs": 2, "longest": 3 * 3600.0}}
+    training = {"v01": 2 * 86400.0, "v10": 86400.0}
+    summaries = [{"variant": "v01", "provenance": {"settings": {"entry": {"network": "crn"}}}},
+                 {"variant": "v10", "provenance": {"settings": {"entry": {"network": "pix2pixhd"}}}}]
+    networks = timing.training_networks(summaries)
+    assert networks == {"v01": "crn", "v10": "pix2pixhd"}
+    timing.draw_timing(long_stages, training, "Weights: x", "unused", networks)
+    timing.draw_timing({"train": {"seconds": 600.0, "jobs": 1, "longest": 600.0}}, {"v01": 1800.0, "v10": 60.0},
+                       "Weights: x", "unused", {})
+    import matplotlib.colors
+
+    (stages_h, training_h), (stages_min, training_min) = (fig.axes for fig in drawn)
+    assert "hours" in stages_h.get_xlabel() and "hours" in training_h.get_ylabel()
+    assert [bar.get_height() for bar in training_h.patches] == pytest.approx([48.0, 24.0])
+    assert stages_h.patches[0].get_width() == pytest.approx(5.0)
+    assert "minutes" in stages_min.get_xlabel() and "minutes" in training_min.get_ylabel()
+    assert [bar.get_height() for bar in training_min.patches] == pytest.approx([30.0, 1.0])
+    colours = [matplotlib.colors.to_hex(bar.get_facecolor()) for bar in training_h.patches]
+    assert colours == [figures.NETWORK_COLOURS["crn"], figures.NETWORK_COLOURS["pix2pixhd"]]
+    assert len({matplotlib.colors.to_hex(bar.get_facecolor()) for bar in training_min.patches}) == 1

@@ -25,11 +25,12 @@ import numpy as np  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
 from pipeline.io import atomic_path  # noqa: E402
 
-__all__ = ["DPI", "NETWORK_COLOURS", "figure", "save_figure", "write_png", "title", "text_bar", "label_panel",
-           "upscale", "read_csv_rows", "number", "display_scale"]
+__all__ = ["DPI", "NETWORK_COLOURS", "NETWORK_NAMES", "figure", "save_figure", "write_png", "title", "text_bar",
+           "label_panel", "upscale", "read_csv_rows", "number", "display_scale"]
 
 DPI = 100
 NETWORK_COLOURS = {"crn": "#3b75af", "pix2pixhd": "#ef8636"}
+NETWORK_NAMES = {"crn": "CRN", "pix2pixhd": "pix2pixHD"}
 WHITE = 255
 
 

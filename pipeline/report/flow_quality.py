@@ -36,9 +36,10 @@ from pipeline.provenance import code_version, provenance
 from pipeline.report.figures import figure, save_figure, title
 from pipeline.report.provenance import load_record, notes_line, weight_notes
 
-__all__ = ["SIZE", "snippet_errors", "evaluate_flow", "draw_flow_quality", "main"]
+__all__ = ["SIZE", "BACKEND_NAMES", "backend_names", "snippet_errors", "evaluate_flow", "draw_flow_quality", "main"]
 
 SIZE = (1400, 820)
+BACKEND_NAMES = {"dis": "DIS (OpenCV, no learned weights)", "flownet2": "FlowNet2"}
 
 
 def snippet_errors(flow_path: str | Path, snippet: Snippet) -> tuple[list[float], list[float]]:
@@ -90,7 +91,14 @@ def _example(subset_path: str | Path, flow_path: Path) -> dict[str, np.ndarray]:
             "valid": truth["valid"][t], "name": np.array(f"{snippet.id}, frame {t - 1} -> {t}")}
 
 
-def draw_flow_quality(result: dict[str, Any], example: dict[str, np.ndarray], notes: str, output: str | Path) -> None:
+def backend_names(backends: Sequence[str]) -> str:
+    """The flow backends as the title names them: the reader cannot tell DIS from FlowNet2 by the
+    weights line alone (no weights and real FlowNet2 weights read alike)."""
+    return ", ".join(BACKEND_NAMES.get(backend, backend) for backend in backends) or "backend unknown"
+
+
+def draw_flow_quality(result: dict[str, Any], example: dict[str, np.ndarray], backends: Sequence[str], notes: str,
+                      output: str | Path) -> None:
     fig, axes = figure(*SIZE, 2, 4, gridspec_kw={"height_ratios": [1, 1.1]})
     for axis in axes[0][1:]:
         axis.remove()
@@ -120,7 +128,8 @@ def draw_flow_quality(result: dict[str, Any], example: dict[str, np.ndarray], no
     axes[1][3].set_title("end-point error (px; blank: not visible in both)", fontsize=9)
     axes[1][3].axis("off")
     fig.colorbar(shown, ax=axes[1][3], fraction=0.046, pad=0.02)
-    title(fig, f"Reference flow against the synthetic city's true motion (below: {example['name']})", notes)
+    title(fig, f"Reference flow, {backend_names(backends)}, against the synthetic city's true motion "
+               f"(below: {example['name']})", notes)
     fig.subplots_adjust(top=0.88, bottom=0.03, left=0.05, right=0.97, hspace=0.3, wspace=0.08)
     save_figure(fig, output)
 
@@ -135,8 +144,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     result = evaluate_flow(args.subset, args.flow)
     notes = notes_line(weight_notes(load_record(path) for path in args.flow))
-    draw_flow_quality(result, _example(args.subset, sorted(map(Path, args.flow))[0]), notes, args.output)
     backends = sorted({str(load_record(path).get("backend")) for path in args.flow})
+    draw_flow_quality(result, _example(args.subset, sorted(map(Path, args.flow))[0]), backends, notes, args.output)
     write_json(args.record, {**result, "backends": backends, "weights": notes, "provenance": provenance(
         "report.flow_quality", {}, code_version("pipeline.report.flow_quality"), None, subset=str(args.subset))})
 

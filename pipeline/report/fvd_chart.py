@@ -1,10 +1,13 @@
 """FVD per variant with its bootstrap interval, beside the thesis's figure (table 5.1).
 
 Left: this run. Bars are the pooled FVD of all test videos (mean over the three crops) with the
-bootstrap interval of :mod:`pipeline.fvd.protocol`; dots are the thesis's protocol (FVD per batch
-of 16, mean over batches and crops, thesis 4.5.4). Right: the FVD table 5.1 reports for the same
+bootstrap interval of :mod:`pipeline.fvd.protocol` as whiskers at the bar's centre; dots, beside
+the bar so the interval is not read as theirs, are the thesis's protocol (FVD per batch of 16,
+mean over batches and crops, thesis 4.5.4). Right: the FVD table 5.1 reports for the same
 variant. The two panels have their own scales: the demo's narrow random I3D gives numbers that
-compare only with each other, so the reader compares orderings, not values.
+compare only with each other, so the reader compares orderings, not values; the title gives how
+well they agree (Kendall's tau of the pooled FVD against the thesis's, over the variants with
+both).
 
     python -m pipeline.report.fvd_chart --table results/fvd_table.csv \\
         --provenance results/fvd/scores/*.json --output results/report/fvd.png
@@ -18,15 +21,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import kendalltau
 
 from pipeline.cli import run_main
 from pipeline.errors import PipelineError
 from pipeline.report.figures import NETWORK_COLOURS, figure, number, read_csv_rows, save_figure, title
 from pipeline.report.provenance import load_record, notes_line, weight_notes
 
-__all__ = ["SIZE", "chart_rows", "draw_fvd_chart", "main"]
+__all__ = ["SIZE", "chart_rows", "rank_agreement", "draw_fvd_chart", "main"]
 
 SIZE = (1400, 640)
+BAR_WIDTH = 0.55
+DOT_OFFSET = 0.4    # the batch-mean dot sits right of its bar, clear of the bar's whisker
 TABLE_COLUMNS = ("variant", "index", "network", "fvd", "fvd_pooled", "fvd_pooled_ci_low", "fvd_pooled_ci_high",
                  "thesis_fvd")
 
@@ -44,32 +50,63 @@ def chart_rows(table_path: str | Path) -> list[dict]:
              **{key: number(row[key]) for key in numeric}} for row in rows]
 
 
-def draw_fvd_chart(rows: Sequence[dict], notes: str, output: str | Path) -> None:
-    fig, axes = figure(*SIZE, 1, 2)
-    ours, thesis = axes[0]
-    names = [f"{row['index']}\n{row['variant']}" for row in rows]
-    positions = np.arange(len(rows))
-    colours = [NETWORK_COLOURS.get(row["network"], "grey") for row in rows]
+def rank_agreement(rows: Sequence[dict]) -> tuple[float, float, int]:
+    """``(Kendall's tau, p-value, variants)`` of our pooled FVD against the thesis's, over the
+    variants that have both; NaNs when fewer than two do."""
+    pairs = [(row["fvd_pooled"], row["thesis_fvd"]) for row in rows
+             if math.isfinite(row["fvd_pooled"]) and math.isfinite(row["thesis_fvd"])]
+    if len(pairs) < 2:
+        return math.nan, math.nan, len(pairs)
+    tau, p_value = kendalltau(*zip(*pairs))
+    return float(tau), float(p_value), len(pairs)
+
+
+def _agreement_text(rows: Sequence[dict]) -> str:
+    tau, p_value, count = rank_agreement(rows)
+    if math.isnan(tau):
+        return f"rank agreement with the thesis: n/a ({count} variant(s) with both FVDs)"
+    return f"rank agreement with the thesis: Kendall's tau {tau:.2f} (p = {p_value:.2g}, {count} variants)"
+
+
+def _this_run_panel(axis, rows: Sequence[dict], positions: np.ndarray, colours: list[str]) -> None:
     pooled = np.array([row["fvd_pooled"] for row in rows])
     low = np.array([row["fvd_pooled_ci_low"] for row in rows])
     high = np.array([row["fvd_pooled_ci_high"] for row in rows])
     errors = np.vstack([np.clip(pooled - low, 0, None), np.clip(high - pooled, 0, None)])
-    ours.bar(positions, pooled, color=colours, yerr=np.nan_to_num(errors), capsize=3, label="pooled FVD, interval")
-    ours.plot(positions, [row["fvd"] for row in rows], "k.", markersize=9, label="thesis protocol (batch mean)")
-    ours.set_title("this run")
-    ours.set_ylabel("FVD (lower is better)")
-    ours.legend(loc="upper right", fontsize=8)
+    axis.bar(positions, pooled, BAR_WIDTH, color=colours, label="pooled FVD (bar)")
+    axis.errorbar(positions, pooled, yerr=np.nan_to_num(errors), fmt="none", ecolor="black", capsize=3,
+                  label="bootstrap interval of the pooled FVD")
+    axis.plot(positions + DOT_OFFSET, [row["fvd"] for row in rows], "k.", markersize=9,
+              label="thesis protocol: batch mean (dot)")
+    axis.set_title("this run")
+    axis.set_ylabel("FVD (lower is better)")
+    axis.set_ylim(0, axis.get_ylim()[1] * 1.2)     # headroom: the legend covers no whisker or dot
+    axis.legend(loc="upper right", fontsize=8)
+
+
+def _thesis_panel(axis, rows: Sequence[dict], positions: np.ndarray, colours: list[str]) -> None:
     values = [row["thesis_fvd"] for row in rows]
-    thesis.bar(positions, [0.0 if math.isnan(v) else v for v in values], color=colours)
+    axis.bar(positions, [0.0 if math.isnan(v) else v for v in values], BAR_WIDTH, color=colours)
     for x, value in zip(positions, values):
         if math.isnan(value):
-            thesis.annotate("n/a", (x, 0), ha="center", va="bottom", fontsize=8)
-    thesis.set_title("thesis, table 5.1")
+            axis.annotate("n/a", (x, 0), ha="center", va="bottom", fontsize=8)
+    axis.set_title("thesis, table 5.1")
+    axis.set_ylabel("FVD in the thesis (lower is better)")
+
+
+def draw_fvd_chart(rows: Sequence[dict], notes: str, output: str | Path) -> None:
+    fig, axes = figure(*SIZE, 1, 2)
+    ours, thesis = axes[0]
+    positions = np.arange(len(rows))
+    colours = [NETWORK_COLOURS.get(row["network"], "grey") for row in rows]
+    _this_run_panel(ours, rows, positions, colours)
+    _thesis_panel(thesis, rows, positions, colours)
+    names = [f"{row['index']}\n{row['variant']}" for row in rows]
     for axis in (ours, thesis):
         axis.set_xticks(positions, names, fontsize=7)
         axis.grid(axis="y", alpha=0.3)
-    title(fig, "FVD per variant (blue: CRN, orange: pix2pixHD)", notes)
-    fig.subplots_adjust(top=0.82, bottom=0.12, left=0.06, right=0.98, wspace=0.15)
+    title(fig, f"FVD per variant (blue: CRN, orange: pix2pixHD); {_agreement_text(rows)}", notes)
+    fig.subplots_adjust(top=0.82, bottom=0.12, left=0.06, right=0.98, wspace=0.18)
     save_figure(fig, output)
 
 

@@ -2,8 +2,10 @@
 
 One panel a loss term (the names the trainer logged, :mod:`pipeline.train.loop`), against the
 training step; a dashed line marks where a CRN stage ends and a refinement module is added
-(thesis 4.5.2). Terms that stay positive are drawn on a log scale. The title gives the steps and
-the training time from summary.json and the weights behind the run.
+(thesis 4.5.2). Terms that stay positive are drawn on a log scale. The logged values are drawn
+faint and a rolling mean over :data:`SMOOTHING` of the logged steps solid over them (one step's
+loss is noise; a long run's trend shows in the mean). The title gives the steps and the training
+time from summary.json and the weights behind the run.
 
     python -m pipeline.report.losses --losses results/train/v01/losses.csv \\
         --summary results/train/v01/summary.json --output results/report/losses/v01.png
@@ -25,10 +27,14 @@ from pipeline.io import read_json
 from pipeline.report.figures import figure, number, read_csv_rows, save_figure, title
 from pipeline.report.provenance import notes_line, weight_notes
 
-__all__ = ["SIZE", "LOG_COLUMNS", "loss_series", "draw_losses", "main"]
+__all__ = ["SIZE", "LOG_COLUMNS", "SMOOTHING", "loss_series", "figure_size", "smoothing_window", "rolling_mean",
+           "draw_losses", "main"]
 
-SIZE = (1200, 720)
+SIZE = (1200, 720)          # up to three rows of panels; more rows make the picture taller
+ROW_HEIGHT = 190            # pixels a row of panels needs beyond three rows
+TITLE_HEIGHT = 120          # pixels of the title above the panels
 LOG_COLUMNS = ("step", "stage", "epoch", "sample", "lr", "snippet")   # columns before the loss terms
+SMOOTHING = 0.05            # the rolling mean's window: this share of the logged steps
 
 
 def loss_series(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -47,28 +53,72 @@ def loss_series(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.
     return steps, stages, {term: np.array([number(row[term]) for row in rows]) for term in terms}
 
 
+def figure_size(rows: int) -> tuple[int, int]:
+    """Pixels of a figure with ``rows`` rows of panels: :data:`SIZE`, taller for more than three."""
+    return SIZE[0], max(SIZE[1], TITLE_HEIGHT + ROW_HEIGHT * rows)
+
+
+def smoothing_window(steps: int) -> int:
+    """The rolling mean's window in logged steps: odd (a centred mean), 1 when too few steps."""
+    return 2 * (round(SMOOTHING * steps) // 2) + 1
+
+
+def _window_sums(values: np.ndarray, window: int) -> np.ndarray:
+    """Sums of ``values`` over a centred odd ``window``, zeros beyond the ends."""
+    half = window // 2
+    cumulative = np.cumsum(np.concatenate([np.zeros(half + 1), values, np.zeros(half)]))
+    return cumulative[window:] - cumulative[:-window]
+
+
+def rolling_mean(values: np.ndarray, stages: np.ndarray, window: int) -> np.ndarray:
+    """Centred mean over ``window`` logged steps, skipping NaNs, never across a stage change:
+    a new CRN stage trains at a new resolution, where the losses jump."""
+    mean = np.full(len(values), np.nan)
+    starts = np.flatnonzero(np.r_[True, np.diff(stages) != 0])
+    for start, end in zip(starts, [*starts[1:], len(values)]):
+        segment = values[start:end]
+        finite = np.isfinite(segment)
+        sums = _window_sums(np.where(finite, segment, 0.0), window)
+        counts = _window_sums(finite.astype(float), window)
+        mean[start:end] = np.divide(sums, counts, out=np.full(len(segment), np.nan), where=counts > 0)
+    return mean
+
+
+def _loss_panel(axis, name: str, steps: np.ndarray, stages: np.ndarray, values: np.ndarray,
+                boundaries: np.ndarray, window: int) -> None:
+    marker = "o" if len(steps) < 50 else None
+    smoothed = window > 1
+    axis.plot(steps, values, marker=marker, markersize=3, linewidth=1, alpha=0.3 if smoothed else 1.0)
+    if smoothed:
+        axis.plot(steps, rolling_mean(values, stages, window), color="C0", linewidth=1.5)
+    finite = values[np.isfinite(values)]
+    log = bool(finite.size and (finite > 0).all() and finite.max() / finite.min() > 10)
+    if log:
+        axis.set_yscale("log")
+    for boundary in boundaries:
+        axis.axvline(boundary, color="grey", linestyle="--", linewidth=1)
+    axis.set_title(name, fontsize=10)
+    axis.set_xlabel("step", fontsize=8)
+    axis.set_ylabel("loss value" + (" (log)" if log else ""), fontsize=8)
+    axis.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))   # room for 6-digit steps
+    axis.grid(alpha=0.3)
+
+
 def draw_losses(steps: np.ndarray, stages: np.ndarray, terms: dict[str, np.ndarray], heading: str, notes: str,
                 output: str | Path) -> None:
     columns = min(3, len(terms))
     rows = math.ceil(len(terms) / columns)
-    fig, axes = figure(*SIZE, rows, columns)
+    # Constrained layout keeps each panel's title clear of the row above's tick labels.
+    fig, axes = figure(*figure_size(rows), rows, columns, layout="constrained")
     boundaries = steps[1:][np.diff(stages) != 0]
+    window = smoothing_window(len(steps))
     for axis, (name, values) in zip(axes.flat, terms.items()):
-        marker = "o" if len(steps) < 50 else None
-        axis.plot(steps, values, marker=marker, markersize=3, linewidth=1)
-        finite = values[np.isfinite(values)]
-        if finite.size and (finite > 0).all() and finite.max() / finite.min() > 10:
-            axis.set_yscale("log")
-        for boundary in boundaries:
-            axis.axvline(boundary, color="grey", linestyle="--", linewidth=1)
-        axis.set_title(name, fontsize=10)
-        axis.set_xlabel("step", fontsize=8)
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.grid(alpha=0.3)
+        _loss_panel(axis, name, steps, stages, values, boundaries, window)
     for axis in list(axes.flat)[len(terms):]:
         axis.set_visible(False)
-    title(fig, heading + ("; dashed: a new CRN stage" if len(boundaries) else ""), notes)
-    fig.subplots_adjust(top=0.86, bottom=0.08, left=0.06, right=0.98, hspace=0.45, wspace=0.25)
+    heading += "; dashed: a new CRN stage" if len(boundaries) else ""
+    heading += f"; faint: each logged step, solid: mean over {window} logged steps" if window > 1 else ""
+    title(fig, heading, notes)
     save_figure(fig, output)
 
 

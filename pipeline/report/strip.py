@@ -3,7 +3,8 @@
 Rows: the real frames, the variant's frames, the labels the variant was given (Cityscapes
 colours, :func:`pipeline.data.labels.colorize`) and the reference flow into each frame (Middlebury
 colours, :func:`pipeline.flow.colour.flow_to_colour`, one radius for the strip, white where no
-motion or no flow, as at the snippet's first frame). Columns: frames spread evenly over the
+motion or no flow, as at the snippet's first frame; its key, a colour wheel in the same colours,
+sits under the row's name and the header gives the radius). Columns: frames spread evenly over the
 video. Labels and flow come from the packed test split at the scoring size, at the frames the
 real videos were cut from (their provenance: snippet ids and the start frame).
 
@@ -30,14 +31,17 @@ from pipeline.fvd.videos import read_videos
 from pipeline.report.figures import display_scale, label_panel, text_bar, upscale, write_png
 from pipeline.report.provenance import load_record, notes_line, weight_notes
 
-__all__ = ["ROWS", "GAP", "MARGIN", "HEADER_LINES", "LINE_HEIGHT", "strip_columns", "paired_videos",
-           "packed_frames", "strip_picture", "main"]
+__all__ = ["ROWS", "GAP", "MARGIN", "HEADER_LINES", "LINE_HEIGHT", "KEY_SIZE", "strip_columns", "paired_videos",
+           "packed_frames", "flow_key", "flow_scale_line", "strip_picture", "main"]
 
 ROWS = ("real", "synthesised", "labels", "flow")
 GAP = 4             # white pixels between panels
 MARGIN = 112        # left band with the row names
-HEADER_LINES = 3    # a title line and up to two lines of weight notes
+HEADER_LINES = 4    # a title line, up to two lines of weight notes, the flow row's scale
+NOTE_LINES = 2
 LINE_HEIGHT = 18
+KEY_SIZE = 64       # the flow colour wheel's diameter at most, pixels
+NAME_HEIGHT = 30    # the flow row's name above its wheel
 
 
 def strip_columns(frames: int, columns: int) -> list[int]:
@@ -73,12 +77,38 @@ def packed_frames(data_path: str | Path, real_record: dict[str, Any], video: int
     return arrays["labels"], flow, snippets[video], int(start)
 
 
-def _header(width: int, heading: str, notes: str) -> np.ndarray:
+def flow_key(diameter: int) -> np.ndarray:
+    """The flow colours as a wheel, RGB uint8 ``[diameter, diameter, 3]``: each point has the colour
+    of a flow from the centre to it, the rim the strip's full radius; white outside the disc."""
+    centre = (diameter - 1) / 2
+    y, x = np.mgrid[:diameter, :diameter] - centre        # image axes: y grows downwards, as flow's v
+    wheel = flow_to_colour(np.stack([x, y], axis=-1), max(centre, 1e-6))
+    wheel[np.hypot(x, y) > centre] = 255
+    return wheel
+
+
+def flow_scale_line(radius: float, height: int, width: int) -> str:
+    return f"flow: max |flow| = {radius:.2f} px at {width}x{height} (full colour, the wheel's rim)"
+
+
+def _row_name(name: str, height: int) -> np.ndarray:
+    """A row's name panel; the flow row's holds its colour wheel below the name, as the row's key."""
+    if name != "flow":
+        return label_panel(height, MARGIN, name)
+    diameter = max(0, min(KEY_SIZE, height - NAME_HEIGHT - 4, MARGIN - 12))
+    top = (height - NAME_HEIGHT - diameter) // 2        # name and wheel centred, as the other names
+    panel = np.full((height, MARGIN, 3), 255, np.uint8)
+    panel[top:top + NAME_HEIGHT] = label_panel(NAME_HEIGHT, MARGIN, name)
+    panel[top + NAME_HEIGHT:top + NAME_HEIGHT + diameter, 6:6 + diameter] = flow_key(diameter)
+    return panel
+
+
+def _header(width: int, heading: str, notes: str, scale_line: str) -> np.ndarray:
     characters = max(20, (width - 12) // 8)
     lines = textwrap.wrap(notes, characters)
-    if len(lines) > HEADER_LINES - 1:
-        lines = lines[:HEADER_LINES - 2] + [textwrap.shorten(" ".join(lines[HEADER_LINES - 2:]), characters)]
-    lines = [heading[:characters]] + lines
+    if len(lines) > NOTE_LINES:
+        lines = lines[:NOTE_LINES - 1] + [textwrap.shorten(" ".join(lines[NOTE_LINES - 1:]), characters)]
+    lines = [heading[:characters], *lines, scale_line[:characters]]
     return text_bar(width, lines + [""] * (HEADER_LINES - len(lines)), LINE_HEIGHT)
 
 
@@ -97,11 +127,11 @@ def strip_picture(real: np.ndarray, fake: np.ndarray, labels: np.ndarray, flow: 
     grid = np.full((len(ROWS) * cell_h + (len(ROWS) - 1) * GAP, total_w, 3), 255, np.uint8)
     for row, name in enumerate(ROWS):
         top = row * (cell_h + GAP)
-        grid[top:top + cell_h, :MARGIN] = label_panel(cell_h, MARGIN, name)
+        grid[top:top + cell_h, :MARGIN] = _row_name(name, cell_h)
         for column, panel in enumerate(upscale(panels[name], scale)):
             left = MARGIN + column * (cell_w + GAP)
             grid[top:top + cell_h, left:left + cell_w] = panel
-    return np.concatenate([_header(total_w, heading, notes), grid])
+    return np.concatenate([_header(total_w, heading, notes, flow_scale_line(radius, height, width)), grid])
 
 
 def main(argv: Sequence[str] | None = None) -> None:

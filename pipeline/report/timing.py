@@ -5,7 +5,8 @@ Stages: Snakemake's benchmark files (a rule's ``benchmark:`` line writes
 wildcards; column ``s`` is the job's wall-clock seconds), summed over each rule's jobs, with the
 job count and the longest job. Training: ``training_seconds`` of each variant's summary.json,
 which counts only the time spent training, across resumed jobs (a benchmark file sees only the
-last attempt).
+last attempt), coloured by the network its provenance names. Each panel counts in minutes, or in
+hours once its largest bar passes three (the study's stages run for days).
 
     python -m pipeline.report.timing --timing results/timing \\
         --summaries results/train/*/summary.json --output results/report/timing.png
@@ -19,16 +20,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.patches import Patch
 
 from pipeline.cli import run_main
 from pipeline.errors import PipelineError
 from pipeline.io import read_json
-from pipeline.report.figures import figure, number, save_figure, title
+from pipeline.report.figures import NETWORK_COLOURS, NETWORK_NAMES, figure, number, save_figure, title
 from pipeline.report.provenance import notes_line, weight_notes
 
-__all__ = ["SIZE", "benchmark_seconds", "stage_times", "training_times", "draw_timing", "main"]
+__all__ = ["SIZE", "benchmark_seconds", "stage_times", "training_times", "training_networks", "time_unit",
+           "draw_timing", "main"]
 
 SIZE = (1400, 640)
+HOURS_FROM = 3 * 3600       # seconds: a longer largest bar is counted in hours
+UNKNOWN_COLOUR = "#8c6bb1"  # training of a network the summary does not name
 
 
 def benchmark_seconds(path: str | Path) -> float:
@@ -68,28 +73,59 @@ def training_times(paths: Sequence[str | Path]) -> tuple[dict[str, float], list[
     return dict(sorted(times.items())), summaries
 
 
+def training_networks(summaries: Sequence[dict]) -> dict[str, str | None]:
+    """``{variant: network}`` from each summary's provenance (its variant entry); None where absent."""
+    networks = {}
+    for summary in summaries:
+        entry = ((summary.get("provenance") or {}).get("settings") or {}).get("entry") or {}
+        networks[str(summary.get("variant"))] = entry.get("network")
+    return networks
+
+
+def time_unit(largest_seconds: float) -> tuple[float, str, str]:
+    """``(seconds per unit, short name, long name)``: hours when the largest bar passes
+    :data:`HOURS_FROM` (thousands of minutes read badly), else minutes."""
+    return (3600.0, "h", "hours") if largest_seconds > HOURS_FROM else (60.0, "min", "minutes")
+
+
+def _stage_panel(axis, stages: dict[str, dict[str, float]]) -> None:
+    if not stages:
+        axis.text(0.5, 0.5, "no benchmark files\n(stages ran before their benchmark: lines)",
+                  ha="center", va="center", transform=axis.transAxes)
+        axis.set_xlabel("minutes, summed over the rule's jobs")
+        return
+    names = sorted(stages, key=lambda rule: stages[rule]["seconds"])
+    unit, short, long = time_unit(max(stages[rule]["seconds"] for rule in names))
+    totals = [stages[rule]["seconds"] / unit for rule in names]
+    axis.barh(np.arange(len(names)), totals, color="#6a9f58")
+    axis.set_yticks(np.arange(len(names)), names, fontsize=8)
+    for y, rule in enumerate(names):
+        axis.annotate(f" {int(stages[rule]['jobs'])} job(s), longest {stages[rule]['longest'] / unit:.1f} {short}",
+                      (totals[y], y), va="center", fontsize=7)
+    axis.set_xlim(0, max(totals) * 1.45 if max(totals) > 0 else 1)
+    axis.set_xlabel(f"{long}, summed over the rule's jobs")
+
+
+def _training_panel(axis, training: dict[str, float], networks: dict[str, str | None]) -> None:
+    names = list(training)
+    unit, _, long = time_unit(max(training.values(), default=0.0))
+    colours = [NETWORK_COLOURS.get(networks.get(name) or "", UNKNOWN_COLOUR) for name in names]
+    axis.bar(np.arange(len(names)), [training[name] / unit for name in names], color=colours)
+    axis.set_xticks(np.arange(len(names)), names, fontsize=8)
+    axis.set_ylabel(f"{long} of training")
+    shown = sorted({networks.get(name) for name in names} & set(NETWORK_COLOURS))
+    if shown:
+        axis.legend(handles=[Patch(color=NETWORK_COLOURS[net], label=NETWORK_NAMES[net]) for net in shown],
+                    fontsize=8)
+
+
 def draw_timing(stages: dict[str, dict[str, float]], training: dict[str, float], notes: str,
-                output: str | Path) -> None:
+                output: str | Path, networks: dict[str, str | None] | None = None) -> None:
     fig, axes = figure(*SIZE, 1, 2)
     by_stage, by_variant = axes[0]
-    if stages:
-        names = sorted(stages, key=lambda rule: stages[rule]["seconds"])
-        totals = [stages[rule]["seconds"] / 60 for rule in names]
-        by_stage.barh(np.arange(len(names)), totals, color="#6a9f58")
-        by_stage.set_yticks(np.arange(len(names)), names, fontsize=8)
-        for y, rule in enumerate(names):
-            by_stage.annotate(f" {int(stages[rule]['jobs'])} job(s), longest {stages[rule]['longest'] / 60:.1f} min",
-                              (totals[y], y), va="center", fontsize=7)
-        by_stage.set_xlim(0, max(totals) * 1.45 if max(totals) > 0 else 1)
-    else:
-        by_stage.text(0.5, 0.5, "no benchmark files\n(stages ran before their benchmark: lines)",
-                      ha="center", va="center", transform=by_stage.transAxes)
-    by_stage.set_xlabel("minutes, summed over the rule's jobs")
+    _stage_panel(by_stage, stages)
     by_stage.set_title("stages (Snakemake benchmark files)", fontsize=10)
-    names = list(training)
-    by_variant.bar(np.arange(len(names)), [training[name] / 60 for name in names], color="#8c6bb1")
-    by_variant.set_xticks(np.arange(len(names)), names, fontsize=8)
-    by_variant.set_ylabel("minutes of training")
+    _training_panel(by_variant, training, networks or {})
     by_variant.set_title("training per variant (summary.json)", fontsize=10)
     for axis in (by_stage, by_variant):
         axis.grid(alpha=0.3)
@@ -105,7 +141,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--output", required=True, help="PNG to write")
     args = parser.parse_args(argv)
     training, summaries = training_times(args.summaries)
-    draw_timing(stage_times(args.timing), training, notes_line(weight_notes(summaries)), args.output)
+    draw_timing(stage_times(args.timing), training, notes_line(weight_notes(summaries)), args.output,
+                training_networks(summaries))
 
 
 if __name__ == "__main__":
