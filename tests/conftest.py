@@ -126,3 +126,15 @@ def make_packed_city(work: Path, height: int = 32, width: int = 64, frames: int 
 @pytest.fixture(scope="session")
 def packed_city(tmp_path_factory) -> dict[str, Path]:
     return make_packed_city(tmp_path_factory.mktemp("packed_city"))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test: other jobs share the 2 cores, and oversubscribed OpenMP
+    threads are many times slower. Modules of small networks take it with ``pytestmark``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

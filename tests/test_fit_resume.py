@@ -39,13 +39,7 @@ INSTANCE = {"min_size": 32, "max_size": 64,
 KILL_STEP = 1
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Other jobs share the 2 cores; oversubscribed OpenMP threads are many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -30,13 +30,7 @@ from tests.conftest import write_snippet
 ENCODER = "resnet18"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Other jobs share the 2 cores; oversubscribed OpenMP threads are many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

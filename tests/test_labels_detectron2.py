@@ -48,12 +48,7 @@ ZOO_AUTHOR = "Detectron2 Model Zoo"  # what the zoo's pickles name as their auth
 KEPT = 5  # detections kept per frame: random weights score every box about alike
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ def test_demo_segmenter_labels_held_out_frames_above_the_floor(tmp_path: Path):
     config = load_config([DEFAULT_CONFIG, REPO / "config" / "demo.yaml"])
     city = settings_from_config(config)
     generate(tmp_path / "city", city["cities"], seed=city["seed"], height=city["height"], width=city["width"],
-             frames=city["frames"], annotated=city["annotated"])
+             frames=city["frames"], annotated=city["annotated"], workers=2)
     subset_file = tmp_path / "subset.json"
     write_json(subset_file, select_subset(tmp_path / "city", config["subset"], city["frames"], city["annotated"]))
     settings = json.dumps(dict(config["labels"], keep_gtfine=False))

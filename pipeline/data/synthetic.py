@@ -21,16 +21,20 @@ non-overlapping frame ranges (annotated frames such as 000294, 000412), so nothi
 assume frame numbers start at 0. Deterministic: the same settings give the same bytes (except the
 creation time inside synthetic.json).
 
-Usage: ``python -m pipeline.data.synthetic --root DIR --settings JSON`` (or ``--config FILE ...``).
+Usage: ``python -m pipeline.data.synthetic --root DIR [--workers N] --settings JSON`` (or
+``--config FILE ...``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import multiprocessing
 import re
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -212,34 +216,58 @@ def _check_settings(settings: dict) -> None:
 
 
 def generate(root: str | Path, cities: dict[str, dict[str, int]], seed: int, height: int, width: int,
-             frames: int = 30, annotated: int = 19) -> None:
-    """Write the synthetic city at ``root`` (replaced whole, atomically)."""
+             frames: int = 30, annotated: int = 19, workers: int = 1) -> None:
+    """Write the synthetic city at ``root`` (replaced whole, atomically), its snippets rendered by
+    ``workers`` processes (the same bytes for any number: each sequence's scene is seeded alone)."""
     settings = {"seed": seed, "cities": cities, "height": height, "width": width, "frames": frames,
                 "annotated": annotated}
     _check_settings(settings)
     plans = plan_sequences(cities, seed, frames, annotated)
-    total = sum(len(plan.annotated_frames) for plan in plans)
+    jobs = [(plan, annotated_frame) for plan in plans for annotated_frame in plan.annotated_frames]
     snippets: dict[str, dict[str, list[str]]] = {}
-    picture = None
-    with atomic_dir(root) as tmp, tqdm(total=total, desc="synthetic city", unit="snippet") as bar:
-        for plan in plans:
-            t0 = plan.annotated_frames[0] - annotated
-            t1 = plan.annotated_frames[-1] - annotated + frames - 1
-            scene = build_scene(_rng(seed, plan.split, plan.city, plan.seq), height, width, t0, t1)
-            for annotated_frame in plan.annotated_frames:
-                snippet = render_snippet(scene, annotated_frame, frames, annotated)
-                _write_snippet(tmp, plan, annotated_frame, snippet, annotated)
-                if picture is None:
-                    picture = preview(snippet, annotated)
-                snippets.setdefault(plan.split, {}).setdefault(plan.city, []).append(
-                    plan.snippet_id(annotated_frame))
-                bar.update()
+    for plan, annotated_frame in jobs:
+        snippets.setdefault(plan.split, {}).setdefault(plan.city, []).append(plan.snippet_id(annotated_frame))
+    jobs = [(plan, annotated_frame, index == 0) for index, (plan, annotated_frame) in enumerate(jobs)]
+    with atomic_dir(root) as tmp:
+        make = functools.partial(_make_snippet, tmp, seed, height, width, frames, annotated)
+        pictures = _map(make, jobs, workers)
+        picture = next(pictures)            # the first snippet's, to look at
+        for _ in tqdm(pictures, total=len(jobs), initial=1, desc="synthetic city", unit="snippet"):
+            pass
         _write_png(tmp / "preview.png", picture)
         write_json(tmp / "synthetic.json", provenance(
             "synthetic_city", settings, code_version("pipeline.data.synthetic"), seed, snippets=snippets,
             labels_used=sorted(LABEL[name] for name in (
                 "road", "sidewalk", "building", "pole", "traffic light", "traffic sign", "vegetation",
                 "terrain", "sky", "person", "car", "static"))))
+
+
+def _make_snippet(root: Path, seed: int, height: int, width: int, frames: int, annotated: int,
+                  job: tuple[SequencePlan, int, bool]) -> np.ndarray | None:
+    """Render and write one snippet; return its preview picture where the job asks for it."""
+    plan, annotated_frame, wants_preview = job
+    snippet = render_snippet(_scene(seed, plan, height, width, frames, annotated), annotated_frame, frames, annotated)
+    _write_snippet(root, plan, annotated_frame, snippet, annotated)
+    return preview(snippet, annotated) if wants_preview else None
+
+
+@functools.lru_cache(maxsize=1)
+def _scene(seed: int, plan: SequencePlan, height: int, width: int, frames: int, annotated: int) -> Scene:
+    """A sequence's scene, built once in each process for the run of its snippets."""
+    t0 = plan.annotated_frames[0] - annotated
+    t1 = plan.annotated_frames[-1] - annotated + frames - 1
+    return build_scene(_rng(seed, plan.split, plan.city, plan.seq), height, width, t0, t1)
+
+
+def _map(function, items: list, workers: int) -> Iterator:
+    """``map`` in order, over ``workers`` spawned processes where more than one (spawned: a fork of
+    a process with torch's or OpenCV's threads running may hang)."""
+    if workers <= 1:
+        yield from map(function, items)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        yield from pool.map(function, items, chunksize=2)
 
 
 def settings_from_config(config: dict) -> dict:
@@ -253,11 +281,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.data.synthetic",
                                      description="Write the synthetic city in the Cityscapes layout.")
     parser.add_argument("--root", required=True, type=Path, help="output folder (replaced whole)")
+    parser.add_argument("--workers", type=int, default=1, help="processes rendering snippets (the same bytes)")
     add_settings_arguments(parser)
     args = parser.parse_args(argv)
     settings = read_settings(args, settings_from_config)
     _check_settings(settings)
-    generate(args.root, **{key: settings[key] for key in SETTINGS_KEYS})
+    generate(args.root, **{key: settings[key] for key in SETTINGS_KEYS}, workers=args.workers)
 
 
 if __name__ == "__main__":

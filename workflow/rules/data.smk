@@ -8,14 +8,15 @@ rule synthetic_city:
     params:
         settings=stage_settings(synthetic_settings),
         code=code_version("pipeline.data.synthetic"),
-    threads: 1
+    threads: 2
     resources:
         mem_mb=2000,
         runtime=30,
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m pipeline.data.synthetic --root {output} --settings {params.settings:q} > {log} 2>&1"
+        "python -m pipeline.data.synthetic --root {output} --workers {threads} --settings {params.settings:q}"
+        " > {log} 2>&1"
 
 
 # subset.json is the full record (the cities the per-city rules expand to); each consumer reads
