@@ -40,7 +40,7 @@ def code_version(*modules: str) -> str:
     digest = hashlib.sha256()
     for file in code_files(*modules):
         digest.update(file.relative_to(PACKAGE_ROOT.parent).as_posix().encode())
-        digest.update(_syntax(file, file.stat().st_mtime_ns))
+        digest.update(_syntax(file))
     return digest.hexdigest()[:12]
 
 
@@ -60,7 +60,7 @@ def code_files(*modules: str) -> list[Path]:
         for file in _files_of(module):
             if file not in seen:
                 seen.add(file)
-                pending.extend(_imports(file, file.stat().st_mtime_ns))
+                pending.extend(_imports(file))
     return sorted(seen)
 
 
@@ -77,23 +77,32 @@ def _own_files(module: str) -> list[Path]:
     return [file for file in files if file.is_file()]
 
 
-@functools.lru_cache(maxsize=None)
-def _syntax(file: Path, modified: int) -> bytes:  # noqa: ARG001 (the cache key)
+def _syntax(file: Path) -> bytes:
     """The file's syntax tree without docstrings: what it runs, not how it is written down."""
+    return _parsed(file, file.stat().st_mtime_ns)[0]
+
+
+def _imports(file: Path) -> tuple[str, ...]:
+    """The ``pipeline`` modules ``file`` imports; ``from a import b`` yields ``a`` and ``a.b``
+    (``b`` may be a module)."""
+    return _parsed(file, file.stat().st_mtime_ns)[1]
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed(file: Path, modified: int) -> tuple[bytes, tuple[str, ...]]:  # noqa: ARG001 (the cache key)
+    """:func:`_syntax` and :func:`_imports` from one parse: Snakemake hashes every rule's code
+    while it reads the Snakefile, in every job's process too."""
     tree = ast.parse(file.read_text(), str(file))
+    imports = _pipeline_imports(tree, file.parent.relative_to(PACKAGE_ROOT.parent).parts)
     for node in ast.walk(tree):
         if isinstance(node, DOCUMENTED) and ast.get_docstring(node, clean=False) is not None:
             node.body = node.body[1:]
-    return ast.dump(tree).encode()
+    return ast.dump(tree).encode(), imports
 
 
-@functools.lru_cache(maxsize=None)
-def _imports(file: Path, modified: int) -> tuple[str, ...]:  # noqa: ARG001 (the cache key)
-    """The ``pipeline`` modules ``file`` imports; ``from a import b`` yields ``a`` and ``a.b``
-    (``b`` may be a module)."""
-    package = file.parent.relative_to(PACKAGE_ROOT.parent).parts
+def _pipeline_imports(tree: ast.Module, package: tuple[str, ...]) -> tuple[str, ...]:
     found = []
-    for node in ast.walk(ast.parse(file.read_text(), str(file))):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
