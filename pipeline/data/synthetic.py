@@ -230,11 +230,9 @@ def generate(root: str | Path, cities: dict[str, dict[str, int]], seed: int, hei
     jobs = [(plan, annotated_frame, index == 0) for index, (plan, annotated_frame) in enumerate(jobs)]
     with atomic_dir(root) as tmp:
         make = functools.partial(_make_snippet, tmp, seed, height, width, frames, annotated)
-        pictures = _map(make, jobs, workers)
-        picture = next(pictures)            # the first snippet's, to look at
-        for _ in tqdm(pictures, total=len(jobs), initial=1, desc="synthetic city", unit="snippet"):
-            pass
-        _write_png(tmp / "preview.png", picture)
+        made = tqdm(_map(make, jobs, workers), total=len(jobs), desc="synthetic city", unit="snippet")
+        previews = [picture for picture in made if picture is not None]     # the first snippet's
+        _write_png(tmp / "preview.png", previews[0])
         write_json(tmp / "synthetic.json", provenance(
             "synthetic_city", settings, code_version("pipeline.data.synthetic"), seed, snippets=snippets,
             labels_used=sorted(LABEL[name] for name in (
