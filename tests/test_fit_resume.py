@@ -228,3 +228,10 @@ def test_epoch_batches_go_on_from_their_saved_state():
     assert head + [next(second) for _ in range(4)] == expected
     flat = sum(expected, [])
     assert all(sorted(flat[start:start + 5]) == list(range(5)) for start in (0, 5, 10))
+
+
+def test_the_fits_save_as_often_as_training_by_default():
+    from pipeline.labels.resume import DEFAULT_CHECKPOINT_MINUTES
+    from pipeline.train.settings import RUNTIME_DEFAULTS
+
+    assert DEFAULT_CHECKPOINT_MINUTES == RUNTIME_DEFAULTS["checkpoint_minutes"]

@@ -10,8 +10,10 @@ summary's final loss averages the last tenth) and the seconds spent. A resubmitt
 same settings, frames and code goes on from there and ends with the weights of an unbroken run
 (bit for bit on the CPU). The file and its checks are training's (``pipeline.train.state``): one
 from the other fit, other settings, other frames or other code is refused, naming each differing
-key. When the fit ends its last state stays in the folder, as training's does, so a rerun with
-the same settings writes the checkpoint without fitting again.
+key, unless that run finished (then a rerun under other settings starts afresh). When the fit
+ends its last state stays in the folder, marked finished, as training's does, so a rerun with
+the same settings writes the checkpoint without fitting again. ``history.log`` beside it lists
+every attempt.
 
 Without a folder nothing is saved or restored, and SIGTERM ends the fit at once (``pipeline.cli``).
 """
@@ -38,7 +40,9 @@ from pipeline.train.state import History, SigtermFlag, fingerprint, load_resume,
 
 __all__ = ["DEFAULT_CHECKPOINT_MINUTES", "FitPosition", "FitResume", "frames_identity", "add_resume_arguments"]
 
-DEFAULT_CHECKPOINT_MINUTES = 30.0     # as training's train.checkpoint_minutes
+# Training's default (pipeline.train.settings.RUNTIME_DEFAULTS), not imported: that module in the
+# fits' code version would refit the labellers whenever training's settings code changes.
+DEFAULT_CHECKPOINT_MINUTES = 30.0
 
 
 @dataclass
