@@ -4,16 +4,21 @@ CHPC's Lengau runs PBS Pro (thesis 4.5.3: 12-hour GPU jobs, restarted by hand). 
 is shared by the profile's scripts (submit.py, status.py) and the tests; it needs only the
 standard library and PyYAML, so it runs on a login node with any Python that has them.
 
-Facts it relies on (OpenPBS man pages, restated in reference/snakemake-cluster.md section 6):
+Facts it relies on (OpenPBS man pages and source, restated in reference/snakemake-cluster.md section 6):
 ``-l select=1:ncpus=N:ngpus=G:mem=Mmb`` is one chunk (``mem`` inside select, ``ngpus`` a
 Lengau-defined resource), ``-l walltime`` is job-wide, jobs start in $HOME, ``qstat -x -f ID``
 shows finished jobs only when the server keeps history, ``Exit_status`` >= 256 is 256 + signal
-(271: SIGTERM at walltime) and negative values are PBS-side (-29: walltime exceeded).
+(271: SIGTERM at walltime) and negative values are PBS-side (-29: walltime exceeded);
+``qselect -u USER`` lists the ids of the user's unfinished jobs, and ``qstat -f``'s
+``Submit_arguments`` is qsub's argument list, joined by spaces (some PBS Pro versions: as the
+JSDL ``<jsdl-hpcpa:Argument>`` elements the server keeps), the job script's path last.
 """
 
 from __future__ import annotations
 
+import getpass
 import hashlib
+import html
 import json
 import os
 import re
@@ -30,8 +35,9 @@ import yaml
 __all__ = [
     "Queue", "Site", "SiteError", "site_file", "load_site", "read_job_properties", "job_attempt",
     "job_name", "walltime", "walltime_seconds", "job_walltime_s", "choose_queue", "qsub_command", "job_script",
-    "parse_qstat", "state_of", "explain_exit", "QstatResult", "CommandMissing", "command_missing", "run_qstat",
-    "job_status", "state_held", "exit_marker_dir", "script_path", "python_env_lines", "job_key", "id_record",
+    "parse_qstat", "parse_qstat_jobs", "state_of", "explain_exit", "QstatResult", "CommandMissing", "command_missing",
+    "run_pbs_command", "run_qstat", "job_status", "state_held", "submitted_with", "jobs_from_script",
+    "exit_marker_dir", "script_path", "python_env_lines", "job_key", "id_record",
 ]
 
 HERE = Path(__file__).resolve().parent
@@ -44,6 +50,7 @@ REQUIRED = {"project", "queues", "setup", "log_dir"}
 # letter (Q H W T M S U B R E) is a job PBS still holds. E = exiting: Exit_status not final yet.
 FINAL_STATES = frozenset("FX")
 UNKNOWN_JOB = re.compile(r"unknown job id|job has finished", re.IGNORECASE)
+JSDL_ARGUMENT = re.compile(r"<jsdl-hpcpa:Argument>(.*?)</jsdl-hpcpa:Argument>", re.DOTALL)
 
 
 class SiteError(ValueError):
@@ -319,19 +326,34 @@ def parse_qstat(text: str) -> dict[str, str]:
     """``name = value`` attributes of one job in ``qstat -f`` text (continuation lines joined).
 
     PBS Pro continues long values on lines that start with a tab (Torque: 8 spaces); the text
-    form is used because ``-F json`` can be invalid JSON (openpbs #2541, #1255).
+    form is used because ``-F json`` can be invalid JSON (openpbs #2541, #1255). qstat breaks a
+    value after a fixed number of characters, a space among them, so only the line break and
+    that indent are taken out: a value keeps the spaces around a break (Submit_arguments).
     """
     attributes: dict[str, str] = {}
     last = None
     for line in text.splitlines():
-        if line.startswith(("\t", " " * 8)) and last is not None:
-            attributes[last] += line.strip()
+        indent = next((prefix for prefix in ("\t", " " * 8) if line.startswith(prefix)), None)
+        if indent and last is not None:
+            attributes[last] += line[len(indent):]
             continue
-        name, sep, value = line.strip().partition(" = ")
+        name, sep, value = line.lstrip().partition(" = ")
         if sep and name:
-            attributes[name] = value.strip()
+            attributes[name] = value
             last = name
     return attributes
+
+
+def parse_qstat_jobs(text: str) -> dict[str, dict[str, str]]:
+    """Each job's attributes (:func:`parse_qstat`) in ``qstat -f`` text of several jobs, by job id."""
+    jobs: dict[str, list[str]] = {}
+    lines: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("Job Id:"):
+            lines = jobs.setdefault(line.partition(":")[2].strip(), [])
+        else:
+            lines.append(line)
+    return {job_id: parse_qstat("\n".join(lines)) for job_id, lines in jobs.items()}
 
 
 def state_of(attributes: dict[str, str]) -> str | None:
@@ -371,19 +393,23 @@ class QstatResult:
     stderr: str
 
 
-def run_qstat(job_id: str, timeout_s: float) -> QstatResult:
-    """``qstat -x -f ID`` (one id: several give only the first job with -F json, openpbs #2672).
+def run_pbs_command(command: list[str], timeout_s: float) -> QstatResult:
+    """What a PBS client command (qstat, qselect) answered; returncode None when it did not.
 
-    Raises :class:`CommandMissing` without a qstat: asking again would never help.
+    Raises :class:`CommandMissing` without the command: asking again would never help.
     """
     try:
-        done = subprocess.run(["qstat", "-x", "-f", job_id], capture_output=True, text=True,
-                              timeout=timeout_s)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
     except FileNotFoundError:
-        raise command_missing("qstat") from None
+        raise command_missing(command[0]) from None
     except (OSError, subprocess.TimeoutExpired) as err:
         return QstatResult(None, "", str(err))
     return QstatResult(done.returncode, done.stdout, done.stderr)
+
+
+def run_qstat(job_id: str, timeout_s: float) -> QstatResult:
+    """``qstat -x -f ID`` (one id: several give only the first job with -F json, openpbs #2672)."""
+    return run_pbs_command(["qstat", "-x", "-f", job_id], timeout_s)
 
 
 def _hold_note(attributes: dict[str, str]) -> str:
@@ -406,6 +432,44 @@ def state_held(job_id: str, site: Site, qstat: Callable[[str, float], QstatResul
     if answer.returncode is not None and UNKNOWN_JOB.search(f"{answer.stdout}\n{answer.stderr}"):
         return ""
     return None
+
+
+def submitted_with(submit_arguments: str, script: str | Path) -> bool:
+    """Whether a job's Submit_arguments end with exactly this job script's path (qsub's last
+    argument): joined by spaces, as OpenPBS's qstat shows them, or as the XML-escaped JSDL
+    elements the server keeps, which some PBS Pro versions show as they are."""
+    encoded = JSDL_ARGUMENT.findall(submit_arguments)
+    if encoded:
+        return html.unescape(encoded[-1]) == str(script)
+    return f" {submit_arguments}".endswith(f" {script}")
+
+
+def jobs_from_script(script: str | Path, site: Site,
+                     run: Callable[[list[str], float], QstatResult] = run_pbs_command) -> list[str] | None:
+    """The ids of the user's jobs PBS still holds that were submitted with this job script; None
+    when qselect or qstat gave no full answer (the server busy or down), which is not "none".
+
+    Two calls: qselect lists the ids, and ``qstat -f`` of those ids gives their Submit_arguments.
+    A job that finishes in between is unknown to qstat (or "has finished"), which then exits
+    non-zero with the other records printed (it asks for each id on its own): that answer counts.
+    """
+    listed = run(["qselect", "-u", getpass.getuser()], site.qstat_timeout_s)
+    if listed.returncode != 0:
+        return None
+    job_ids = listed.stdout.split()
+    if not job_ids:
+        return []
+    records = run(["qstat", "-f", *job_ids], site.qstat_timeout_s)
+    if records.returncode != 0 and not _only_unknown_jobs(records):
+        return None
+    return [job_id for job_id, attributes in parse_qstat_jobs(records.stdout).items()
+            if submitted_with(attributes.get("Submit_arguments", ""), script)]
+
+
+def _only_unknown_jobs(answer: QstatResult) -> bool:
+    """Whether a failed qstat complained only of jobs it does not know (any more)."""
+    complaints = answer.stderr.strip().splitlines()
+    return answer.returncode is not None and bool(complaints) and all(map(UNKNOWN_JOB.search, complaints))
 
 
 def _read_marker(path: Path) -> str | None:

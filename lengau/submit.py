@@ -16,6 +16,13 @@ A qsub that PBS refuses for now (a per-user limit on queued jobs, a server that 
 answer) is tried again a few times over about two minutes; one it refuses for the request
 itself (an unknown queue, a request over the queue's limits) or a missing qsub exits non-zero
 at once with qsub's message, and Snakemake reports the job as failed.
+
+A qsub that timed out may have reached the server and queued the job all the same. So every
+try after one asks PBS first (pbs.jobs_from_script: qselect -u $USER, then qstat -f) for a job
+submitted with this very job script, and follows it if there is one, instead of queueing a
+second copy (two trainings on one resume folder). While PBS cannot say, nothing is submitted:
+the try counts as refused for now, and after the last one the job fails with a note to look
+for a copy in qstat -u $USER.
 """
 
 from __future__ import annotations
@@ -48,6 +55,10 @@ class TryLater(Exception):
     """PBS may take the job in a while (per-user limit, server busy or unreachable)."""
 
 
+class QsubTimedOut(TryLater):
+    """qsub did not answer: the server may have queued the job all the same."""
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: submit.py JOBSCRIPT (called by Snakemake's cluster-generic executor)", file=sys.stderr)
@@ -69,15 +80,23 @@ def main(argv: list[str]) -> int:
     command = [*pbs.qsub_command(properties, site, attempt), str(script)]
     record = pbs.id_record(properties, workdir)
     tries = len(RETRY_DELAYS_S) + 1
+    maybe_queued = False           # a qsub timed out: from then on PBS is asked before each qsub
     for number, delay in enumerate([*RETRY_DELAYS_S, None], start=1):
         try:
-            job_id = followed_job(record, site) or run_qsub(command)
+            job_id = (followed_job(record, site)
+                      or (maybe_queued and job_queued_by_timed_out_qsub(script, site))
+                      or run_qsub(command))
         except Refused as err:
             print(f"lengau/submit.py: {err}", file=sys.stderr)
             return 1
         except TryLater as err:
+            maybe_queued = maybe_queued or isinstance(err, QsubTimedOut)
             if delay is None:
                 print(f"lengau/submit.py: {err}\ngave up after {tries} tries", file=sys.stderr)
+                if maybe_queued:
+                    print(f"a qsub that timed out may have queued the job all the same: look for a copy in "
+                          f"qstat -u $USER (qstat -f ID shows its Submit_arguments, ending in {script}) and qdel "
+                          f"it before running the workflow again", file=sys.stderr)
                 return 1
             print(f"lengau/submit.py: {err}\ntry {number} of {tries}; again in {delay} s", file=sys.stderr)
             time.sleep(delay)
@@ -108,18 +127,39 @@ def followed_job(record: Path, site: pbs.Site) -> str | None:
     return job_id
 
 
+def job_queued_by_timed_out_qsub(script: Path, site: pbs.Site) -> str | None:
+    """The id of a job PBS holds that was submitted with this job script, else None: what a
+    timed-out qsub queued after all (or an earlier Snakemake's qsub of the same job and attempt).
+
+    :class:`TryLater` while PBS cannot say: a qsub then might queue a second copy.
+    """
+    try:
+        job_ids = pbs.jobs_from_script(script, site)
+    except pbs.CommandMissing as err:
+        raise Refused(err) from None
+    if job_ids is None:
+        raise TryLater(f"a qsub timed out, and qselect/qstat did not say whether it queued the job from {script}; "
+                       "not submitting again until they do")
+    if not job_ids:
+        return None                # the timed-out qsub never reached the server: submit
+    others = f" (PBS holds {', '.join(job_ids[1:])} from it too: qdel them)" if job_ids[1:] else ""
+    print(f"lengau/submit.py: PBS job {job_ids[0]} was queued from {script} by a qsub that timed out: "
+          f"following it instead of submitting a second copy{others}", file=sys.stderr)
+    return job_ids[0]
+
+
 def run_qsub(command: list[str]) -> str:
     """The job id qsub printed; :class:`TryLater` or :class:`Refused` when it printed none.
 
-    A qsub that timed out may still have reached the server; its retry could then make a
-    second copy, as Snakemake's own retry of a failed submission would (check qstat -u $USER).
+    A qsub that timed out (:class:`QsubTimedOut`) may still have reached the server and queued
+    the job: before trying again, main asks PBS for it (:func:`job_queued_by_timed_out_qsub`).
     """
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=QSUB_TIMEOUT_S)
     except FileNotFoundError:
         raise Refused(pbs.command_missing("qsub")) from None
     except subprocess.TimeoutExpired:
-        raise TryLater(f"qsub did not answer in {QSUB_TIMEOUT_S} s: {shlex.join(command)}") from None
+        raise QsubTimedOut(f"qsub did not answer in {QSUB_TIMEOUT_S} s: {shlex.join(command)}") from None
     if done.returncode == 0 and done.stdout.strip():
         return done.stdout.strip().splitlines()[0]
     message = f"qsub failed ({done.returncode}): {shlex.join(command)}\n{done.stdout}{done.stderr}".rstrip()

@@ -8,11 +8,14 @@
   answered from the exit marker, and a failed job is reported as failed;
 * submit.py against that fake PBS: a job an earlier (crashed) Snakemake submitted and PBS still
   holds is followed, not submitted twice; a qsub refused for now is tried again, one refused for
-  the request fails at once; status.py says why a held job waits and stops without a qstat.
+  the request fails at once; a job a timed-out qsub queued all the same is found by its script
+  and followed, and nothing is submitted while PBS cannot say; status.py says why a held job
+  waits and stops without a qstat.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import re
@@ -323,9 +326,12 @@ def test_the_environment_lines_quote_the_path_and_set_virtual_env_only_for_a_ven
 
 FAKE_PBS = r'''
 """A fake PBS for tests: qsub records and (FAKE_PBS_MODE=outputs) creates the job's outputs or
-(run) runs the script in the background or (queue) leaves the job queued; qstat -x -f reports it;
-qdel sends SIGTERM. Each line of $FAKE_PBS_DIR/qsub_refusals refuses one qsub call with that
-message (a line "hang": qsub does not answer); every call is logged in qsub_calls."""
+(run) runs the script in the background or (queue) leaves the job queued; qstat -x -f reports it
+(several ids: each, Submit_arguments wrapped as PBS Pro wraps it); qselect lists the unfinished
+jobs; qdel sends SIGTERM. Each line of $FAKE_PBS_DIR/qsub_refusals refuses one qsub call with that
+message (a line "hang": qsub does not answer; "queue and hang": it queues the job, then does not
+answer); every call is logged in qsub_calls (qselect: qselect_calls). While qstat_down exists,
+qstat and qselect fail; a number N in lookup_failures fails the next N qselect calls."""
 import fcntl, json, os, signal, subprocess, sys, time
 from pathlib import Path
 
@@ -366,12 +372,19 @@ def qsub(args):
     with open(STATE / "qsub_calls", "a") as calls:
         calls.write(json.dumps(args) + "\n")
     message = refusal()
+    if message == "queue and hang":           # the server queued it; the answer never came back
+        queue(args)
+        time.sleep(60)
     if message == "hang":
         time.sleep(60)
     if message:
         print(message, file=sys.stderr)
         sys.exit(38)
-    options, script = args[:-1], Path(args[-1])
+    print(queue(args))
+
+
+def queue(args):
+    script = Path(args[-1])
     text = script.read_text()
     job_id = new_id()
     save(job_id, id=job_id, argv=["qsub", *args], script=text, workdir=os.getcwd(), state="Q")
@@ -389,7 +402,7 @@ def qsub(args):
     elif os.environ.get("FAKE_PBS_MODE") == "run":
         subprocess.Popen([sys.executable, __file__, "_run", job_id], start_new_session=True,
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    print(job_id)
+    return job_id
 
 
 def run(job_id):
@@ -411,19 +424,58 @@ def run(job_id):
     save(job_id, state="F", exit=256 - code if code < 0 else code)   # 256 + signal, as PBS reports
 
 
-def qstat(args):
+def server_down(command):
     if (STATE / "qstat_down").exists():
-        print("qstat: cannot connect to server sched01 (errno=111)", file=sys.stderr)
+        print(f"{command}: cannot connect to server sched01 (errno=111)", file=sys.stderr)
         sys.exit(1)
-    job_id = args[-1]
-    path = JOBS / f"{job_id}.json"
-    job = json.loads(path.read_text()) if path.exists() else None
-    if job is None or (job["state"] == "F" and os.environ.get("FAKE_PBS_HISTORY") == "0"):
-        print(f"qstat: Unknown Job Id {job_id}", file=sys.stderr)
-        sys.exit(153)
-    print(f"Job Id: {job_id}\n    job_state = {job['state']}")
-    if "exit" in job:
-        print(f"    Exit_status = {job['exit']}")
+
+
+def qstat(args):
+    server_down("qstat")
+    code = 0
+    for job_id in [arg for arg in args if not arg.startswith("-")]:
+        path = JOBS / f"{job_id}.json"
+        job = json.loads(path.read_text()) if path.exists() else None
+        if job is None or (job["state"] == "F" and os.environ.get("FAKE_PBS_HISTORY") == "0"):
+            print(f"qstat: Unknown Job Id {job_id}", file=sys.stderr)
+            code = 153
+            continue
+        if job["state"] == "F" and "-x" not in args:
+            print(f"qstat: {job_id} Job has finished, use -x or -H to obtain historical job information",
+                  file=sys.stderr)
+            code = 35
+            continue
+        print(f"Job Id: {job_id}\n    job_state = {job['state']}")
+        if "exit" in job:
+            print(f"    Exit_status = {job['exit']}")
+        print(wrapped("Submit_arguments", " ".join(job["argv"][1:])) + "\n")
+    sys.exit(code)
+
+
+def wrapped(name, value):
+    """An attribute as qstat -f prints a long one: a line break and a tab after the 78th column."""
+    line, column = f"    {name} = ", len(name) + 7
+    for char in value:
+        line += char
+        column += 1
+        if column > 78:
+            line, column = line + "\n\t", 8
+    return line
+
+
+def qselect(args):
+    STATE.mkdir(parents=True, exist_ok=True)
+    with open(STATE / "qselect_calls", "a") as calls:
+        calls.write(json.dumps(args) + "\n")
+    server_down("qselect")
+    failures = STATE / "lookup_failures"
+    if failures.exists() and int(failures.read_text() or 0) > 0:
+        failures.write_text(str(int(failures.read_text()) - 1))
+        print("qselect: cannot connect to server sched01 (errno=111)", file=sys.stderr)
+        sys.exit(1)
+    for path in sorted(JOBS.glob("*.json"), key=lambda path: int(path.name.split(".")[0])):
+        if json.loads(path.read_text())["state"] != "F":
+            print(path.name[:-len(".json")])
 
 
 def qdel(args):
@@ -437,16 +489,16 @@ def qdel(args):
 
 if __name__ == "__main__":
     command, *rest = sys.argv[1:]
-    {"qsub": qsub, "qstat": qstat, "qdel": qdel, "_run": lambda a: run(a[0])}[command](rest)
+    {"qsub": qsub, "qstat": qstat, "qselect": qselect, "qdel": qdel, "_run": lambda a: run(a[0])}[command](rest)
 '''
 
 
 def fake_pbs(tmp_path: Path, mode: str, history: bool) -> dict[str, str]:
-    """qsub, qstat, qdel on PATH; returns the environment Snakemake runs in."""
+    """qsub, qstat, qselect, qdel on PATH; returns the environment Snakemake runs in."""
     bin_dir = tmp_path / "fakepbs_bin"
     bin_dir.mkdir()
     (bin_dir / "fakepbs.py").write_text(FAKE_PBS)
-    for command in ("qsub", "qstat", "qdel"):
+    for command in ("qsub", "qstat", "qselect", "qdel"):
         tool = bin_dir / command
         tool.write_text(f'#!/bin/sh\nexec {sys.executable} {bin_dir / "fakepbs.py"} {command} "$@"\n')
         tool.chmod(0o755)
@@ -773,6 +825,103 @@ def test_a_recorded_job_qstat_cannot_see_is_not_submitted_again(tmp_path, monkey
     (tmp_path / "fakepbs" / "qstat_down").touch()
     code, out, err = submit_here(monkeypatch, capsys, env, work, snakemake_job(tmp_path, jobid=5))
     assert (code, out, qsub_calls(tmp_path)) == (1, "", 1) and "qstat did not answer for 1.fakepbs" in err, err
+
+
+def id_recorded(work: Path, variant: str) -> str:
+    """The PBS id submit.py keeps for train-{variant} (pbs.id_record)."""
+    [record] = (work / ".snakemake" / "lengau" / "ids").glob(f"train-{variant}.*")
+    return record.read_text().strip()
+
+
+def lookups(tmp_path: Path) -> list[list[str]]:
+    """The argument lists of the qselect calls the fake PBS answered (or refused)."""
+    calls = tmp_path / "fakepbs" / "qselect_calls"
+    return [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
+
+
+def test_a_job_a_timed_out_qsub_queued_is_followed_not_submitted_again(tmp_path, monkeypatch, capsys):
+    """qsub reaches the server, which queues train-v07, but its answer never comes back (a busy
+    server, a dropped connection): qsub times out. Before trying again submit.py finds the job
+    queued from this very job script (among the user's others) and follows it: one 12-hour
+    training on the resume folder, not two."""
+    work = tmp_path / "work"
+    work.mkdir()
+    env = fake_pbs(tmp_path, mode="queue", history=True)
+    monkeypatch.setattr(submit, "QSUB_TIMEOUT_S", 1)
+    for jobid, variant in ((1, "v08"), (2, "v09")):                   # the user's other jobs, queued
+        submit_here(monkeypatch, capsys, env, work, snakemake_job(tmp_path, jobid=jobid, variant=variant))
+    refuse_qsub(tmp_path, "queue and hang")
+    code, out, err = submit_here(monkeypatch, capsys, env, work, snakemake_job(tmp_path, jobid=3))
+    assert (code, out, qsub_calls(tmp_path)) == (0, "3.fakepbs\n", 3), err
+    assert len(submissions(tmp_path)) == 3 and id_recorded(work, "v07") == "3.fakepbs"
+    assert "qsub did not answer in 1 s" in err and "PBS job 3.fakepbs was queued from " in err
+    assert "instead of submitting a second copy" in err
+    assert lookups(tmp_path) == [["-u", getpass.getuser()]]           # asked once, after the timeout only
+
+
+def test_a_timed_out_qsub_that_never_reached_the_server_is_submitted_again(tmp_path, monkeypatch, capsys):
+    """qsub timed out before the server had the job: PBS holds none from its script (only the
+    user's other job), so the next try submits it."""
+    work = tmp_path / "work"
+    work.mkdir()
+    env = fake_pbs(tmp_path, mode="queue", history=True)
+    monkeypatch.setattr(submit, "QSUB_TIMEOUT_S", 1)
+    submit_here(monkeypatch, capsys, env, work, snakemake_job(tmp_path, jobid=1, variant="v08"))
+    refuse_qsub(tmp_path, "hang")
+    code, out, err = submit_here(monkeypatch, capsys, env, work, snakemake_job(tmp_path, jobid=2))
+    assert (code, out, qsub_calls(tmp_path)) == (0, "2.fakepbs\n", 3), err
+    assert len(submissions(tmp_path)) == 2 and id_recorded(work, "v07") == "2.fakepbs"
+    assert len(lookups(tmp_path)) == 1 and "following" not in err
+
+
+def test_no_qsub_while_pbs_cannot_say_what_a_timed_out_qsub_queued(tmp_path, monkeypatch, capsys):
+    """After a qsub timed out, a lookup that fails (the server still busy) is no licence to
+    submit: submit.py asks again at the next try and follows the job once PBS answers; if PBS
+    never does, the job fails with a note to look for a copy in qstat -u $USER."""
+    work = tmp_path / "work"
+    work.mkdir()
+    env = fake_pbs(tmp_path, mode="queue", history=True)
+    monkeypatch.setattr(submit, "QSUB_TIMEOUT_S", 1)
+    refuse_qsub(tmp_path, "queue and hang")
+    (tmp_path / "fakepbs" / "lookup_failures").write_text("2")         # tries 2 and 3: no answer
+    code, out, err = submit_here(monkeypatch, capsys, env, work, snakemake_job(tmp_path, jobid=1))
+    assert (code, out, qsub_calls(tmp_path), len(lookups(tmp_path))) == (0, "1.fakepbs\n", 1, 3), err
+    assert "try 3 of 4" in err and "not submitting again until they do" in err and "PBS job 1.fakepbs" in err
+    refuse_qsub(tmp_path, "hang")
+    (tmp_path / "fakepbs" / "qstat_down").touch()                      # and now it never answers
+    code, out, err = submit_here(monkeypatch, capsys, env, work, snakemake_job(tmp_path, jobid=2, variant="v08"))
+    assert (code, out, qsub_calls(tmp_path), len(lookups(tmp_path))) == (1, "", 2, 6), err
+    assert "gave up after 4 tries" in err and "look for a copy in qstat -u $USER" in err
+
+
+def test_a_job_is_found_by_the_exact_path_of_its_script(site):
+    """Submit_arguments as qstat -f prints them: joined by spaces and broken after a space (the
+    space kept), or as the JSDL elements some PBS Pro versions show; only the very script path matches."""
+    script = "/mnt/lustre/users/jdoe/vidsynth/.snakemake/lengau/scripts/train-v07.attempt1.sh"
+    arguments = pbs.parse_qstat(recorded("queued.txt").stdout)["Submit_arguments"]
+    assert " -l walltime=12:00:00 -j oe " in arguments and pbs.submitted_with(arguments, script)
+    assert not pbs.submitted_with(arguments, script.replace("attempt1", "attempt2"))
+    assert not pbs.submitted_with(arguments, script.replace("/mnt/lustre", "/lustre"))   # a suffix of it
+    jsdl = "".join(f"<jsdl-hpcpa:Argument>{arg}</jsdl-hpcpa:Argument>" for arg in ("-N", "x", "/a&amp;b/x.sh"))
+    assert pbs.submitted_with(jsdl, "/a&b/x.sh") and not pbs.submitted_with(jsdl, "/b/x.sh")
+    records = recorded("queued.txt").stdout.replace("4012345.sched01", "7.sched01") + recorded("held.txt").stdout
+
+    def answers(*replies):
+        calls = []
+
+        def run(command, timeout_s):
+            calls.append(command)
+            return replies[len(calls) - 1]
+        return run, calls
+
+    gone = pbs.QstatResult(153, records, "qstat: Unknown Job Id 9.sched01\n")   # finished since qselect
+    run, calls = answers(pbs.QstatResult(0, "7.sched01\n4012346.sched01\n9.sched01\n", ""), gone)
+    assert pbs.jobs_from_script(script, site, run) == ["7.sched01"]
+    assert calls[1] == ["qstat", "-f", "7.sched01", "4012346.sched01", "9.sched01"]
+    assert pbs.jobs_from_script(script, site, answers(pbs.QstatResult(0, "", ""))[0]) == []
+    assert pbs.jobs_from_script(script, site, answers(pbs.QstatResult(None, "", "timed out"))[0]) is None
+    down = pbs.QstatResult(2, "", "qstat: cannot connect to server sched01 (errno=111)\n")
+    assert pbs.jobs_from_script(script, site, answers(pbs.QstatResult(0, "7.sched01\n", ""), down)[0]) is None
 
 
 def test_a_qsub_refused_for_the_request_fails_at_once(tmp_path, monkeypatch, capsys):
