@@ -1,9 +1,11 @@
 """Train one variant: ``python -m pipeline.train --variant v01 --data results/data/train.h5 ...``
 
-Resumes from ``--resume`` if a resume file of the same variant, settings and code is there;
-a SIGTERM (walltime) saves and exits 143 so that a retry continues. ``--runtime`` (the rule's
-resource ``train_runtime``) says how to run: the checkpoint interval and torch.compile, which are
-not part of the settings; with ``--config`` they come from the config too.
+Settings that lack a key ``train_settings`` gives are refused before anything starts, naming
+the key (``check_train_settings``). Resumes from ``--resume`` if a resume file of the same
+variant, settings and code is there; a SIGTERM (walltime) saves and exits 143 so that a retry
+continues. ``--runtime`` (the rule's resource ``train_runtime``) says how to run: the checkpoint
+interval and torch.compile, which are not part of the settings; with ``--config`` they come from
+the config too.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Sequence
 from pipeline.cli import add_settings_arguments, read_settings, run_main
 from pipeline.errors import PipelineError
 from pipeline.train.loop import train_variant
-from pipeline.train.settings import RUNTIME_KEYS, train_runtime, train_settings
+from pipeline.train.settings import RUNTIME_KEYS, check_train_settings, train_runtime, train_settings
 
 __all__ = ["main"]
 
@@ -38,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return train_settings(config, args.variant)
 
     settings = read_settings(args, pick)
+    check_train_settings(settings, args.variant)
     runtime = _runtime(args.runtime) if args.runtime is not None else from_config
     train_variant(args.variant, settings, args.data, args.output, args.resume, args.device, runtime=runtime)
 

@@ -23,7 +23,7 @@ from pipeline.models.encoder import cluster_features, region_means
 from pipeline.pack.dataset import FrameDataset
 from pipeline.provenance import code_version, provenance
 from pipeline.train.loop import load_trained
-from pipeline.train.settings import cluster_settings
+from pipeline.train.settings import check_cluster_settings, cluster_settings
 
 __all__ = ["feature_bank"]
 
@@ -57,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_settings_arguments(parser)
     args = parser.parse_args(argv)
     settings = read_settings(args, cluster_settings)
+    check_cluster_settings(settings)        # a key missing is named before the model is read
     result = feature_bank(args.model, args.data, settings["clusters"], settings["seed"])
     result["provenance"] = provenance("cluster_features", settings, code_version("pipeline.train.cluster"),
                                       settings["seed"], model=args.model, data=args.data)
