@@ -344,6 +344,7 @@ os.makedirs(output, exist_ok=True)
 for name in ("model.pt", "losses.csv", "summary.json"):
     with open(os.path.join(output, name), "w") as handle:
         handle.write("stand-in\\n")
+os.makedirs(os.path.join(output, "tensorboard"), exist_ok=True)
 """
 VARIANTS = sorted(load_config([REPO / "config.yaml", REPO / "config" / "demo.yaml"])["variants"])
 TRAINED = [f"results/train/{variant}/model.pt" for variant in VARIANTS]

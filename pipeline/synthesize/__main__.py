@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-import torch
-
 from pipeline.cli import add_settings_arguments, read_settings, run_main
 from pipeline.errors import PipelineError
 from pipeline.fvd.videos import write_video_stream, write_videos
@@ -31,6 +29,7 @@ from pipeline.provenance import code_version, provenance
 from pipeline.synthesize.draws import read_draw_choice
 from pipeline.synthesize.video import candidate_videos, real_videos, synthesize_videos
 from pipeline.synthesize.warping import warping_summary
+from pipeline.train.loop import pick_device
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -56,8 +55,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         stage = "real_heldout_videos" if args.heldout else "real_videos"
         write_videos(args.output, videos, provenance(stage, settings, code, data=args.data, **record))
         return
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else (
-        "cpu" if args.device == "auto" else args.device)
+    device = pick_device(args.device)
     if args.heldout:
         if not args.model or not args.clusters:
             raise PipelineError("the draw candidates need --model and --clusters (or --real)")

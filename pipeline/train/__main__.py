@@ -27,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", required=True)
     parser.add_argument("--data", required=True, help="the packed train split (results/data/train.h5)")
-    parser.add_argument("--output", required=True, help="folder for model.pt, losses.csv, summary.json")
+    parser.add_argument("--output", required=True, help="folder for model.pt, losses.csv, summary.json, tensorboard/")
     parser.add_argument("--resume", required=True, help="resume folder (not a declared output)")
     parser.add_argument("--device", default="auto", help="auto (cuda if present), cpu or cuda")
     parser.add_argument("--runtime", help=f"JSON of {', '.join(RUNTIME_KEYS)} (how to run; not fingerprinted)")

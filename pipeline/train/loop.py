@@ -20,7 +20,9 @@ nor blocks a resume.
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
+import signal
 import sys
 import time
 from collections.abc import Mapping
@@ -44,6 +46,7 @@ from pipeline.models.crn import HEAD_PREFIXES
 from pipeline.pack.dataset import FrameDataset, WindowDataset, expand
 from pipeline.pack.verify import open_packed
 from pipeline.provenance import code_version, provenance
+from pipeline.train.events import EVENTS_DIR, ScalarLog, copy_events
 from pipeline.train.schedule import StagePlan, plan_stages
 from pipeline.train.settings import RUNTIME_DEFAULTS, split_runtime
 from pipeline.train.state import (History, Position, SigtermFlag, fingerprint, load_resume, restore_rng,
@@ -51,7 +54,8 @@ from pipeline.train.state import (History, Position, SigtermFlag, fingerprint, l
 from pipeline.train.step import Models, Optimizers, train_window
 
 __all__ = ["train_variant", "build_models", "move_models", "set_up_device", "compile_models", "make_optimizers",
-           "fast_path", "choose_precision", "BF16_CAPABILITY", "load_trained", "TERMINATED_EXIT"]
+           "fast_path", "choose_precision", "BF16_CAPABILITY", "load_trained", "data_identity", "make_loader", "pick_device",
+           "TERMINATED_EXIT"]
 
 LOG_NAME = "losses.csv"
 
@@ -187,14 +191,13 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
     runtime = {**RUNTIME_DEFAULTS, **found_runtime, **(runtime or {})}
     entry, train = settings["entry"], {**settings["train"], **runtime}
     data_path, output_dir, resume_dir = Path(data_path), Path(output_dir), Path(resume_dir)
-    open_packed(data_path).close()          # a missing or corrupt file stops here, named
-    device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if device == "auto" else device))
+    data = data_identity(data_path)          # a missing or corrupt file stops here, named
+    device = pick_device(device)
     set_up_device(train, device)
     precision, why = choose_precision(train, device)
     print(f"{variant}: {precision} ({why})", file=sys.stderr)
     code = code_version("pipeline.train")
-    expected = fingerprint(variant, settings, code)
+    expected = fingerprint(variant, {**settings, "data": data}, code)
     plans = plan_stages(entry, train)
     state = load_resume(resume_dir, expected)
     if state is None:       # a fresh start logs afresh (a finished run of other settings left its log)
@@ -240,12 +243,7 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
                     dataset.set_epoch(position.epoch, position.stage)
                 in_epoch = min(len(dataset), samples_total - position.epoch * len(dataset))
                 order = _order(train["seed"], position.stage, position.epoch, len(dataset))[position.sample:in_epoch]
-                # The loader's own generator: creating a loader must not draw from the global RNG,
-                # or a resumed epoch (one more loader) would diverge from an unbroken one.
-                loader = DataLoader(dataset, batch_size=None, sampler=order,
-                                    num_workers=4 if device.type == "cuda" else 0, pin_memory=device.type == "cuda",
-                                    generator=torch.Generator().manual_seed(train["seed"]))
-                for sample in loader:
+                for sample in make_loader(dataset, order, device, train["seed"]):
                     batch = _to(_batched(sample), device)
                     if not dataset.expand:
                         batch = expand(batch, settings["label_set"])
@@ -287,6 +285,44 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
                            position, _hardware(models, train, device, runtime))
     history.add(f"finished: {position.step} windows, {elapsed / 3600:.2f} h of training")
     return model
+
+
+def data_identity(data_path: Path) -> dict:
+    """Which packing of the data a run trains on, for its resume fingerprint: the packed file's
+    provenance (the labels, flow and settings it came from, and when) hashed. Snakemake reruns
+    train when the file changes; the old run's state must not then hand back its weights
+    (finished) or go on with the new data (killed)."""
+    with open_packed(data_path) as packed:
+        record = str(packed.attrs.get("provenance", ""))
+    return {"pack_provenance_sha256": hashlib.sha256(record.encode()).hexdigest()[:16]}
+
+
+def pick_device(name: str | torch.device = "auto") -> torch.device:
+    """``auto``: the first GPU where there is one, else the CPU; otherwise the device named."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def make_loader(dataset, order: list[int], device: torch.device, seed: int, workers: int | None = None
+                ) -> DataLoader:
+    """The samples ``order`` names, one at a time: on a GPU read ahead by 4 worker processes into
+    pinned memory, on the CPU in this process (``workers`` sets the count)."""
+    if workers is None:
+        workers = 4 if device.type == "cuda" else 0
+    # The loader's own generator: creating a loader must not draw from the global RNG, or a
+    # resumed epoch (one more loader) would diverge from an unbroken one.
+    return DataLoader(dataset, batch_size=None, sampler=order, num_workers=workers,
+                      pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed),
+                      worker_init_fn=ignore_job_signals if workers else None)
+
+
+def ignore_job_signals(worker_id: int) -> None:  # noqa: ARG001 - DataLoader's worker_init_fn
+    """At the walltime PBS and Slurm send SIGTERM to every process of the job. A DataLoader worker
+    dies of it, and its death stops the loop with a RuntimeError before the main process can save:
+    workers ignore SIGTERM and SIGINT, and end when the loader is done or the main process is gone."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _where(position: Position) -> str:
@@ -380,8 +416,9 @@ def _carried_over(before: dict[str, torch.nn.Parameter],
 
 
 class _LossLog:
-    """losses.csv in the resume folder: truncated to the saved row count on resume, so rows
-    written after the last checkpoint by a killed job are not duplicated."""
+    """losses.csv in the resume folder, and the same rows as TensorBoard scalars beside it
+    (``events.py``): truncated (purged) to the saved row count on resume, so rows written after
+    the last checkpoint by a killed job are not duplicated."""
 
     COLUMNS = ["step", "stage", "epoch", "sample", "lr", "snippet"]
 
@@ -393,6 +430,7 @@ class _LossLog:
         self.path, self.rows = path, min(keep_rows, max(0, len(lines) - 1))
         self.names: list[str] | None = header[0].strip().split(",")[len(self.COLUMNS):] if header else None
         self.handle = path.open("a", newline="")
+        self.scalars = ScalarLog(path.parent / EVENTS_DIR, self.rows)
 
     def write(self, position: Position, plan: StagePlan, lr: float, snippet: str, terms: dict) -> None:
         if self.names is None:
@@ -402,12 +440,15 @@ class _LossLog:
         csv.writer(self.handle).writerow(row + [f"{terms[n]:.6g}" if n in terms else "" for n in self.names])
         self.handle.flush()      # a row per window: cheap, and a killed job's log shows how far it got
         self.rows += 1
+        self.scalars.write(position.step, lr, terms)
 
     def flush(self) -> None:
         self.handle.flush()
+        self.scalars.flush()
 
     def close(self) -> None:
         self.handle.close()
+        self.scalars.close()
 
 
 def _hardware(models: Models, train: Mapping, device: torch.device, runtime: Mapping) -> dict:
@@ -422,7 +463,7 @@ def _hardware(models: Models, train: Mapping, device: torch.device, runtime: Map
 
 def _write_outputs(variant, settings, models: Models, plan: StagePlan, data_path: Path, output_dir: Path,
                    resume_dir: Path, elapsed: float, code: str, position: Position, hardware: dict) -> Path:
-    """model.pt, summary.json and the loss log. ``steps`` in the summary and the provenance is
+    """model.pt, summary.json, the loss log and its TensorBoard events. ``steps`` in the summary and the provenance is
     ``Position.step``: the windows (samples) trained, all stages, not the optimiser steps."""
     with open_packed(data_path) as packed:
         data_provenance = packed.attrs.get("provenance", "")
@@ -441,6 +482,7 @@ def _write_outputs(variant, settings, models: Models, plan: StagePlan, data_path
     output_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(output_dir / LOG_NAME, suffix=".csv") as tmp:
         tmp.write_bytes((resume_dir / LOG_NAME).read_bytes())
+    copy_events(resume_dir / EVENTS_DIR, output_dir / EVENTS_DIR)
     write_json(output_dir / "summary.json", {"variant": variant, "training_seconds": round(elapsed, 1),
                                              "steps": position.step, "provenance": record})
     target = output_dir / "model.pt"

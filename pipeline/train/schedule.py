@@ -68,7 +68,11 @@ def optimizer_steps(plan: StagePlan, entry: Mapping[str, Any], train: Mapping[st
 def lr_factor(epoch: int, epochs: int) -> float:
     """Multiplier of the base lr at 0-based ``epoch`` of ``epochs``: 1, then linear decay.
 
-    Decay starts at the second half (1-based s = epochs // 2 + 1), the thesis formula.
+    The thesis code's formula, lr = base * (1 - (e - s + 1) / (epochs - s + 2)) from 1-based epoch
+    s on, with s = epochs // 2 + 1 so that exactly the second half decays (the thesis: "decaying
+    over the last 100"; 226 for the CRN's second stage, as thesis-code.md derives). The code's
+    default DECAY_STARTING_EPOCH was 100, one epoch earlier for pix2pixHD's 200: its lr then
+    differs by under 1% of the base in each epoch of the decay.
     """
     start = epochs // 2 + 1           # 1-based first decaying epoch
     current = epoch + 1

@@ -6,6 +6,8 @@ rule train:
         model="results/train/{variant}/model.pt",
         losses="results/train/{variant}/losses.csv",
         summary="results/train/{variant}/summary.json",
+        # losses.csv's rows as TensorBoard scalars; live in {params.resume}/tensorboard while it runs
+        tensorboard=directory("results/train/{variant}/tensorboard"),
     log:
         "logs/train/{variant}.log",
     benchmark:
