@@ -13,6 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from scipy import stats
 import scipy.linalg
 
 from pipeline.errors import PipelineError
@@ -327,9 +328,14 @@ def test_table_csv_names_the_weights_and_how_the_fvd_was_computed(tmp_path: Path
     assert row["weights"] == "no random or self-trained weights"
 
 
-def _score(fvd: float, pooled: float, replicates: list[float]) -> tuple[dict, Path]:
-    """A scores record with what comparison_rows reads; replicate r of every variant is the same resample."""
+def _score(fvd: float, pooled: float, replicates: list[float], batches: list[float] | None = None
+           ) -> tuple[dict, Path]:
+    """A scores record with what comparison_rows reads; replicate r of every variant is the same
+    resample, batch k of every variant the same videos. One crop; ``batches`` average to ``fvd``."""
+    batches = [fvd - 1.0, fvd + 1.0] if batches is None else batches
+    assert np.mean(batches) == pytest.approx(fvd)
     return ({"fvd_thesis": fvd, "pooled_fvd": pooled, "pooled_bootstrap": replicates, "num_videos": 4,
+             "crops": {"center": {"batch_fvd": batches}},
              "bootstrap": {"indices_sha256": "same", "confidence": 0.95}}, Path(f"{fvd}.json"))
 
 
@@ -349,6 +355,42 @@ def test_same_sign_as_thesis_reads_the_pooled_change_and_its_interval() -> None:
     assert rows[1]["test_videos"] == 4 and 0 < rows[1]["sign_kept_share_over_test_videos"] < 1
     flipped = dict(variants, v02=dict(variants["v02"], thesis_fvd=1900.0))
     assert table_stage.comparison_rows(flipped, scores, [(1, 2, "")])[0]["same_sign_as_thesis"] == "false"
+
+
+def test_the_sign_share_counts_the_change_not_the_difference_of_the_two_biases() -> None:
+    """Resampling repeats videos and shifts each variant's replicates up by its own bias: here b's
+    by 10 more than a's, against a change of -1. Raw, every replicate change is positive (a
+    share of 0 for the observed sign); centred on the change, as the interval is, the share is
+    the spread's own."""
+    variants = {"v01": {"index": 1}, "v02": {"index": 2}}
+    spread = np.array([-2.0, -1.0, -0.5, 0.5, 1.0, 2.0, 3.0, -3.0])
+    scores = {"v01": _score(50.0, 50.0, list(50.0 + 5.0 + spread)),
+              "v02": _score(49.0, 49.0, list(49.0 + 15.0 + 0.5 * spread))}
+    row, = table_stage.comparison_rows(variants, scores, [(1, 2, "")])
+    assert row["pooled_change"] == -1.0
+    centred_changes = -1.0 - 0.5 * spread
+    assert row["sign_kept_share_over_test_videos"] == pytest.approx(np.mean(centred_changes < 0)) == 0.75
+    assert row["pooled_change_ci_low"] < -1.0 < row["pooled_change_ci_high"]
+
+
+def test_same_sign_as_thesis_protocol_reads_the_paired_batches() -> None:
+    """The thesis measured in batches of 16: its change compared with the change by the same
+    protocol, whose interval is a t interval over the paired batch differences."""
+    variants = {"v01": {"index": 1, "thesis_fvd": 1885.1}, "v02": {"index": 2, "thesis_fvd": 1609.0},
+                "v03": {"index": 3, "thesis_fvd": 1488.2}}
+    replicates = [100.0, 101.0, 99.0]
+    scores = {"v01": _score(100.0, 90.0, replicates, [98.0, 100.0, 102.0, 100.0]),
+              # lower in every batch by 3 to 5: the protocol's change is -4, its interval below 0
+              "v02": _score(96.0, 95.0, [value + 5.0 for value in replicates], [95.0, 95.0, 97.0, 97.0]),
+              # batch differences from v02 straddle 0
+              "v03": _score(95.5, 94.0, replicates, [99.0, 92.0, 99.0, 92.0])}
+    first, second = table_stage.comparison_rows(variants, scores, [(1, 2, ""), (2, 3, "")])
+    differences = np.array([-3.0, -5.0, -5.0, -3.0])
+    half = stats.t.ppf(0.975, 3) * differences.std(ddof=1) / 2.0
+    assert first["fvd_change"] == pytest.approx(-4.0)
+    assert [first["fvd_change_ci_low"], first["fvd_change_ci_high"]] == pytest.approx([-4.0 - half, -4.0 + half])
+    assert first["same_sign_as_thesis_protocol"] == "true" and first["same_sign_as_thesis"] == "false"
+    assert second["same_sign_as_thesis_protocol"] == "undetermined"
 
 
 def test_table_stage_errors_name_the_file(tmp_path: Path) -> None:

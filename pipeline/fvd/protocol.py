@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from pipeline.fvd.frechet import (
     feature_statistics,
@@ -40,7 +41,9 @@ __all__ = [
     "indices_digest",
     "bootstrap_fvds",
     "percentile_interval",
+    "centred",
     "centred_interval",
+    "paired_batch_interval",
     "score_crops",
 ]
 
@@ -95,18 +98,40 @@ def percentile_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> l
     return [float(low), float(high)]
 
 
+def centred(estimate: float, values: np.ndarray) -> np.ndarray:
+    """Bootstrap replicates moved to mean ``estimate``: their spread without the upward shift that
+    repeated videos give each replicate (module docstring)."""
+    values = np.asarray(values, dtype=np.float64)
+    return values - values.mean() + estimate if len(values) else values
+
+
 def centred_interval(estimate: float, values: np.ndarray, confidence: float = CONFIDENCE,
                      floor: float | None = None) -> list[float]:
     """The replicates' central ``confidence`` spread, centred on ``estimate`` (module docstring).
 
     ``floor`` bounds the interval below (0 for an FVD, which cannot be negative).
     """
-    values = np.asarray(values, dtype=np.float64)
-    if len(values) == 0:
-        return [float("nan"), float("nan")]
-    low, high = percentile_interval(values - values.mean(), confidence)
-    low = estimate + low if floor is None else max(floor, estimate + low)
-    return [low, estimate + high]
+    low, high = percentile_interval(centred(estimate, values), confidence)
+    if floor is not None and not np.isnan(low):       # NaN: no replicates
+        low = max(floor, low)
+    return [low, high]
+
+
+def paired_batch_interval(batches_a: np.ndarray, batches_b: np.ndarray,
+                          confidence: float = CONFIDENCE) -> tuple[float, list[float]]:
+    """The thesis protocol's change b - a and its t interval over the batches.
+
+    ``batches_*``: [crops, batches] batch FVDs. Batch k of both variants holds the same real and
+    test videos, so the differences pair: d_k = the crop mean of b's minus a's FVD at batch k;
+    the change is their mean (the difference of the two ``fvd_thesis``), the interval Student's
+    t over the (8) batches. NaN where there is a single batch.
+    """
+    differences = (np.asarray(batches_b, np.float64) - np.asarray(batches_a, np.float64)).mean(axis=0)
+    change = float(differences.mean())
+    if len(differences) < 2:
+        return change, [float("nan"), float("nan")]
+    half = stats.t.ppf((1.0 + confidence) / 2.0, len(differences) - 1) * _std(differences) / np.sqrt(len(differences))
+    return change, [change - half, change + half]
 
 
 def _std(values: np.ndarray) -> float:

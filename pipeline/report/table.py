@@ -71,7 +71,9 @@ def table_page(table: str | Path, comparisons: str | Path | None, notes: str) ->
                   "its sign) resample the test_videos test videos only: each variant was trained once, as in "
                   "the thesis, so they do not cover what retraining (another seed) would change. "
                   "same_sign_as_thesis: whether the pooled change goes the thesis's way; undetermined where "
-                  "its interval holds 0.</p>",
+                  "its interval holds 0. same_sign_as_thesis_protocol: the same for the change by the thesis's "
+                  "protocol (batches of 16, as the thesis measured), with a t interval over its paired batches "
+                  "(fvd_change_ci_low/high).</p>",
                   html_table(read_csv_rows(comparisons))]
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>FVD table</title>"
             f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
