@@ -6,9 +6,10 @@ frame t > 0 of a sequence, ``flow[t]`` is the flow that warps frame t-1 onto fra
 pixels, channel 0 horizontal. Frame 0 has none.
 
 ``align_corners=True``: the centres of the corner pixels sit at -1 and +1 of grid_sample's normalised range, so a
-flow of ``u`` pixels moves by ``2u / (W - 1)`` there, as vid2vid and the thesis did. Sampling is
-bilinear; samples outside the image are zero (``padding_mode='zeros'``, vid2vid's and the
-thesis's choice; quality measures pass ``'border'``). With align_corners=True an integer flow
+flow of ``u`` pixels moves by ``2u / (W - 1)`` there, as vid2vid's base grid (linspace(-1, 1))
+assumes and the thesis did. Sampling is
+bilinear; samples outside the image are zero (``padding_mode='zeros'``, the thesis's choice;
+vid2vid's resample pads with the border; quality measures pass ``'border'``). With align_corners=True an integer flow
 moves pixels exactly and a fractional one interpolates linearly between the two neighbours
 (tests/test_flow.py checks both on shifted images).
 """
