@@ -67,6 +67,7 @@ def truth_as_stage_outputs(city_root: Path, subset_path: Path, work: Path, split
     import h5py
 
     from pipeline.data.subset import load_subset
+    from pipeline.flow.convention import CONVENTION
     from pipeline.io import write_json
 
     subset = load_subset(subset_path)
@@ -80,6 +81,7 @@ def truth_as_stage_outputs(city_root: Path, subset_path: Path, work: Path, split
         flow_path = work / "flow" / split / f"{city}.h5"
         flow_path.parent.mkdir(parents=True, exist_ok=True)
         with h5py.File(flow_path, "w") as flow_file:
+            flow_file.attrs["convention"] = CONVENTION      # the truth's flow is in the flow stage's direction
             flow_file.attrs["provenance"] = '{"backend": "truth", "weights_real": true}'
             for snippet_id in ids:
                 truth = np.load(city_root / "truth" / folder / city / f"{snippet_id}.npz")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import numpy as np
 import pytest
 
 from pipeline.errors import PipelineError
+from pipeline.flow.convention import CONVENTION
+from pipeline.labels.frames import city_frames, label_city
 from pipeline.pack.__main__ import main
 from pipeline.pack.example_tree import make_pack_tree
 from pipeline.pack.resize import resize_flow, resize_image, resize_labels
@@ -175,6 +178,110 @@ def test_mixed_flow_dtypes_name_the_odd_file(tmp_path):
     with pytest.raises(PipelineError, match=rf"^{odd}: .*float16 \(first in .*delta.h5\), float32 \(first in .*gamma.h5\)"):
         _pack(tree, tmp_path / "mixed.h5")
     assert not (tmp_path / "mixed.h5").exists()
+
+
+@pytest.mark.parametrize("kind", ["labelIds", "instanceIds"])
+def test_labels_of_another_size_than_their_frame_are_refused(tmp_path, kind):
+    # A 64x64 label PNG beside a 64x128 frame used to be stretched to the packed size with it.
+    tree = make_pack_tree(tmp_path / "t", {"delta": 1})
+    png = tree.label_path(tree.snippets[0], 1, kind)
+    cv2.imwrite(str(png), cv2.imread(str(png), cv2.IMREAD_UNCHANGED)[:, :64])
+    frame = tree.snippets[0].frame_paths[1]
+    with pytest.raises(PipelineError, match=rf"^{re.escape(str(png))}: label PNG is 64x64, its frame "
+                                            rf"{re.escape(str(frame))} is 64x128"):
+        _pack(tree, tmp_path / "train.h5")
+    assert not (tmp_path / "train.h5").exists()
+
+
+def test_flow_of_another_aspect_ratio_is_refused(tmp_path):
+    # Flow at half the frames' size is the flow stage's way (flow.height/width); 64x32 beside
+    # 64x128 frames is another picture's, and was stretched. Within rounding only: 32x65 is not.
+    for flow_size in ((64, 32), (32, 65)):
+        tree = make_pack_tree(tmp_path / f"{flow_size[0]}x{flow_size[1]}", {"delta": 1}, flow_size=flow_size)
+        message = (rf"^{re.escape(str(tree.flow[0]))}: flow is {flow_size[0]}x{flow_size[1]}, not the aspect "
+                   r"ratio of its frames \(.*_leftImg8bit.png is 64x128\)")
+        with pytest.raises(PipelineError, match=message):
+            _pack(tree, tmp_path / "train.h5")
+    tree = make_pack_tree(tmp_path / "attrs", {"delta": 1})
+    with h5py.File(tree.flow[0], "a") as file:       # its attributes say another size than its data
+        file.attrs["height"], file.attrs["width"] = 64, 128
+    with pytest.raises(PipelineError, match=rf"^{re.escape(str(tree.flow[0]))}: dataset 'flow/delta_000000_000052' "
+                                            "is 32x64, the file's height and width attributes say 64x128"):
+        _pack(tree, tmp_path / "train.h5")
+    assert not (tmp_path / "train.h5").exists()
+
+
+@pytest.mark.parametrize("convention", [None, CONVENTION.replace("t-1 onto frame t", "t onto frame t-1")])
+def test_flow_of_unknown_direction_is_refused(tmp_path, convention):
+    tree = make_pack_tree(tmp_path / "t", {"delta": 1})
+    with h5py.File(tree.flow[0], "a") as file:
+        if convention is None:
+            del file.attrs["convention"]
+        else:
+            file.attrs["convention"] = convention
+    found = "has no 'convention' attribute" if convention is None else f"has convention {convention!r}"
+    message = f"{tree.flow[0]}: flow file {found}; expected {CONVENTION!r}"
+    with pytest.raises(PipelineError, match=f"^{re.escape(message)}"):
+        _pack(tree, tmp_path / "train.h5")
+    assert not (tmp_path / "train.h5").exists()
+
+
+def test_pseudo_labels_hold_only_train_label_ids(tmp_path):
+    """A label directory label_city wrote holds the 19 train classes' label ids (what DeepLabV3+
+    and the instances painted over it can write) but in its kept gtFine frames; trainIds (0-18)
+    written as labelIds pass the < 34 check and are refused here, named as what they look like."""
+    tree = make_pack_tree(tmp_path / "t", {"delta": 1})
+    snippet, folder = tree.snippets[0], tree.semantic[0]
+    car_on_road = np.where(np.arange(128) < 64, 7, 26).astype(np.uint8)   # label ids of road, car
+
+    def relabel(keep: bool, value: np.ndarray) -> None:
+        """Label the city as label_semantic does (its provenance.json too), frame 3 as ``value``."""
+        label_city(city_frames([snippet]), lambda images, refs: np.broadcast_to(car_on_road, images.shape[:3]),
+                   folder, "labelIds", 4, False, "train", {"stage": "label_semantic"}, "test")
+        png = tree.label_path(snippet, 3, "labelIds")
+        cv2.imwrite(str(png), np.broadcast_to(value, (64, 128)).astype(np.uint8))
+        if keep:                              # as if keep_gtfine had kept frame 3's gtFine labels
+            record = json.loads((folder / "provenance.json").read_text())
+            record.update(kept_gtfine=1, kept_gtfine_frames=[png.name])
+            (folder / "provenance.json").write_text(json.dumps(record))
+
+    relabel(False, car_on_road)
+    assert verify(_pack(tree, tmp_path / "ok.h5"))["snippets"] == 1
+    relabel(True, np.array([0, 4, 26], np.uint8).repeat(43)[:128])   # gtFine's own ids, in a kept frame
+    _pack(tree, tmp_path / "kept.h5")
+    png = tree.label_path(snippet, 3, "labelIds")
+    train_ids = np.array([0, 2, 13], np.uint8).repeat(43)[:128]         # road, building, car as trainIds
+    static_and_car = np.array([4, 26], np.uint8).repeat(64)              # gtFine's static, outside a kept frame
+    for value, odd, hint in ((train_ids, "0, 2", "; all its ids are below 19: it looks like trainIds"),
+                             (static_and_car, "4", "$")):
+        relabel(False, value)
+        with pytest.raises(PipelineError, match=rf"^{re.escape(str(png))}: pseudo-label frame \(not in its "
+                                                rf"directory's kept_gtfine_frames\) holds label ids \[{odd}\], "
+                                                rf"outside the 19 train classes' label ids \[7, 8, 11, .*\]{hint}"):
+            _pack(tree, tmp_path / "bad.h5")
+    assert not (tmp_path / "bad.h5").exists()
+
+
+def test_pseudo_instances_hold_only_train_label_ids(tmp_path):
+    # An instanceIds map made from trainIds: road (train id 0) around car (13) instances 13000+k.
+    tree = make_pack_tree(tmp_path / "t", {"delta": 1})
+    snippet, folder = tree.snippets[0], tree.instance[0]
+    label_city(city_frames([snippet]), lambda images, refs: np.full(images.shape[:3], 26000, np.uint16),
+               folder, "instanceIds", 4, False, "train", {"stage": "label_instance"}, "test")
+    _pack(tree, tmp_path / "ok.h5")
+    png = tree.label_path(snippet, 2, "instanceIds")
+    cv2.imwrite(str(png), np.broadcast_to(np.where(np.arange(128) < 64, 0, 13000), (64, 128)).astype(np.uint16))
+    with pytest.raises(PipelineError, match=rf"^{re.escape(str(png))}: pseudo-label frame .* holds label ids \[0\],"
+                                            ".*looks like trainIds"):
+        _pack(tree, tmp_path / "bad.h5")
+    assert not (tmp_path / "bad.h5").exists()
+
+
+def test_the_writer_imports_no_torch():
+    """Checking the flow's convention and the labels' provenance must not make packing import torch
+    with the writer (pipeline.flow.backends and pipeline.labels do)."""
+    code = "import sys, pipeline.pack.writer; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_verify_passes_a_good_file(packed, capsys):

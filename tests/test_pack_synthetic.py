@@ -18,6 +18,7 @@ import torch
 from pipeline.data.cityscapes import read_frame
 from pipeline.data.subset import select_subset
 from pipeline.data.synthetic import generate
+from pipeline.flow.convention import CONVENTION
 from pipeline.flow.warp import warp
 from pipeline.io import write_json
 from pipeline.errors import PipelineError
@@ -47,6 +48,7 @@ def city(tmp_path_factory):
     write_json(instance / "provenance.json", {"backend": "oracle", "weights_real": True})
     truth = {}
     with h5py.File(flow_path, "w") as flow_file:
+        flow_file.attrs["convention"] = CONVENTION      # the truth's flow is in the flow stage's direction
         flow_file.attrs["provenance"] = json.dumps({"backend": "oracle", "weights_real": True})
         for snippet_id in subset["splits"]["train"]["synthberg"]:
             arrays = dict(np.load(root / "truth" / "train" / "synthberg" / f"{snippet_id}.npz"))

@@ -34,12 +34,10 @@ import numpy as np
 import torch
 
 from pipeline.errors import PipelineError
+from pipeline.flow.convention import CONVENTION   # lives without torch so the pack stage can check it
 
-__all__ = ["FlowBackend", "DISBackend", "FlowNet2Backend", "BACKENDS", "make_backend",
+__all__ = ["CONVENTION", "FlowBackend", "DISBackend", "FlowNet2Backend", "BACKENDS", "make_backend",
            "check_checkpoint", "default_device"]
-
-CONVENTION = ("flow[t] warps frame t-1 onto frame t (backward warp, pixels, channel 0 = x): "
-              "frame_t(x, y) ~= frame_{t-1}(x + u, y + v); frame 0 has none")
 
 
 def default_device() -> torch.device:

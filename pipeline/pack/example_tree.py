@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 
 from pipeline.data.cityscapes import Snippet
+from pipeline.flow.convention import CONVENTION
 
 __all__ = ["PackTree", "make_pack_tree", "textured_frame"]
 
@@ -95,6 +96,7 @@ def make_pack_tree(root: str | Path, cities: dict[str, int] | None = None, split
                       "weights_real": real}
             (folder / "provenance.json").write_text(json.dumps(record))
         with h5py.File(flow_path, "w") as flow_file:
+            flow_file.attrs["convention"] = CONVENTION      # the pack refuses flow of unknown direction
             flow_file.attrs["backend"] = "dis"
             flow_file.attrs["weights_real"] = True
             flow_file.attrs["provenance"] = json.dumps({"stage": "reference_flow",

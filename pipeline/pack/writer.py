@@ -15,6 +15,14 @@ the labelled image dataset "in the given form" (thesis 4.5.1), i.e. the annotate
 train snippet of every city (the subset's ``gtfine_train``, 2975 on Cityscapes) with its gtFine
 labelIds and instanceIds, one frame a snippet and no flow (never written: it reads as zeros).
 
+Bad input stops the pack naming the file: a flow file whose ``convention`` is not
+``pipeline.flow.convention.CONVENTION`` (or missing), label and instance PNGs of another size than
+their frame, flow of another aspect ratio than the frames (it may be smaller: ``flow.height``/
+``width``), and in a label directory the project's labellers wrote (its provenance.json lists
+``kept_gtfine_frames``) a frame outside that list holding ids other than the 19 train classes'
+label ids (trainIds written as labelIds, say). Hand-supplied label directories (provenance.json
+without that list) and gtFine frames are only checked for ids beyond the 34 label ids.
+
 The file is written under a temporary name and renamed (``pipeline.io.atomic_path``), so an
 interrupted pack leaves nothing at the output path. Its attributes (``pipeline.pack.schema``)
 carry the schema version, resolutions, the label table and the provenance: the settings, code
@@ -36,9 +44,10 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.data.cityscapes import Snippet, read_frame, read_label_png
-from pipeline.data.labels import LABEL_SETS, NUM_LABEL_IDS, label_table
+from pipeline.data.labels import LABEL_SETS, NUM_LABEL_IDS, TRAIN_LABEL_IDS, label_table
 from pipeline.data.subset import GTFINE_TRAIN, gtfine_train_snippets, load_subset, subset_snippets
 from pipeline.errors import PipelineError
+from pipeline.flow.convention import CONVENTION
 from pipeline.io import atomic_path, read_json
 from pipeline.pack.resize import resize_flow, resize_image, resize_labels
 from pipeline.pack.schema import (
@@ -110,6 +119,9 @@ class _Layout:
     flow_dtype: np.dtype
     codecs: dict[str, str]        # array -> codec name
     chunk_frames: int
+    # label directory -> its kept gtFine file names, for the directories the project's labellers
+    # wrote (pseudo-labels: only the train classes' ids outside those frames); others are absent
+    kept_gtfine: dict[Path, frozenset[str]]
 
 
 def pack(subset_path: str | Path, split: str, inputs: PackInputs, output: str | Path,
@@ -139,16 +151,19 @@ def pack(subset_path: str | Path, split: str, inputs: PackInputs, output: str | 
         _check_inputs(snippets, inputs)
     flow_meta = {city: _flow_attrs(path) for city, path in sorted(inputs.flow.items())
                  if city in {s.city for s in snippets}}
+    for city, attrs in flow_meta.items():
+        _check_convention(attrs, inputs.flow[city])
+    label_records = _input_provenance(inputs, {s.city for s in snippets}, flow_meta)
     layout = _Layout(
         resolutions=[parse_resolution(r) for r in pack_settings.get("resolutions", DEFAULT_RESOLUTIONS)],
         frames=snippets[0].frames,
         flow_dtype=np.dtype(np.float16) if inputs.gtfine else _common_flow_dtype(snippets, inputs),
         codecs=codecs,
         chunk_frames=min(int(pack_settings.get("chunk_frames", 1)), snippets[0].frames),
+        kept_gtfine={} if inputs.gtfine else _pseudo_label_dirs(inputs, snippets, label_records["inputs"]),
     )
     record = provenance("pack", settings, code_version("pipeline.pack"), None,
-                        split=split, subset=str(subset_path), sources=inputs.sources(),
-                        **_input_provenance(inputs, {s.city for s in snippets}, flow_meta))
+                        split=split, subset=str(subset_path), sources=inputs.sources(), **label_records)
     output = Path(output)
     with atomic_path(output, suffix=".h5") as tmp, h5py.File(tmp, "w") as file:
         _create(file, snippets, layout, split, label_set, record, snippets[0].annotated_index)
@@ -219,7 +234,37 @@ def _flow_dataset(file: h5py.File, snippet: Snippet, path: Path) -> h5py.Dataset
     if dataset.ndim != 4 or dataset.shape[0] != snippet.frames - 1 or dataset.shape[-1] != 2:
         raise PipelineError(f"dataset {name!r} has shape {dataset.shape}, expected "
                             f"[{snippet.frames - 1}, H, W, 2] (flow of frames 1..{snippet.frames - 1})", path)
+    # pipeline.flow records the size it computed at; a dataset of another size was not its output
+    said = tuple(int(file.attrs[key]) for key in ("height", "width") if key in file.attrs)
+    if len(said) == 2 and tuple(dataset.shape[1:3]) != said:
+        raise PipelineError(f"dataset {name!r} is {_size(dataset.shape[1:3])}, the file's height and width "
+                            f"attributes say {_size(said)}", path)
     return dataset
+
+
+def _size(shape: Sequence[int]) -> str:
+    return f"{shape[0]}x{shape[1]}"
+
+
+def _check_convention(attrs: dict[str, Any], path: Path) -> None:
+    """Refuse flow of another or an unknown direction: packed as it is, it would warp every frame
+    the wrong way (the losses and the warp assume CONVENTION), and nothing later could tell."""
+    found = attrs.get("convention")
+    if found != CONVENTION:
+        what = "has no 'convention' attribute" if found is None else f"has convention {found!r}"
+        raise PipelineError(f"flow file {what}; expected {CONVENTION!r} (pipeline.flow.convention, "
+                            "which python -m pipeline.flow writes)", path)
+
+
+def _check_flow_size(flow_size: Sequence[int], frame: tuple[Path, Sequence[int]], path: Path) -> None:
+    """Flow may be computed smaller than the frames (``flow.height``/``width``), but at their aspect
+    ratio, within a pixel's rounding: resizing scales u and v apart, so flow of another shape would
+    be stretched onto the frames, out of register with what moved."""
+    (height, width), (frame_path, (frame_height, frame_width)) = flow_size, frame
+    if (abs(width - height * frame_width / frame_height) >= 1
+            or abs(height - width * frame_height / frame_width) >= 1):
+        raise PipelineError(f"flow is {_size(flow_size)}, not the aspect ratio of its frames "
+                            f"({frame_path} is {_size((frame_height, frame_width))}) within a pixel", path)
 
 
 def _flow_attrs(path: Path) -> dict[str, Any]:
@@ -286,6 +331,27 @@ def _input_provenance(inputs: PackInputs, cities: set[str], flow_meta: dict[str,
     return {"inputs": inputs_record, "labellers": labellers}
 
 
+def _pseudo_label_dirs(inputs: PackInputs, snippets: list[Snippet], records: dict[str, Any]
+                       ) -> dict[Path, frozenset[str]]:
+    """The label directories ``label_city`` wrote, each with its kept gtFine file names.
+
+    Such a directory's provenance.json records ``kept_gtfine_frames`` (an older one only the count
+    ``kept_gtfine``). A record with neither (hand-supplied labels) does not say which frames are
+    gtFine, so its frames keep only the label-id range check.
+    """
+    kept: dict[Path, frozenset[str]] = {}
+    for kind, folders, name in (("semantic", inputs.semantic, "labelIds"),
+                                ("instance", inputs.instance, "instanceIds")):
+        for city, record in records[kind].items():
+            if isinstance(record, dict) and {"kept_gtfine_frames", "kept_gtfine"} & record.keys():
+                # imported here: pipeline.labels imports torch, which packing needs nowhere else
+                from pipeline.labels.frames import city_frames
+                from pipeline.labels.quality import kept_gtfine_frames
+                frames = city_frames([s for s in snippets if s.city == city])
+                kept[folders[city]] = frozenset(kept_gtfine_frames(folders[city], frames, name))
+    return kept
+
+
 def _create(file: h5py.File, snippets: list[Snippet], layout: _Layout, split: str, label_set: str,
             record: dict, annotated_index: int) -> None:
     count, frames = len(snippets), layout.frames
@@ -336,8 +402,12 @@ def _frame_arrays(snippet: Snippet, inputs: PackInputs, layout: _Layout, t: int,
     """One frame's arrays at every resolution."""
     number = snippet.frame_numbers[t]
     rgb = read_frame(frame_path)
-    labels = _checked_labels(inputs.label_path(snippet, number, "labelIds"), np.uint8)
-    instances = _checked_labels(inputs.label_path(snippet, number, "instanceIds"), np.uint16)
+    frame = (frame_path, rgb.shape[:2])
+    labels = _checked_labels(inputs.label_path(snippet, number, "labelIds"), np.uint8, frame, layout.kept_gtfine)
+    instances = _checked_labels(inputs.label_path(snippet, number, "instanceIds"), np.uint16, frame,
+                                layout.kept_gtfine)
+    if flow is not None:
+        _check_flow_size(flow.shape[:2], frame, inputs.flow[snippet.city])
     out = {}
     for size in layout.resolutions:
         out[size] = {"frames": resize_image(rgb, size), "labels": resize_labels(labels, size),
@@ -348,12 +418,33 @@ def _frame_arrays(snippet: Snippet, inputs: PackInputs, layout: _Layout, t: int,
     return out
 
 
-def _checked_labels(path: Path, dtype: type) -> np.ndarray:
-    """A label-id or instance-id PNG, with every id's label part a Cityscapes label id."""
+def _checked_labels(path: Path, dtype: type, frame: tuple[Path, Sequence[int]],
+                    kept_gtfine: dict[Path, frozenset[str]]) -> np.ndarray:
+    """A label-id or instance-id PNG at its frame's size, with every id's label part a Cityscapes
+    label id, and on a pseudo-label frame a train class's."""
     ids = read_label_png(path)
+    frame_path, frame_size = frame
+    if ids.shape != tuple(frame_size):     # resized with the frame, it would be stretched out of register
+        raise PipelineError(f"label PNG is {_size(ids.shape)}, its frame {frame_path} is {_size(frame_size)}: "
+                            "labels must have their frame's size", path)
     label_ids = instance_label_ids(ids) if dtype is np.uint16 else ids
     if label_ids.max(initial=0) >= NUM_LABEL_IDS:
         raise PipelineError(f"holds label id {int(label_ids.max())}, beyond the {NUM_LABEL_IDS} "
                             "Cityscapes label ids", path)
+    kept = kept_gtfine.get(path.parent)
+    if kept is not None and path.name not in kept:
+        _check_train_label_ids(label_ids, path)
     return ids.astype(dtype, copy=False)
 
+
+def _check_train_label_ids(label_ids: np.ndarray, path: Path) -> None:
+    """Refuse a pseudo-label frame with an id the labellers cannot write. DeepLabV3+ maps its argmax
+    over the 19 classes to their label ids (pipeline.labels.semantic: never 0 or another id) and
+    the instance labels paint over those, so anything else was written by something else, most
+    likely trainIds (0-18) written as labelIds, which the range check alone lets through."""
+    present = np.flatnonzero(np.bincount(label_ids.ravel(), minlength=NUM_LABEL_IDS))
+    odd = sorted(set(present.tolist()) - set(TRAIN_LABEL_IDS))
+    if odd:
+        hint = "; all its ids are below 19: it looks like trainIds, not labelIds" if present.max() < 19 else ""
+        raise PipelineError(f"pseudo-label frame (not in its directory's kept_gtfine_frames) holds label ids "
+                            f"{odd}, outside the 19 train classes' label ids {list(TRAIN_LABEL_IDS)}{hint}", path)
