@@ -160,7 +160,7 @@ def pack(subset_path: str | Path, split: str, inputs: PackInputs, output: str | 
         flow_dtype=np.dtype(np.float16) if inputs.gtfine else _common_flow_dtype(snippets, inputs),
         codecs=codecs,
         chunk_frames=min(int(pack_settings.get("chunk_frames", 1)), snippets[0].frames),
-        kept_gtfine={} if inputs.gtfine else _pseudo_label_dirs(inputs, snippets, label_records["inputs"]),
+        kept_gtfine={} if inputs.gtfine else _pseudo_label_dirs(inputs, label_records["inputs"]),
     )
     record = provenance("pack", settings, code_version("pipeline.pack"), None,
                         split=split, subset=str(subset_path), sources=inputs.sources(), **label_records)
@@ -331,24 +331,20 @@ def _input_provenance(inputs: PackInputs, cities: set[str], flow_meta: dict[str,
     return {"inputs": inputs_record, "labellers": labellers}
 
 
-def _pseudo_label_dirs(inputs: PackInputs, snippets: list[Snippet], records: dict[str, Any]
-                       ) -> dict[Path, frozenset[str]]:
+def _pseudo_label_dirs(inputs: PackInputs, records: dict[str, Any]) -> dict[Path, frozenset[str]]:
     """The label directories ``label_city`` wrote, each with its kept gtFine file names.
 
-    Such a directory's provenance.json records ``kept_gtfine_frames`` (an older one only the count
-    ``kept_gtfine``). A record with neither (hand-supplied labels) does not say which frames are
-    gtFine, so its frames keep only the label-id range check.
+    Such a directory's provenance.json lists them (``kept_gtfine_frames``). A record without the
+    list (hand-supplied labels, or an older record with only the count) does not say which
+    frames are gtFine, so its frames keep only the label-id range check. Read here, not with
+    ``pipeline.labels.quality``: importing the labellers would put their code in packing's code
+    version, and an edit of the quality report would repack and so retrain every variant.
     """
     kept: dict[Path, frozenset[str]] = {}
-    for kind, folders, name in (("semantic", inputs.semantic, "labelIds"),
-                                ("instance", inputs.instance, "instanceIds")):
+    for kind, folders in (("semantic", inputs.semantic), ("instance", inputs.instance)):
         for city, record in records[kind].items():
-            if isinstance(record, dict) and {"kept_gtfine_frames", "kept_gtfine"} & record.keys():
-                # imported here: pipeline.labels imports torch, which packing needs nowhere else
-                from pipeline.labels.frames import city_frames
-                from pipeline.labels.quality import kept_gtfine_frames
-                frames = city_frames([s for s in snippets if s.city == city])
-                kept[folders[city]] = frozenset(kept_gtfine_frames(folders[city], frames, name))
+            if isinstance(record, dict) and "kept_gtfine_frames" in record:
+                kept[folders[city]] = frozenset(record["kept_gtfine_frames"])
     return kept
 
 
