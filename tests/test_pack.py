@@ -21,6 +21,7 @@ from pipeline.pack.example_tree import make_pack_tree
 from pipeline.pack.resize import resize_flow, resize_image, resize_labels
 from pipeline.pack.verify import verify
 from pipeline.pack.writer import PackInputs, pack
+from pipeline.provenance import code_files
 
 RESOLUTIONS = [[16, 32], [32, 64]]
 SETTINGS = {"pack": {"resolutions": RESOLUTIONS, "compression": "lz4", "chunk_frames": 1},
@@ -380,3 +381,11 @@ def test_frames_are_read_from_frames_root_when_the_dataset_has_moved(tmp_path):
                                    [moved / p.relative_to(tree.root) for p in tree.flow])
     packed = pack(moved / "subset.json", tree.split, inputs, tmp_path / "moved.h5", SETTINGS, progress=False)
     assert verify(packed)["snippets"] == 1
+
+
+def test_packings_code_version_leaves_out_the_labellers():
+    """The pack rule's code version covers what packing runs; were the labellers (or their quality
+    report) in it, an edit there would repack and so retrain every variant."""
+    files = code_files("pipeline.pack")
+    assert any(file.name == "writer.py" for file in files)
+    assert not [file for file in files if file.parent.name == "labels"], files
