@@ -130,7 +130,8 @@ def paired_batch_interval(batches_a: np.ndarray, batches_b: np.ndarray,
     change = float(differences.mean())
     if len(differences) < 2:
         return change, [float("nan"), float("nan")]
-    half = stats.t.ppf((1.0 + confidence) / 2.0, len(differences) - 1) * _std(differences) / np.sqrt(len(differences))
+    standard_error = _std(differences) / np.sqrt(len(differences))
+    half = stats.t.ppf((1.0 + confidence) / 2.0, len(differences) - 1) * standard_error
     return change, [change - half, change + half]
 
 

@@ -54,8 +54,8 @@ from pipeline.train.state import (History, Position, SigtermFlag, fingerprint, l
 from pipeline.train.step import Models, Optimizers, train_window
 
 __all__ = ["train_variant", "build_models", "move_models", "set_up_device", "compile_models", "make_optimizers",
-           "fast_path", "choose_precision", "BF16_CAPABILITY", "load_trained", "data_identity", "make_loader", "pick_device",
-           "TERMINATED_EXIT"]
+           "fast_path", "choose_precision", "BF16_CAPABILITY", "load_trained", "data_identity", "make_loader",
+           "pick_device", "TERMINATED_EXIT"]
 
 LOG_NAME = "losses.csv"
 
