@@ -54,8 +54,8 @@ from pipeline.train.state import (History, Position, SigtermFlag, fingerprint, l
 from pipeline.train.step import Models, Optimizers, train_window
 
 __all__ = ["train_variant", "build_models", "move_models", "set_up_device", "compile_models", "make_optimizers",
-           "fast_path", "choose_precision", "BF16_CAPABILITY", "load_trained", "data_identity", "make_loader",
-           "pick_device", "TERMINATED_EXIT"]
+           "fast_path", "choose_precision", "BF16_CAPABILITY", "load_trained", "packed_provenance", "data_identity",
+           "make_loader", "pick_device", "TERMINATED_EXIT"]
 
 LOG_NAME = "losses.csv"
 
@@ -191,13 +191,13 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
     runtime = {**RUNTIME_DEFAULTS, **found_runtime, **(runtime or {})}
     entry, train = settings["entry"], {**settings["train"], **runtime}
     data_path, output_dir, resume_dir = Path(data_path), Path(output_dir), Path(resume_dir)
-    data = data_identity(data_path)          # a missing or corrupt file stops here, named
+    data_provenance = packed_provenance(data_path)      # a missing or corrupt file stops here, named
     device = pick_device(device)
     set_up_device(train, device)
     precision, why = choose_precision(train, device)
     print(f"{variant}: {precision} ({why})", file=sys.stderr)
     code = code_version("pipeline.train")
-    expected = fingerprint(variant, {**settings, "data": data}, code)
+    expected = fingerprint(variant, {**settings, "data": data_identity(data_provenance)}, code)
     plans = plan_stages(entry, train)
     state = load_resume(resume_dir, expected)
     if state is None:       # a fresh start logs afresh (a finished run of other settings left its log)
@@ -281,20 +281,24 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
         terminate.restore()
         log.close()
     elapsed += time.monotonic() - started
-    model = _write_outputs(variant, settings, models, plans[-1], data_path, output_dir, resume_dir, elapsed, code,
-                           position, _hardware(models, train, device, runtime))
+    model = _write_outputs(variant, settings, models, plans[-1], data_path, data_provenance, output_dir, resume_dir,
+                           elapsed, code, position, _hardware(models, train, device, runtime))
     history.add(f"finished: {position.step} windows, {elapsed / 3600:.2f} h of training")
     return model
 
 
-def data_identity(data_path: Path) -> dict:
-    """Which packing of the data a run trains on, for its resume fingerprint: the packed file's
-    provenance (the labels, flow and settings it came from, and when) hashed. Snakemake reruns
-    train when the file changes; the old run's state must not then hand back its weights
-    (finished) or go on with the new data (killed)."""
+def packed_provenance(data_path: Path) -> str:
+    """The packed file's provenance record (the labels, flow and settings it came from, and when):
+    read once, for the resume fingerprint and for model.pt's record."""
     with open_packed(data_path) as packed:
-        record = str(packed.attrs.get("provenance", ""))
-    return {"pack_provenance_sha256": hashlib.sha256(record.encode()).hexdigest()[:16]}
+        return str(packed.attrs.get("provenance", ""))
+
+
+def data_identity(data_provenance: str) -> dict:
+    """Which packing of the data a run trains on, for its resume fingerprint: its provenance
+    hashed. Snakemake reruns train when the file changes; the old run's state must not then hand
+    back its weights (finished) or go on with the new data (killed)."""
+    return {"pack_provenance_sha256": hashlib.sha256(data_provenance.encode()).hexdigest()[:16]}
 
 
 def pick_device(name: str | torch.device = "auto") -> torch.device:
@@ -461,12 +465,12 @@ def _hardware(models: Models, train: Mapping, device: torch.device, runtime: Map
             "runtime": dict(runtime)}
 
 
-def _write_outputs(variant, settings, models: Models, plan: StagePlan, data_path: Path, output_dir: Path,
-                   resume_dir: Path, elapsed: float, code: str, position: Position, hardware: dict) -> Path:
-    """model.pt, summary.json, the loss log and its TensorBoard events. ``steps`` in the summary and the provenance is
-    ``Position.step``: the windows (samples) trained, all stages, not the optimiser steps."""
-    with open_packed(data_path) as packed:
-        data_provenance = packed.attrs.get("provenance", "")
+def _write_outputs(variant, settings, models: Models, plan: StagePlan, data_path: Path, data_provenance: str,
+                   output_dir: Path, resume_dir: Path, elapsed: float, code: str, position: Position,
+                   hardware: dict) -> Path:
+    """model.pt, summary.json, the loss log and its TensorBoard events. ``steps`` in the summary
+    and the provenance is ``Position.step``: the windows (samples) trained, all stages, not the
+    optimiser steps."""
     record = provenance("train", settings, code, settings["train"]["seed"], variant=variant,
                         data=str(data_path), data_provenance=data_provenance,
                         backbone_weights=models.criteria.provenance(), elapsed_seconds=round(elapsed, 1),
