@@ -40,7 +40,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         return train_settings(config, args.variant)
 
     settings = read_settings(args, pick)
-    check_train_settings(settings, args.variant)
+    if args.settings is not None:        # --config built them with train_settings itself
+        check_train_settings(settings, args.variant)
     runtime = _runtime(args.runtime) if args.runtime is not None else from_config
     train_variant(args.variant, settings, args.data, args.output, args.resume, args.device, runtime=runtime)
 

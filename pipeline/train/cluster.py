@@ -61,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_settings_arguments(parser)
     args = parser.parse_args(argv)
     settings = read_settings(args, cluster_settings)
-    check_cluster_settings(settings)        # a key missing is named before the model is read
+    if args.settings is not None:        # --config built them with cluster_settings itself
+        check_cluster_settings(settings)    # a key missing is named before the model is read
     result = feature_bank(args.model, args.data, settings["clusters"], settings["seed"], device=args.device)
     result["provenance"] = provenance("cluster_features", settings, code_version("pipeline.train.cluster"),
                                       settings["seed"], model=args.model, data=args.data)
