@@ -86,7 +86,7 @@ def test_a_run_draws_slot_zero_and_per_video_draws_take_the_index():
     assert {DrawSeeding(7, candidate=2).seed_of(i) for i in (0, 1, 130)} == {draw_seed(7, 2, 0)}
     assert DrawSeeding(7, per_video=True).seed_of(130) == draw_seed(7, 0, 130)
     assert DrawSeeding(7, candidate=2, period=16, per_video=True).seed_of(130) == draw_seed(7, 2, 130 % 16)
-    assert DrawSeeding.of({"seed": 7, "feature_draw": "video"}) == DrawSeeding(7, per_video=True)
+    assert DrawSeeding.of({"draw_seed": 7, "seed": 1, "feature_draw": "video"}) == DrawSeeding(7, per_video=True)
     for seed in (0, 123_456):        # distinct in the 32 bits torch's generator keeps
         assert len({draw_seed(seed, c, slot) % 2**32 for c in range(4096) for slot in (0, 15, 2**20 - 1)}) == 3 * 4096
     big = 10**6                          # what torch made of the old formula's large seeds
@@ -109,7 +109,7 @@ def embeddings_pair(work: Path, offsets: list[float], count: int = 6, dims: int 
 
 def test_the_chosen_draw_is_the_lowest_recorded_fvd_and_follows_the_inputs(tmp_path):
     real, candidates = embeddings_pair(tmp_path, [3.0, 1.5, 0.2, 2.0])
-    settings = {"crops": ["left", "center"], "seed": 0,
+    settings = {"crops": ["left", "center"], "draw_seed": 0,
                 "draw_choice": {"auto": True, "candidates": 4, "heldout_videos": 6}}
     choice = choose_draw(real, candidates, settings, "v04")
     fvds = [c["fvd"] for c in choice["candidates"]]
@@ -119,7 +119,7 @@ def test_the_chosen_draw_is_the_lowest_recorded_fvd_and_follows_the_inputs(tmp_p
     assert [c["fvd"] for c in again["candidates"]] == fvds and again["chosen"] == choice["chosen"]
     write_json(tmp_path / "v04.json", choice)
     assert read_draw_choice(tmp_path / "v04.json", 0)["chosen"] == 2
-    with pytest.raises(PipelineError, match="chosen with fvd.seed 0, the settings say 3"):
+    with pytest.raises(PipelineError, match="chosen with fvd.draw_seed 0, the settings say 3"):
         read_draw_choice(tmp_path / "v04.json", 3)
     with pytest.raises(PipelineError, match=r"candidates.npz: embeddings of \[24\] videos a crop; .* asks for 30"):
         choose_draw(real, candidates, dict(settings, draw_choice={"candidates": 5, "heldout_videos": 6}), "v04")
@@ -218,7 +218,7 @@ def test_held_out_candidates_are_scored_and_the_test_videos_use_the_chosen_set(d
     assert len(fvds) == 3 and choice["chosen"] == int(np.argmin(fvds)) and choice["fvd"] == min(fvds)
     assert choice["heldout_snippets"] == subset["heldout"] and choice["i3d"]["kind"] == "local_random"
 
-    chosen = read_draw_choice(tmp_path / "draws.json", draw_settings["seed"])
+    chosen = read_draw_choice(tmp_path / "draws.json", draw_settings["draw_seed"])
     videos, result = synthesize_videos(draw_city["model"], draw_city["val"], draw_settings, draw_city["clusters"],
                                        draw_choice=chosen)
     test_record = result["record"]
@@ -258,7 +258,7 @@ def test_without_the_option_the_test_draws_are_candidate_zeros(draw_city, draw_s
     draws = result["record"]["feature_draws"]
     for index, draw in enumerate(draws):
         slot = index if scope == "video" else 0
-        assert draw == as_lists(choose_centres(bank, torch.Generator().manual_seed(draw_seed(draw_settings["seed"], 0, slot))))
+        assert draw == as_lists(choose_centres(bank, torch.Generator().manual_seed(draw_seed(draw_settings["draw_seed"], 0, slot))))
     assert (draws[0] == draws[1]) == (scope == "run")
     assert "draw_choice" not in result["record"] and "draw_seeding" not in result["record"]
     with pytest.raises(PipelineError, match="a draw choice for variant 'v08'; variant 'v04' is another"):

@@ -278,6 +278,21 @@ def test_pseudo_instances_hold_only_train_label_ids(tmp_path):
     assert not (tmp_path / "bad.h5").exists()
 
 
+def test_instance_ids_of_classes_without_instances_are_refused(tmp_path):
+    """An instance id is label id * 1000 + k of a class Cityscapes gives instances (person ...
+    bicycle, caravan, trailer); a sky "instance" (23001) is refused, in a gtFine frame too."""
+    tree = make_pack_tree(tmp_path / "t", {"delta": 1})
+    png = tree.label_path(tree.snippets[0], 2, "instanceIds")
+    for value in (26001, 29002):                     # a car, and a caravan (gtFine only)
+        cv2.imwrite(str(png), np.broadcast_to(np.where(np.arange(128) < 64, 23, value), (64, 128)).astype(np.uint16))
+        _pack(tree, tmp_path / "ok.h5")
+    cv2.imwrite(str(png), np.broadcast_to(np.where(np.arange(128) < 64, 23001, 26001), (64, 128)).astype(np.uint16))
+    with pytest.raises(PipelineError, match=rf"^{re.escape(str(png))}: holds instance ids of label ids \[23\], "
+                                            r"classes without instances .*\[24, 25, 26, 27, 28, 29, 30, 31, 32, 33\]"):
+        _pack(tree, tmp_path / "bad.h5")
+    assert not (tmp_path / "bad.h5").exists()
+
+
 def test_the_writer_imports_no_torch():
     """Checking the flow's convention and the labels' provenance must not make packing import torch
     with the writer (pipeline.flow.backends and pipeline.labels do)."""

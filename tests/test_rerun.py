@@ -198,9 +198,13 @@ def test_the_demo_plans_every_synthesis_job(planned):
         ({"fvd": {"comparisons": [[1, 2]]}}, SYNTHESIS, {"fvd_table"}),
         ({"fvd": {"crops": ["center"]}}, SYNTHESIS, set()),
         (START_FRAME, set(), SYNTHESIS),            # real_videos reads start_frame, not warmup_frames
-        ({"fvd": {"seed": 1}}, {"real_videos"}, {"synthesize"}),
+        # Three seeds, three uses: the bootstrap's rescores, the draws' resynthesise, the local
+        # I3D's rebuilds it (and re-embeds through it); none moves what another seeds.
+        ({"fvd": {"seed": 1}}, SYNTHESIS | {"local_i3d", "embed", "embed_real"}, {"fvd"}),
+        ({"fvd": {"draw_seed": 1}}, {"real_videos", "local_i3d", "embed_real"}, {"synthesize"}),
+        ({"fvd": {"local_i3d_seed": 1}}, SYNTHESIS | {"fvd"}, {"local_i3d"}),
     ],
-    ids=["i3d", "bootstrap", "comparisons", "crops", "start-frame", "seed"],
+    ids=["i3d", "bootstrap", "comparisons", "crops", "start-frame", "seed", "draw-seed", "local-i3d-seed"],
 )
 def test_an_fvd_setting_resynthesises_only_what_reads_it(planned, tmp_path, change, kept, changed):
     if change == "i3d":
@@ -214,7 +218,7 @@ def test_an_fvd_setting_resynthesises_only_what_reads_it(planned, tmp_path, chan
     "change, variants",
     [
         ({"fvd": {"warmup_frames": 1}}, {"v07", "v08", "v09", "v12", "v13", "v14"}),   # prior frames
-        ({"fvd": {"seed": 1}}, {"v04", "v05", "v06", "v08", "v09", "v10", "v11", "v12", "v13", "v14"}),
+        ({"fvd": {"draw_seed": 1}}, {"v04", "v05", "v06", "v08", "v09", "v10", "v11", "v12", "v13", "v14"}),
     ],
     ids=["warmup-prior-frames", "seed-feature-draws"],
 )

@@ -75,7 +75,7 @@ def test_prior_variants_warm_up_and_feature_draws_follow_the_seed(packed_city, t
     assert result["record"]["first_synthesised_frame"] == 0 and result["record"]["warmup_frames"] == 2
     assert result["record"]["features"] == "cluster draw"
     assert np.array_equal(first, again) and result["record"]["feature_draws"] == repeat["record"]["feature_draws"]
-    other, changed = synthesize_videos(trained["v08"], packed_city["val"], dict(fvd_settings, seed=5),
+    other, changed = synthesize_videos(trained["v08"], packed_city["val"], dict(fvd_settings, draw_seed=5),
                                        trained["clusters"])
     assert changed["record"]["feature_draws"] != result["record"]["feature_draws"]
     draws = result["record"]["feature_draws"]
@@ -92,9 +92,9 @@ def test_a_variant_is_given_only_the_fvd_settings_it_reads(packed_city, trained,
     config = load_config([DEFAULT_CONFIG])
     config["fvd"] = dict(fvd_settings)
     narrow = synthesis_settings(config, "v02")
-    assert set(fvd_settings) - set(narrow) >= {"warmup_frames", "seed", "feature_draw"}
+    assert set(fvd_settings) - set(narrow) >= {"warmup_frames", "draw_seed", "feature_draw"}
     assert set(synthesis_settings(config, "v08")) == set(SYNTH_KEYS)
-    assert set(SYNTH_KEYS) - set(synthesis_settings(config, "v07")) == {"seed", "feature_draw"}
+    assert set(SYNTH_KEYS) - set(synthesis_settings(config, "v07")) == {"draw_seed", "feature_draw"}
     full, _ = synthesize_videos(trained["v02"], packed_city["val"], fvd_settings)
     videos, _ = synthesize_videos(trained["v02"], packed_city["val"], narrow)
     assert np.array_equal(full, videos)

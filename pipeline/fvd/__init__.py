@@ -33,22 +33,25 @@ from pipeline.config import variant_entry
 # does not rerun the stage). Here, free of TensorFlow, so the Snakefile can import them.
 # pipeline.synthesize: a variant's test videos (SYNTH_KEYS), the real ones (REAL_KEYS) and, with
 # fvd.draw_choice.auto, the held-out videos under every candidate draw (CANDIDATE_KEYS) and the
-# real held-out ones (REAL_HELDOUT_KEYS). None reads i3d, local_i3d_width, crops, bootstrap or
-# comparisons: a step to the real I3D re-embeds the videos without resynthesising them.
-SYNTH_KEYS = ("frames", "height", "width", "start_frame", "warmup_frames", "batch_size", "batches", "seed",
-              "feature_draw")
+# real held-out ones (REAL_HELDOUT_KEYS). None reads i3d, local_i3d_width, crops, bootstrap, seed
+# or comparisons: a step to the real I3D re-embeds the videos, and another bootstrap seed rescores
+# them, without resynthesising them. The draws have a seed of their own (draw_seed), so a second
+# draw can be measured with the bootstrap and the I3D (local_i3d_seed) held.
+SYNTH_KEYS = ("frames", "height", "width", "start_frame", "warmup_frames", "batch_size", "batches",
+              "draw_seed", "feature_draw")
 REAL_KEYS = ("frames", "height", "width", "start_frame", "batch_size", "batches")
-CANDIDATE_KEYS = ("frames", "height", "width", "start_frame", "warmup_frames", "seed", "feature_draw", "draw_choice")
+CANDIDATE_KEYS = ("frames", "height", "width", "start_frame", "warmup_frames", "draw_seed", "feature_draw",
+                  "draw_choice")
 REAL_HELDOUT_KEYS = ("frames", "height", "width", "start_frame", "draw_choice")
 EMBED_KEYS = ("frames", "height", "width", "batch_size", "crops")
 SCORE_KEYS = ("batch_size", "batches", "crops", "bootstrap", "seed")
 TABLE_KEYS = ("comparisons",)
-DRAW_KEYS = ("crops", "seed", "draw_choice")
+DRAW_KEYS = ("crops", "draw_seed", "draw_choice")
 # What of SYNTH_KEYS a variant without prior frames (no warm-up) or without a feature encoder (no
 # cluster draw) never reads: left out of its synthesize job's settings, a change to them does not
 # resynthesise (and re-embed and re-score) it.
 PRIOR_ONLY_KEYS = ("warmup_frames",)
-DRAW_ONLY_KEYS = ("seed", "feature_draw")
+DRAW_ONLY_KEYS = ("draw_seed", "feature_draw")
 
 
 def synthesis_settings(config: Mapping[str, Any], variant: str) -> dict:

@@ -77,7 +77,7 @@ def choose_draw(real_path: str | Path, candidates_path: str | Path, settings: di
         "variant": variant,
         "chosen": chosen,
         "fvd": float(fvds[chosen]),
-        "seed": int(settings["seed"]),
+        "draw_seed": int(settings["draw_seed"]),
         "heldout_videos": count,
         "seeding": videos.get("draw_seeding"),
         "heldout_snippets": videos.get("snippets"),
@@ -85,7 +85,7 @@ def choose_draw(real_path: str | Path, candidates_path: str | Path, settings: di
                        for c in range(number)],
         "i3d": candidates_record.get("i3d"),
         "provenance": provenance("fvd.draws", {key: settings.get(key) for key in SETTINGS_KEYS},
-                                 code_version("pipeline.fvd.draws"), int(settings["seed"]), real=str(real_path),
+                                 code_version("pipeline.fvd.draws"), int(settings["draw_seed"]), real=str(real_path),
                                  candidates=str(candidates_path), candidate_videos=videos),
     }
 

@@ -21,7 +21,8 @@ their frame, flow of another aspect ratio than the frames (it may be smaller: ``
 ``width``), and in a label directory the project's labellers wrote (its provenance.json lists
 ``kept_gtfine_frames``) a frame outside that list holding ids other than the 19 train classes'
 label ids (trainIds written as labelIds, say). Hand-supplied label directories (provenance.json
-without that list) and gtFine frames are only checked for ids beyond the 34 label ids.
+without that list) and gtFine frames are only checked for ids beyond the 34 label ids, and every
+instance PNG for instance ids (>= 1000) of classes Cityscapes gives no instances.
 
 The file is written under a temporary name and renamed (``pipeline.io.atomic_path``), so an
 interrupted pack leaves nothing at the output path. Its attributes (``pipeline.pack.schema``)
@@ -44,7 +45,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.data.cityscapes import Snippet, read_frame, read_label_png
-from pipeline.data.labels import LABEL_SETS, NUM_LABEL_IDS, TRAIN_LABEL_IDS, label_table
+from pipeline.data.labels import INSTANCE_LABEL_IDS, LABEL_SETS, NUM_LABEL_IDS, TRAIN_LABEL_IDS, label_table
 from pipeline.data.subset import GTFINE_TRAIN, gtfine_train_snippets, load_subset, subset_snippets
 from pipeline.errors import PipelineError
 from pipeline.flow.convention import CONVENTION
@@ -430,7 +431,19 @@ def _checked_labels(path: Path, dtype: type, frame: tuple[Path, Sequence[int]],
     kept = kept_gtfine.get(path.parent)
     if kept is not None and path.name not in kept:
         _check_train_label_ids(label_ids, path)
+    if dtype is np.uint16:
+        _check_instance_classes(ids, path)
     return ids.astype(dtype, copy=False)
+
+
+def _check_instance_classes(ids: np.ndarray, path: Path) -> None:
+    """Refuse an instance id (label id * 1000 + k) of a class without instances: the feature
+    encoder pools and the edge map outlines it as an object, so a road "instance" would be one."""
+    classes = np.unique(ids[ids >= 1000] // 1000)
+    odd = sorted(set(classes.tolist()) - set(INSTANCE_LABEL_IDS))
+    if odd:
+        raise PipelineError(f"holds instance ids of label ids {odd}, classes without instances (Cityscapes "
+                            f"gives instance ids only to label ids {list(INSTANCE_LABEL_IDS)})", path)
 
 
 def _check_train_label_ids(label_ids: np.ndarray, path: Path) -> None:

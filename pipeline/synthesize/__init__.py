@@ -7,7 +7,7 @@ synthesised at the model's resolution and resized to the scoring size (256x512) 
 frames were packed (an area average; the thesis code resized both bilinearly).
 
 Feature-encoder variants draw one cluster centre per class from the per-class k-means bank,
-with a generator seeded by ``fvd.seed``: one draw for all of a variant's videos, as the thesis
+with a generator seeded by ``fvd.draw_seed``: one draw for all of a variant's videos, as the thesis
 chose one set of feature encodings per network (``fvd.feature_draw: run``; ``video`` draws for
 each video). The draws are recorded in the output's provenance (the thesis picked among 50 sets
 by eye). With ``fvd.draw_choice.auto`` the draw is chosen instead: candidate draws are

@@ -61,13 +61,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise PipelineError("the draw candidates need --model and --clusters (or --real)")
         count, videos, record = candidate_videos(args.model, args.data, settings, args.clusters, device)
         write_video_stream(args.output, videos, count, lambda: provenance(
-            "draw_candidates", settings, code, settings["seed"], data=args.data, **record))
+            "draw_candidates", settings, code, settings["draw_seed"], data=args.data, **record))
         return
     if not args.model or not args.warping:
         raise PipelineError("synthesizing a variant needs --model and --warping (or --real)")
-    draw_choice = read_draw_choice(args.draws, settings["seed"]) if args.draws else None
+    draw_choice = read_draw_choice(args.draws, settings["draw_seed"]) if args.draws else None
     videos, result = synthesize_videos(args.model, args.data, settings, args.clusters, device, draw_choice)
-    record = provenance("synthesize", settings, code, settings.get("seed"), data=args.data, **result["record"])
+    record = provenance("synthesize", settings, code, settings.get("draw_seed"), data=args.data, **result["record"])
     # The videos' own record: the warping figures were made with them, from the same model and frames.
     write_json(args.warping, warping_summary(result["record"]["variant"], result["warping"], record))
     write_videos(args.output, videos, record)

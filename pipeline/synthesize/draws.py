@@ -5,7 +5,7 @@ with :func:`draw_seed`::
 
     draw_seed(seed, candidate, slot) = (seed * 1_000_003 + slot + candidate * 2**20) mod 2**32
 
-``seed`` is ``fvd.seed``. The modulus is explicit because torch's CPU generator keeps only the
+``seed`` is ``fvd.draw_seed``. The modulus is explicit because torch's CPU generator keeps only the
 low 32 bits of a seed (seeds 2**32 apart give the same draw); for one seed no two (candidate,
 slot) pairs collide while slot < 2**20 and candidate < 4096 (the schema's bound).
 
@@ -58,8 +58,8 @@ class DrawSeeding:
 
     @classmethod
     def of(cls, settings: Mapping[str, Any], candidate: int = 0, period: int | None = None) -> DrawSeeding:
-        """The seeding ``settings`` (config ``fvd``: ``seed``, ``feature_draw``) ask for."""
-        return cls(settings["seed"], candidate, period, per_video=settings["feature_draw"] == "video")
+        """The seeding ``settings`` (config ``fvd``: ``draw_seed``, ``feature_draw``) ask for."""
+        return cls(settings["draw_seed"], candidate, period, per_video=settings["feature_draw"] == "video")
 
     def seed_of(self, index: int) -> int:
         return draw_seed(self.seed, self.candidate, self._slot(index))
@@ -76,12 +76,13 @@ class DrawSeeding:
 
 
 def read_draw_choice(path: str | Path, seed: int) -> dict[str, Any]:
-    """The chosen draw of ``results/fvd/draws/{variant}.json``, checked against ``fvd.seed``
+    """The chosen draw of ``results/fvd/draws/{variant}.json``, checked against ``fvd.draw_seed``
     (the synthesis checks the variant), with the file's path under ``file``."""
     choice = read_json(path)
-    missing = [key for key in ("variant", "chosen", "heldout_videos", "seed") if key not in choice]
+    missing = [key for key in ("variant", "chosen", "heldout_videos", "draw_seed") if key not in choice]
     if missing:
         raise PipelineError(f"not a draw choice (missing {missing}; written by pipeline.fvd.draws)", path)
-    if choice["seed"] != seed:
-        raise PipelineError(f"the draw was chosen with fvd.seed {choice['seed']}, the settings say {seed}", path)
+    if choice["draw_seed"] != seed:
+        raise PipelineError(f"the draw was chosen with fvd.draw_seed {choice['draw_seed']}, the settings say {seed}",
+                            path)
     return dict(choice, file=str(path))

@@ -122,7 +122,7 @@ def synthesize_videos(model_path: str | Path, data_path: str | Path, settings: M
         raise PipelineError(f"a draw choice for variant {draw_choice['variant']!r}; variant {run.variant!r} "
                             f"{'draws no cluster features' if run.bank is None else 'is another'}",
                             draw_choice.get("file"))
-    draws = None            # only a variant with a cluster bank draws (and is given fvd.seed)
+    draws = None            # only a variant with a cluster bank draws (and is given fvd.draw_seed)
     if run.bank is not None:
         draws = (DrawSeeding.of(settings, draw_choice["chosen"], draw_choice["heldout_videos"])
                  if draw_choice else DrawSeeding.of(settings))

@@ -11,7 +11,7 @@ rule local_i3d:
         "results/timing/local_i3d.tsv"
     params:
         width=config["fvd"]["local_i3d_width"],
-        seed=config["fvd"]["seed"],
+        seed=config["fvd"]["local_i3d_seed"],
         code=code_version("pipeline.fvd.i3d"),
     threads: 2
     resources:
