@@ -72,13 +72,29 @@ def load_config(paths: Iterable[str | Path] = (DEFAULT_CONFIG,)) -> dict:
     return validate(config, key_sources(layers))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key twice in one mapping: YAML keeps the last silently, so a
+    copied ``v14:`` line left unrenamed would replace the thesis's v14 with the new entry."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping (first on line {seen[key] + 1}); "
+                    "YAML would keep only the last", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
 def read_config_file(path: str | Path) -> dict:
     """One config file's mapping (empty for an empty file); a missing or malformed file is named."""
     path = Path(path)
     if not path.is_file():
         raise PipelineError("config file not found", path)
     try:
-        loaded = yaml.safe_load(path.read_text()) or {}
+        loaded = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as err:
         raise PipelineError(f"not valid YAML: {err}", path) from err
     if not isinstance(loaded, Mapping):
@@ -146,7 +162,7 @@ def _default_of(subschema: Mapping, root: Mapping):
 
 def _with_defaults(validator_class, root: Mapping):
     """A validator for the schema ``root`` that fills ``default`` values in, recursing into
-    defaults it just filled."""
+    defaults it just filled, and takes only ints as integers."""
     validate_properties = validator_class.VALIDATORS["properties"]
 
     def set_defaults(validator, properties, instance, schema):
@@ -157,7 +173,11 @@ def _with_defaults(validator_class, root: Mapping):
                     instance[name] = copy.deepcopy(default)
         yield from validate_properties(validator, properties, instance, schema)
 
-    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+    # Strict integers: JSON Schema counts 1.0 as an integer, which passes here and breaks where a
+    # stage sizes a tensor or a range by it.
+    strict = validator_class.TYPE_CHECKER.redefine(
+        "integer", lambda checker, value: isinstance(value, int) and not isinstance(value, bool))
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults}, type_checker=strict)
 
 
 def validate(config: Mapping, sources: Mapping[tuple[str, ...], str] | None = None) -> dict:
@@ -174,7 +194,7 @@ def validate(config: Mapping, sources: Mapping[tuple[str, ...], str] | None = No
     if errors:
         raise PipelineError("invalid config:\n" + "\n".join(_describe(err, sources) for err in errors))
     for name, entry in config["variants"].items():
-        check_variant(name, entry)
+        check_variant(name, entry, sources)
     check_consistency(config, sources)
     return config
 
@@ -232,32 +252,57 @@ def _describe(error: jsonschema.ValidationError, sources: Mapping[tuple[str, ...
     return f"  config key {key}{where}: {error.message}"
 
 
-def check_variant(name: str, entry: Mapping[str, Any]) -> None:
-    """Reject contradictory variant entries and reserved names, naming the entry and the conflict."""
+def check_variant(name: str, entry: Mapping[str, Any],
+                  sources: Mapping[tuple[str, ...], str] | None = None) -> None:
+    """Reject contradictory variant entries and reserved names, naming the entry, each key with its
+    value and (with ``sources``) the file that set it, and the conflict. Everything the generator,
+    its second CRN stage and the losses would refuse once a job runs is refused here."""
+    def key(name_of_key: str) -> str:
+        value = entry.get(name_of_key)
+        shown = yaml.safe_dump(value).split("\n", 1)[0] if isinstance(value, bool) or value is None else value
+        return f"{name_of_key} = {shown}{_set_by(sources, ('variants', name, name_of_key))}"
+
+    crn, pix2pixhd = entry["network"] == "crn", entry["network"] == "pix2pixhd"
+    stage2 = entry.get("output_images_stage2")
     problems = []
     if name in RESERVED_VARIANT_NAMES:
         problems.append(f"the name {name!r} is reserved ({RESERVED_VARIANT_NAMES[name]}; a variant of that "
                         "name would write to the same paths): rename the variant")
     if entry["flow"] and entry["prior"] is None:
-        problems.append("flow needs prior frames (prior: ext or adj)")
+        problems.append(f"{key('flow')} needs prior frames, but {key('prior')} (prior: ext or adj)")
     if entry["twin"] and not entry["flow"]:
-        problems.append("a twin network needs flow (its second half predicts flow and mask)")
-    if entry["discriminator"] > 0 and entry["output_images"] > 1:
-        problems.append("discriminators need output_images 1 (the diversity loss picks among K)")
-    if entry["network"] == "pix2pixhd" and entry["output_images"] > 1:
-        problems.append("pix2pixhd synthesises one image (output_images 1)")
-    if entry["network"] == "pix2pixhd" and entry["norm"] != "instance":
-        problems.append("pix2pixhd's generator uses instance norm")
-    if entry["network"] == "crn" and entry["residual"] and entry["norm"] != "weight":
-        problems.append("ResNeXt refinement modules are weight-normed (norm: weight)")
-    if entry["network"] == "crn" and entry["twin"] and not entry["residual"]:
+        problems.append(f"a twin network ({key('twin')}) needs {key('flow')}: its second half predicts flow and mask")
+    if entry["perceptual"] is None and entry["discriminator"] == 0:
+        problems.append(f"{key('perceptual')} and {key('discriminator')}: no loss trains the image (the flow "
+                        "loss trains only a twin's flow); give it a perceptual backbone or a discriminator")
+    for images in ("output_images", "output_images_stage2"):
+        if (entry.get(images) or 1) == 1:
+            continue
+        if entry["discriminator"] > 0:
+            problems.append(f"{key(images)} with {key('discriminator')}: discriminators need one image (the "
+                            "diversity loss picks among K)")
+        if entry["twin"]:
+            problems.append(f"{key(images)} with {key('twin')}: a twin network synthesises one image")
+    if pix2pixhd:
+        if entry["output_images"] > 1 or stage2 is not None:
+            problems.append(f"{key('output_images')}, {key('output_images_stage2')}: pix2pixhd synthesises one "
+                            "image in its one stage (output_images 1, output_images_stage2 null)")
+        if entry["norm"] != "instance":
+            problems.append(f"{key('norm')}: pix2pixhd's generator uses instance norm")
+        if not entry["residual"]:
+            problems.append(f"{key('residual')}: pix2pixhd's residual blocks are built in (residual: true), "
+                            "so false would train the same network under another row")
+    if crn and entry["residual"] and entry["norm"] != "weight":
+        problems.append(f"{key('residual')} with {key('norm')}: ResNeXt refinement modules are weight-normed "
+                        "(norm: weight)")
+    if crn and entry["twin"] and not entry["residual"]:
         # The thesis code turns on complex_input_mode for every twin (Refinement_Module.py):
         # plain twin modules sum per-group entries, add a conv of the previous features and a
         # third conv (rm_block_3). Only its ResNeXt twin (v09) is ported; no table 5.1 row uses
         # a plain one.
-        problems.append("a twin CRN needs ResNeXt modules (residual: true): the thesis's twin CRN "
-                        "modules are the ResNeXt ones, and its plain-module twin path (summed "
-                        "per-group entries, a conv of the previous features, a third conv "
+        problems.append(f"{key('twin')} with {key('residual')}: a twin CRN needs ResNeXt modules (residual: "
+                        "true): the thesis's twin CRN modules are the ResNeXt ones, and its plain-module twin "
+                        "path (summed per-group entries, a conv of the previous features, a third conv "
                         "rm_block_3) is not ported")
     if problems:
         raise PipelineError(f"variant {name!r} in config: " + "; ".join(problems))
@@ -307,6 +352,8 @@ def check_consistency(config: Mapping, sources: Mapping[tuple[str, ...], str] | 
     - data.source synthetic: frames of 16x16 at least; the test split of data.synthetic.cities
       has subset.test_sequences snippets (plus fvd.draw_choice.heldout_videos with
       fvd.draw_choice.auto); subset.train_cities are cities of its train split.
+    - pix2pixHD trains in one stage, and each CRN stage is twice the size of the one before (a
+      refinement module more): what the training loop's growth can do.
     - Every size a stage reads from the packed files is packed (pack.resolutions): each training
       stage of a network some variant uses (synthesis reads the last one's) and fvd.height x width.
     - fvd.width >= fvd.height: FVD scores square crops of side fvd.height.
@@ -367,6 +414,7 @@ def check_consistency(config: Mapping, sources: Mapping[tuple[str, ...], str] | 
                                 f"{keys.source(f'train.{network}.stages')} is not a size {shown_packed} packs: "
                                 f"training {', '.join(users)} reads the packed frames at each stage's size "
                                 "(synthesis at the last one's)")
+    problems += _stage_problems(train, variants, keys)
     if (fvd["height"], fvd["width"]) not in packed:
         problems.append(f"{keys('fvd.height')} x {keys('fvd.width')} is not a size {shown_packed} packs: the "
                         "real test videos are read from the packed test split at the scoring size")
@@ -395,6 +443,28 @@ def check_consistency(config: Mapping, sources: Mapping[tuple[str, ...], str] | 
 
     if problems:
         raise PipelineError("inconsistent config:\n" + "\n".join(f"  - {problem}" for problem in problems))
+
+
+def _stage_problems(train: Mapping, variants: Mapping, keys: _Keys) -> list[str]:
+    """What the training stages of the networks in use must be: pix2pixHD trains in one stage (its
+    generator cannot grow), and each CRN stage adds one refinement module, which doubles the size."""
+    problems = []
+    users = {network: sorted(name for name, entry in variants.items() if entry["network"] == network)
+             for network in ("crn", "pix2pixhd")}
+    stages = train["pix2pixhd"]["stages"]
+    if users["pix2pixhd"] and len(stages) != 1:
+        problems.append(f"train.pix2pixhd.stages{keys.source('train.pix2pixhd.stages')} has {len(stages)} stages, "
+                        f"but pix2pixHD ({', '.join(users['pix2pixhd'])}) trains in one: its generator cannot "
+                        "grow (only the CRN adds a refinement module)")
+    stages = train["crn"]["stages"]
+    for index in range(1, len(stages) if users["crn"] else 0):
+        before, after = stages[index - 1], stages[index]
+        if (after["height"], after["width"]) != (2 * before["height"], 2 * before["width"]):
+            problems.append(f"train.crn.stages[{index}] = {_size(after['height'], after['width'])}"
+                            f"{keys.source('train.crn.stages')} after {_size(before['height'], before['width'])}: "
+                            f"each CRN stage adds a refinement module, which doubles the size (here "
+                            f"{_size(2 * before['height'], 2 * before['width'])}; {', '.join(users['crn'])})")
+    return problems
 
 
 def variant_entry(config: Mapping, variant: str, sources: Mapping[tuple[str, ...], str] | None = None

@@ -71,14 +71,80 @@ def test_bad_key_or_value_is_named(study, path, value, named):
         validate(config)
 
 
-def test_contradictory_variant_is_named(study):
+def test_contradictory_variant_is_named(study, tmp_path):
     config = copy.deepcopy(study)
     config["variants"]["mine"] = dict(config["variants"]["v02"], flow=True, index=15)
-    with pytest.raises(PipelineError, match="variant 'mine'.*flow needs prior frames"):
+    with pytest.raises(PipelineError, match=r"variant 'mine'.*flow = true needs prior frames, but prior = null"):
         validate(config)
     config["variants"]["mine"] = dict(config["variants"]["v06"], output_images=3, index=15)
-    with pytest.raises(PipelineError, match="variant 'mine'.*discriminators need output_images 1"):
+    with pytest.raises(PipelineError, match=r"variant 'mine'.*output_images = 3 with discriminator = 1: "
+                                            "discriminators need one image"):
         validate(config)
+    # Each key is named with the file that set it.
+    (tmp_path / "mine.yaml").write_text("variants:\n  v15: {index: 15, network: crn, output_images: 1, norm: weight, "
+                                        "perceptual: vgg19, edge: false, feature_encoder: false, residual: false, "
+                                        "discriminator: 0, prior: null, twin: false, flow: true}\n")
+    with pytest.raises(PipelineError, match=re.escape(f"flow = true ({tmp_path / 'mine.yaml'}) needs prior frames, "
+                                                      f"but prior = null ({tmp_path / 'mine.yaml'})")):
+        load_config([DEFAULT_CONFIG, tmp_path / "mine.yaml"])
+
+
+@pytest.mark.parametrize(
+    "base, change, named",
+    [
+        # What the second CRN stage would refuse after the first had trained (days of jobs).
+        ("v09", {"output_images_stage2": 3}, "output_images_stage2 = 3 with twin = true: a twin network "
+                                             "synthesises one image"),
+        ("v06", {"output_images_stage2": 3}, "output_images_stage2 = 3 with discriminator = 1"),
+        # Nothing to train the image with: the first step would call backward on 0.
+        ("v03", {"perceptual": None}, "perceptual = null and discriminator = 0: no loss trains the image"),
+        # pix2pixHD has its residual blocks and one stage whatever the entry says.
+        ("v11", {"residual": False}, "residual = false: pix2pixhd's residual blocks are built in"),
+        ("v11", {"output_images_stage2": 1}, "output_images_stage2 = 1: pix2pixhd synthesises one image in its "
+                                             "one stage"),
+    ],
+    ids=["twin-stage2-images", "discriminator-stage2-images", "no-loss", "pix2pixhd-residual",
+         "pix2pixhd-stage2-images"],
+)
+def test_an_entry_that_would_fail_in_training_is_refused(study, base, change, named):
+    config = copy.deepcopy(study)
+    config["variants"]["mine"] = dict(config["variants"][base], index=15, **change)
+    with pytest.raises(PipelineError, match=re.escape(named)):
+        validate(config)
+
+
+def test_training_stages_are_what_the_loop_can_grow(study):
+    """pix2pixHD cannot grow; a CRN stage adds a module, doubling the size."""
+    sizes = {"pack": {"resolutions": [[16, 32], [64, 128], [256, 512], [512, 1024]]}}
+    crn = [{"height": 16, "width": 32, "epochs": 1}, {"height": 64, "width": 128, "epochs": 1}]
+    with pytest.raises(PipelineError, match=re.escape("train.crn.stages[1] = 64x128 after 16x32: each CRN stage "
+                                                      "adds a refinement module, which doubles the size (here 32x64")):
+        validate(merge(study, dict(sizes, train={"crn": {"stages": crn}})))
+    twice = [{"height": 512, "width": 1024, "epochs": 1}] * 2
+    with pytest.raises(PipelineError, match=r"train.pix2pixhd.stages has 2 stages, but pix2pixHD \(v10, .*\) "
+                                            "trains in one"):
+        validate(merge(study, {"train": {"pix2pixhd": {"stages": twice}}}))
+    # Without pix2pixHD variants its stages are not read.
+    crn_only = {name: entry for name, entry in study["variants"].items() if entry["network"] == "crn"}
+    validate(dict(merge(study, {"train": {"pix2pixhd": {"stages": twice}}}), variants=crn_only))
+
+
+def test_a_whole_float_is_not_an_integer(study):
+    config = copy.deepcopy(study)
+    config["variants"]["v03"]["output_images"] = 1.0
+    with pytest.raises(PipelineError, match=r"variants.v03.output_images: 1.0 is not of type 'integer'"):
+        validate(config)
+
+
+def test_a_key_twice_in_a_config_file_is_refused(tmp_path):
+    """YAML keeps the last of two equal keys: a copied v14 line left unrenamed would silently
+    replace the thesis's v14."""
+    text = DEFAULT_CONFIG.read_text()
+    row = next(line for line in text.splitlines() if line.startswith("  v14:"))
+    (tmp_path / "config.yaml").write_text(text.replace(row, row.replace("index: 14", "index: 15") + "\n" + row))
+    with pytest.raises(PipelineError, match=r"config.yaml: not valid YAML: key 'v14' appears twice in one mapping "
+                                            r"\(first on line \d+\)"):
+        load_config([tmp_path / "config.yaml"])
 
 
 def test_a_twin_crn_without_resnext_modules_is_rejected(study):
@@ -89,10 +155,10 @@ def test_a_twin_crn_without_resnext_modules_is_rejected(study):
     with pytest.raises(PipelineError, match="variant 'mine'.*twin CRN needs ResNeXt modules "
                                             r"\(residual: true\).*plain-module twin path.*not ported"):
         validate(config)
-    # The ResNeXt twin and a plain twin pix2pixHD stay valid.
+    # The ResNeXt twin and a twin pix2pixHD stay valid.
     config["variants"]["mine"] = dict(config["variants"]["v09"], index=15)
     validate(config)
-    config["variants"]["mine"] = dict(config["variants"]["v14"], residual=False, index=15)
+    config["variants"]["mine"] = dict(config["variants"]["v14"], index=15)
     validate(config)
 
 

@@ -217,7 +217,7 @@ def test_a_fifteenth_variant_is_only_a_config_entry():
 
 
 def test_a_contradictory_entry_stops_naming_it():
-    with pytest.raises(PipelineError, match="index 7.*flow needs prior frames"):
+    with pytest.raises(PipelineError, match="index 7.*flow = true needs prior frames"):
         build_generator({**VARIANTS["v07"], "prior": None, "twin": True, "flow": True}, LABELS, *SMALL)
 
 
