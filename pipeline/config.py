@@ -358,7 +358,7 @@ def check_consistency(config: Mapping, sources: Mapping[tuple[str, ...], str] | 
       stage of a network some variant uses (synthesis reads the last one's) and fvd.height x width.
     - fvd.width >= fvd.height: FVD scores square crops of side fvd.height.
     - fvd.i3d (the real I3D) needs fvd.frames >= 9. The schema allows 2 so that tests can run the
-      graph with a few frames and the local random I3D (pipeline.fvd.embed still needs 9 to embed).
+      graph with a few frames short of embedding; a plan that embeds them stops in i3d_module.
     - Every variant has its own index (a row of table 5.1): the FVD table and fvd.comparisons pick
       variants by it, and of two with one index one would silently stand for both.
     - Every index in fvd.comparisons is a variant's (the table would drop the pair, noted only
@@ -523,12 +523,16 @@ def instance_checkpoint(config: Mapping, sources: Mapping[tuple[str, ...], str] 
 
 def i3d_module(config: Mapping, sources: Mapping[tuple[str, ...], str] | None = None) -> str | None:
     """``fvd.i3d``, or None where the workflow builds a random-weight I3D (fvd.local_i3d_width).
-    Neither set is refused, naming the keys and their files: the embed rules' input function calls
-    this, so only a plan that embeds videos stops."""
+    Neither set, or videos too short for either I3D, is refused, naming the keys and their files:
+    the embed rules' input function calls this, so only a plan that embeds videos stops."""
     fvd = config["fvd"]
+    keys = _Keys(config, sources)
+    if fvd["frames"] < I3D_MIN_FRAMES:      # with the real I3D check_consistency has refused it already
+        raise PipelineError(f"{keys('fvd.frames')}: embedding the test videos needs at least {I3D_MIN_FRAMES} "
+                            "frames a video, with the local random I3D too (it halves time three times, then "
+                            "pools 2); fewer frames serve only plans that never embed")
     if fvd["i3d"] or fvd["local_i3d_width"]:
         return fvd["i3d"] or None
-    keys = _Keys(config, sources)
     raise PipelineError(f"{keys('fvd.i3d')} names no I3D and {keys('fvd.local_i3d_width')}: set fvd.i3d to the "
                         "local directory of the TF-Hub module deepmind/i3d-kinetics-400/1 (README), or "
                         "fvd.local_i3d_width (e.g. 0.25) for a random-weight I3D (demo only: FVD not comparable)")

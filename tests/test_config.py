@@ -17,6 +17,7 @@ from pipeline.config import (
     backbone_file,
     check_consistency,
     command_line_values,
+    i3d_module,
     key_sources,
     load_config,
     merge,
@@ -316,6 +317,19 @@ def test_a_consistency_error_names_the_file_of_each_key(tmp_path):
         validate(config)
     with pytest.raises(PipelineError, match=r"fvd\.frames = 16 \(default\)"):
         validate(config, {("fvd", "start_frame"): "mine.yaml"})
+
+
+def test_a_plan_that_embeds_videos_too_short_for_the_i3d_stops(tmp_path):
+    """fvd.frames below 9 passes validation (tests run the graph without embedding) but stops the
+    embed rules' input function, with the local random I3D too, naming the key and its file."""
+    study_raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    mine = {"fvd": {"frames": 8, "local_i3d_width": 0.25}}
+    sources = key_sources([(str(DEFAULT_CONFIG), study_raw), (str(tmp_path / "mine.yaml"), mine)])
+    config = validate(merge(study_raw, mine), sources)
+    with pytest.raises(PipelineError, match=re.escape(f"fvd.frames = 8 ({tmp_path / 'mine.yaml'}): embedding the "
+                                                      "test videos needs at least 9 frames")):
+        i3d_module(config, sources)
+    assert i3d_module(merge(config, {"fvd": {"frames": 9}}), sources) is None      # the local I3D's
 
 
 def test_i3d_min_frames_is_the_embed_stages():
