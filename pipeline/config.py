@@ -341,7 +341,8 @@ def check_consistency(config: Mapping, sources: Mapping[tuple[str, ...], str] | 
     here instead; each message names the keys, their values and, where ``sources`` tell, the file
     that set them. The rules:
 
-    - data.annotated_frame is a frame of the snippet (< data.frames_per_snippet).
+    - data.annotated_frame is a frame of the snippet (< data.frames_per_snippet); on Cityscapes
+      the snippets are its own: 30 frames, the gtFine frame the 20th (index 19).
     - The test videos fit in a snippet: fvd.start_frame + fvd.frames <= data.frames_per_snippet
       (pipeline.synthesize: real and synthesised videos are those frames of one snippet).
     - With prior-frame variants, fvd.warmup_frames <= fvd.start_frame: they synthesise the
@@ -371,6 +372,10 @@ def check_consistency(config: Mapping, sources: Mapping[tuple[str, ...], str] | 
     prior = sorted(name for name, entry in variants.items() if entry["prior"])
     problems = []
 
+    if data["source"] == "cityscapes" and (snippet, data["annotated_frame"]) != (30, 19):
+        problems.append(f"{keys('data.frames_per_snippet')} and {keys('data.annotated_frame')} with "
+                        f"{keys('data.source')}: Cityscapes snippets are 30 frames with the gtFine frame at "
+                        "index 19 (leftImg8bit_sequence holds exactly those; shorter videos are fvd.frames)")
     if data["annotated_frame"] >= snippet:
         problems.append(f"{keys('data.annotated_frame')} is not a frame of a snippet of "
                         f"{keys('data.frames_per_snippet')} (frames 0..{snippet - 1}): it is the snippet's "

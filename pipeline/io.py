@@ -159,5 +159,5 @@ def read_json(path: str | Path) -> Any:
         raise PipelineError("file not found", path)
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:     # the latter: a binary file
         raise PipelineError(f"not valid JSON ({err})", path) from err

@@ -531,10 +531,10 @@ def graph_workdir(tmp_path_factory) -> Path:
     """
     work = tmp_path_factory.mktemp("lengau_graph")
     study = load_config([REPO / "config.yaml", REPO / "config" / "demo.yaml"])
-    root = make_fake_tree(work / "cityscapes", {"train": {"aachen": 3, "bremen": 2}, "val": {"lindau": 4}},
-                          study["data"]["frames_per_snippet"], study["data"]["annotated_frame"])
+    root = make_fake_tree(work / "cityscapes", {"train": {"aachen": 3, "bremen": 2}, "val": {"lindau": 4}})
     study["variants"] = {name: entry for name, entry in study["variants"].items() if name in VARIANTS}
-    study["data"].update(source="cityscapes", cityscapes_root=str(root))
+    # Cityscapes' own snippets (30 frames, the gtFine frame the 20th), the demo's sizes otherwise.
+    study["data"].update(source="cityscapes", cityscapes_root=str(root), frames_per_snippet=30, annotated_frame=19)
     study["subset"].update(train_cities=["aachen", "bremen"], test_sequences=4)
     study["fvd"].update(batches=1)          # one batch of 4 videos: the 4 test snippets
     (work / "study.yaml").write_text(yaml.safe_dump(study))

@@ -257,6 +257,10 @@ RULES = [
      r"fvd\.height = 32 x fvd\.width = 64 is not a size pack\.resolutions = \[64x128, 128x256\] packs"),
     ("fvd-crops", {"pack": {"resolutions": [[64, 128], [128, 256], [128, 64]]}, "fvd": {"height": 128, "width": 64}},
      r"fvd\.width = 64 < fvd\.height = 128: FVD scores square crops"),
+    ("cityscapes-snippets", {"data": {"source": "cityscapes", "frames_per_snippet": 20, "annotated_frame": 19},
+                             "subset": {"train_cities": ["aachen"]}},
+     r"data\.frames_per_snippet = 20 and data\.annotated_frame = 19 with data\.source = cityscapes: Cityscapes "
+     r"snippets are 30 frames with the gtFine frame at index 19"),
     ("real-i3d-frames", {"fvd": {"i3d": "/models/i3d", "frames": 8}},
      r"fvd\.frames = 8 with the real I3D \(fvd\.i3d = /models/i3d\): the I3D embedding needs at least 9 frames"),
     ("comparison-index", {"fvd": {"comparisons": [[3, 16], [2, 3]]}},
@@ -298,7 +302,8 @@ def test_rules_apply_only_where_a_stage_reads_the_keys(demo_raw):
     config["variants"] = {name: entry for name, entry in config["variants"].items() if entry["network"] == "crn"}
     validate(merge(config, {"train": {"pix2pixhd": {"stages": [{"height": 99, "width": 99, "epochs": 1}]}}}))
     # Cityscapes: the snippets on disk are not in the config, so the counts are not checked here.
-    validate(merge(demo_raw, {"data": {"source": "cityscapes"}, "subset": {"train_cities": ["aachen"]}}))
+    cityscapes = {"source": "cityscapes", "frames_per_snippet": 30, "annotated_frame": 19}
+    validate(merge(demo_raw, {"data": cityscapes, "subset": {"train_cities": ["aachen"]}}))
 
 
 def test_a_consistency_error_names_the_file_of_each_key(tmp_path):

@@ -255,3 +255,13 @@ def test_the_file_is_fsynced_before_the_rename(tmp_path, monkeypatch):
         tmp.write_text("weights")
     assert ("fsync", str(tmp)) in events
     assert events.index(("fsync", str(tmp))) < events.index(("replace", str(tmp)))
+
+
+def test_a_binary_file_read_as_json_is_named(tmp_path):
+    """A subset or record path given an HDF5 file (say) stops naming it, not with a decode traceback."""
+    from pipeline.errors import PipelineError
+    from pipeline.io import read_json
+    binary = tmp_path / "train.h5"
+    binary.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)))
+    with pytest.raises(PipelineError, match=rf"^{binary}: not valid JSON"):
+        read_json(binary)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -46,10 +47,42 @@ def test_greedy_selection_stays_under_the_target():
 
 
 def test_unknown_city_and_too_many_test_sequences_are_named(full_tree):
-    with pytest.raises(PipelineError, match=r"not in the train split: \['atlantis'\]"):
+    with pytest.raises(PipelineError, match=r"must name train cities, each once \(unknown: \['atlantis'\]\)"):
         select_subset(full_tree, {"train_cities": ["atlantis"]})
     with pytest.raises(PipelineError, match="test_sequences is 9999 but split 'val' has only 500"):
         select_subset(full_tree, {"train_cities": ["ulm"], "test_sequences": 9999})
+
+
+def test_an_empty_or_repeated_city_list_and_a_target_no_city_fits_are_refused():
+    with pytest.raises(PipelineError, match=r"subset.train_cities \[\] must name train cities, each once \(none\)"):
+        choose_cities(TRAIN_COUNTS, [], None)
+    with pytest.raises(PipelineError, match=r"each once \(twice: \['aachen'\]\)"):
+        choose_cities(TRAIN_COUNTS, ["aachen", "aachen", "bremen"], None)
+    with pytest.raises(PipelineError, match="target_sequences 10 is below the smallest train city's 85 snippets"):
+        choose_cities(TRAIN_COUNTS, None, 10)
+
+
+def test_the_train_part_records_the_cities_taken_not_how_they_were_asked_for(full_tree):
+    """Three ways to ask for aachen, bremen, hanover and zurich give one train.json: another
+    spelling of the same choice must not rerun the labels, flow, pack and 14 trainings."""
+    asked = [{"train_cities": ["zurich", "aachen", "hanover", "bremen"]},
+             {"train_cities": ["aachen", "bremen", "hanover", "zurich"], "target_sequences": 500}]
+    parts = {json.dumps(subset_part(select_subset(full_tree, dict(ask, test_sequences=4)), "train",
+                                    dict(ask, test_sequences=4)), sort_keys=True) for ask in asked}
+    assert len(parts) == 1
+    assert json.loads(parts.pop())["provenance"]["settings"] == {"train_cities": ["aachen", "bremen", "hanover", "zurich"]}
+
+
+def test_a_left_out_train_city_must_be_unpacked_too(small_tree, tmp_path):
+    """The labellers' fits read every train city's annotated frame (gtfine_train): a city missing
+    from leftImg8bit_sequence stops select_subset, not a GPU job later."""
+    tree = tmp_path / "tree"
+    shutil.copytree(small_tree, tree)
+    select_subset(tree, {"train_cities": ["beta"], "test_sequences": 1})
+    shutil.rmtree(tree / "leftImg8bit_sequence" / "train" / "alpha")
+    with pytest.raises(PipelineError, match=r"leftImg8bit_sequence/train/alpha/alpha_\d{6}_\d{6}_leftImg8bit.png: "
+                                            "annotated frame missing"):
+        select_subset(tree, {"train_cities": ["beta"], "test_sequences": 1})
 
 
 def test_command_writes_subset_with_provenance(small_tree, tmp_path):
@@ -87,7 +120,7 @@ def test_each_part_holds_what_its_consumers_read(full_tree):
     heldout = subset_part(subset, HELDOUT_SPLIT, settings)
     assert train["splits"] == {"train": subset["splits"]["train"]} and "root" not in train
     assert train["provenance"] == {"stage": "select_subset", "part": "train",
-                                   "settings": {"train_cities": ["ulm"], "target_sequences": None}}
+                                   "settings": {"train_cities": ["ulm"]}}
     assert subset_part(subset, "val", settings)["splits"] == {"val": subset["splits"]["val"]}
     assert heldout["split_dirs"] == {HELDOUT_SPLIT: "val"}
     assert heldout["provenance"]["settings"]["heldout_sequences"] == 2

@@ -183,6 +183,17 @@ def test_same_seed_same_bytes_and_other_seed_differs(tmp_path):
     assert first.keys() != other.keys() or all(first[k] != other[k] for k in first if "leftImg8bit" in k)
 
 
+def test_the_listing_order_of_the_cities_does_not_change_the_city():
+    """The rule passes the cities sorted (its settings JSON), a hand run in a config file's order:
+    both must plan the same sequences, snippet ids and frame numbers."""
+    listed = {"val": {"testfurt": 2}, "train": {"synthberg": 2, "labelheim": 1}}
+    reordered = {"train": {"labelheim": 1, "synthberg": 2}, "val": {"testfurt": 2}}
+    plans = synthetic.plan_sequences(listed, seed=0)
+    assert plans == synthetic.plan_sequences(reordered, seed=0)
+    assert [plan.city for plan in plans] == ["labelheim", "synthberg", "testfurt"]
+    assert plans[0].annotated_frames == (19,) and len(plans[1].annotated_frames) == 2     # one a snippet, one long
+
+
 def test_frames_and_annotated_index_are_settings(tmp_path):
     synthetic.generate(tmp_path / "c", {"val": {"delta": 2, "eps": 1}}, seed=0, height=32, width=64,
                        frames=5, annotated=2)

@@ -57,8 +57,10 @@ def choose_cities(counts: dict[str, int], cities: list[str] | None, target: int 
     """
     if cities is not None:
         unknown = sorted(set(cities) - set(counts))
-        if unknown:
-            raise PipelineError(f"subset.train_cities names cities not in the train split: {unknown}; "
+        twice = sorted({city for city in cities if list(cities).count(city) > 1})
+        if unknown or twice or not cities:
+            raise PipelineError(f"subset.train_cities {list(cities)} must name train cities, each once "
+                                f"({'unknown: ' + str(unknown) if unknown else 'twice: ' + str(twice) if twice else 'none'}); "
                                 f"available: {sorted(counts)}")
         return sorted(cities)
     if target is None:
@@ -68,6 +70,9 @@ def choose_cities(counts: dict[str, int], cities: list[str] | None, target: int 
         if total + counts[city] <= target:
             chosen.append(city)
             total += counts[city]
+    if not chosen:
+        raise PipelineError(f"subset.target_sequences {target} is below the smallest train city's "
+                            f"{min(counts.values())} snippets: no city fits")
     return sorted(chosen)
 
 
@@ -79,6 +84,7 @@ def select_subset(root: str | Path, settings: dict, frames: int = 30, annotated_
                            settings.get("target_sequences"))
     for city in cities:
         check_city(by_city[city])
+    _check_annotated_frames([s for city in sorted(set(by_city) - set(cities)) for s in by_city[city]])
     test_split = settings.get("test_split", "val")
     test_pool = [s for city in list_cities(root, test_split)
                  for s in find_snippets(root, test_split, city, frames, annotated_index)]
@@ -111,6 +117,17 @@ def select_subset(root: str | Path, settings: dict, frames: int = 30, annotated_
     return subset
 
 
+def _check_annotated_frames(snippets: list[Snippet]) -> None:
+    """The annotated frame of each snippet of the train cities the study leaves out: the labellers'
+    fits and pack_gtfine read those (``gtfine_train``), so a city missing from leftImg8bit_sequence
+    stops here rather than in a GPU job."""
+    for snippet in snippets:
+        frame = snippet.frame_paths[snippet.annotated_index]
+        if not frame.is_file():
+            raise PipelineError("annotated frame missing (the labellers' fits read every train city's: "
+                                "unpack the whole leftImg8bit_sequence)", frame)
+
+
 def _add_heldout(subset: dict, rest: list[Snippet], wanted: int, rng: np.random.Generator, split: str,
                  root: str | Path) -> None:
     """Add ``wanted`` snippets of the test split outside the test set (``rest``), drawn by the
@@ -128,9 +145,10 @@ def _add_heldout(subset: dict, rest: list[Snippet], wanted: int, rng: np.random.
     subset["counts"]["heldout"] = len(heldout)
 
 
-# The settings that select each part (config ``subset`` keys, and ``heldout_sequences``): a part's
-# file records these alone, so a setting that does not change the part leaves its file as it was.
-TRAIN_KEYS = ("train_cities", "target_sequences")
+# The settings that select each test part (config ``subset`` keys, and ``heldout_sequences``): a
+# part's file records these alone, so a setting that does not change the part leaves its file as it
+# was. The train part records the cities taken, however they were asked for (a list in another
+# order, a target_sequences that a list overrides, a target giving the same cities as a list).
 TEST_KEYS = ("test_split", "test_sequences", "seed")
 HELDOUT_KEYS = (*TEST_KEYS, "heldout_sequences")       # drawn after the test snippets, among the rest
 
@@ -145,13 +163,15 @@ def subset_part(subset: dict, part: str, settings: Mapping) -> dict:
     if part not in (*subset["splits"], GTFINE_TRAIN):
         raise PipelineError(f"the subset has no part {part!r}; its parts are {[*subset['splits'], GTFINE_TRAIN]}")
     if part == GTFINE_TRAIN:
-        restricted, keys = {GTFINE_TRAIN: subset[GTFINE_TRAIN]}, ()
+        restricted, selected = {GTFINE_TRAIN: subset[GTFINE_TRAIN]}, {}
     else:
         restricted = {"splits": {part: subset["splits"][part]}}
         if part in subset.get("split_dirs", {}):
             restricted["split_dirs"] = {part: subset["split_dirs"][part]}
-        keys = {"train": TRAIN_KEYS, HELDOUT_SPLIT: HELDOUT_KEYS}.get(part, TEST_KEYS)    # else the test split
-    selected = {key: settings.get(key) for key in keys}
+        if part == "train":
+            selected = {"train_cities": sorted(subset["splits"]["train"])}
+        else:
+            selected = {key: settings.get(key) for key in (HELDOUT_KEYS if part == HELDOUT_SPLIT else TEST_KEYS)}
     return {"frames": subset["frames"], "annotated_index": subset["annotated_index"], **restricted,
             "provenance": {"stage": "select_subset", "part": part, "settings": selected}}
 

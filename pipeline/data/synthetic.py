@@ -78,11 +78,13 @@ def _rng(seed: int, *parts: str | int) -> np.random.Generator:
 
 def plan_sequences(cities: dict[str, dict[str, int]], seed: int, frames: int = 30,
                    annotated: int = 19) -> list[SequencePlan]:
-    """The sequences to record: the first city one per snippet, the others one long sequence."""
+    """The sequences to record: the first city (in sorted split and city order, so that the listing
+    order of a config file does not change the dataset) one per snippet, the others one long
+    sequence each."""
     plans = []
     first = True
-    for split, by_city in cities.items():
-        for city, count in by_city.items():
+    for split, by_city in sorted(cities.items()):
+        for city, count in sorted(by_city.items()):
             if first:
                 plans += [SequencePlan(split, city, seq, (annotated,)) for seq in range(count)]
                 first = False
