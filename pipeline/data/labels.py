@@ -15,7 +15,7 @@ import numpy as np
 from cityscapesscripts.helpers import labels as cs_labels
 
 __all__ = [
-    "LABEL_SETS", "NUM_LABEL_IDS", "TRAIN_LABEL_IDS", "THING_LABEL_IDS", "INSTANCE_LABEL_IDS", "IGNORE_TRAIN_ID",
+    "LABEL_SETS", "NUM_LABEL_IDS", "TRAIN_LABEL_IDS", "THING_LABEL_IDS", "IGNORE_TRAIN_ID",
     "num_channels", "channel_lut", "train_id_to_label_id", "label_id_to_train_id",
     "label_colors", "colorize", "label_table",
 ]
@@ -32,9 +32,6 @@ TRAIN_LABEL_IDS: tuple[int, ...] = tuple(
 THING_LABEL_IDS: tuple[int, ...] = tuple(
     label.id for label in _LABELS if label.hasInstances and not label.ignoreInEval
 )
-# Every class whose pixels may carry instance ids (label id * 1000 + k): the 8 above, and in
-# gtFine also caravan and trailer.
-INSTANCE_LABEL_IDS: tuple[int, ...] = tuple(label.id for label in _LABELS if label.hasInstances)
 LABEL_SETS = ("train19_other", "train19", "all34")
 
 

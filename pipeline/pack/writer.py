@@ -45,7 +45,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.data.cityscapes import Snippet, read_frame, read_label_png
-from pipeline.data.labels import INSTANCE_LABEL_IDS, LABEL_SETS, NUM_LABEL_IDS, TRAIN_LABEL_IDS, label_table
+from pipeline.data.labels import LABEL_SETS, NUM_LABEL_IDS, TRAIN_LABEL_IDS, label_table
 from pipeline.data.subset import GTFINE_TRAIN, gtfine_train_snippets, load_subset, subset_snippets
 from pipeline.errors import PipelineError
 from pipeline.flow.convention import CONVENTION
@@ -434,6 +434,12 @@ def _checked_labels(path: Path, dtype: type, frame: tuple[Path, Sequence[int]],
     if dtype is np.uint16:
         _check_instance_classes(ids, path)
     return ids.astype(dtype, copy=False)
+
+
+# Every class whose pixels may carry instance ids (label id * 1000 + k): the 8 evaluated thing
+# classes, and in gtFine also caravan and trailer. Read from the label table's records, so that
+# the labellers (which import pipeline.data.labels) keep their code version.
+INSTANCE_LABEL_IDS = tuple(row["id"] for row in label_table() if row["has_instances"])
 
 
 def _check_instance_classes(ids: np.ndarray, path: Path) -> None:
