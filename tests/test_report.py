@@ -160,17 +160,23 @@ def _variant_outputs(work: Path, name: str, entry: dict, real: np.ndarray, real_
             "training": results / "train" / name / "summary.json"}
 
 
-def _benchmarks(work: Path) -> dict[str, float]:
-    """Snakemake benchmark files for a few stages; returns each rule's total seconds."""
+# Benchmark files under results/timing, at the workflow's benchmark: paths: (the rule, seconds).
+# Rules share folders: embed/heldout/ holds two rules' files, pack/ two more.
+BENCHMARKS = {"synthetic_city.tsv": ("synthetic_city", 12.5), "reference_flow/val/beta.tsv": ("reference_flow", 40.0),
+              "reference_flow/val/gamma.tsv": ("reference_flow", 20.0), "train/v01.tsv": ("train", 95.0),
+              "embed/v01.tsv": ("embed", 7.0), "embed/heldout/real.tsv": ("embed_heldout_real", 3.0),
+              "embed/heldout/v01.tsv": ("embed_draw_candidates", 5.0), "pack/val.tsv": ("pack", 9.0),
+              "pack/gtfine_train.tsv": ("pack_gtfine", 11.0)}
+
+
+def _benchmarks(root: Path, files: dict[str, tuple[str, float]] = BENCHMARKS) -> dict[str, float]:
+    """Snakemake benchmark files under ``root``; returns each rule's total seconds."""
     header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
-    files = {"synthetic_city.tsv": 12.5, "reference_flow/val/beta.tsv": 40.0, "reference_flow/val/gamma.tsv": 20.0,
-             "train/v01.tsv": 95.0}
     totals: dict[str, float] = {}
-    for name, seconds in files.items():
-        path = work / "results/timing" / name
+    for name, (rule, seconds) in files.items():
+        path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(header + f"{seconds}\t0:00:{int(seconds):02d}\t100\t200\t90\t95\t1\t1\t50\t{seconds}\n")
-        rule = name.split("/")[0].removesuffix(".tsv")
         totals[rule] = totals.get(rule, 0.0) + seconds
     return totals
 
@@ -212,7 +218,7 @@ def make_workdir(work: Path) -> dict:
                  results / "fvd_comparisons.csv", {}, [p["warping"] for p in paths.values()],
                  [p["training"] for p in paths.values()])
     (work / "test.yaml").write_text(yaml.safe_dump(config))
-    return {"real": real, "variants": variants, "timing": _benchmarks(work)}
+    return {"real": real, "variants": variants, "timing": _benchmarks(results / "timing")}
 
 
 # ---- running the rules and the report ---------------------------------------------------------
@@ -367,9 +373,38 @@ def test_titles_name_the_weights(built):
 
 
 def test_timing_reads_the_benchmark_files(built):
-    stages = timing.stage_times(built["results"] / "timing")
+    """Each file counts for the rule that writes it, by the workflow's own benchmark: patterns,
+    which the rule passes (its picture's provenance holds them)."""
+    patterns = json.loads(_png_record(built["results"] / "report/timing.png")["arguments"]["benchmarks"])
+    stages = timing.stage_times(built["results"] / "timing", patterns)
     assert {rule: entry["seconds"] for rule, entry in stages.items()} == pytest.approx(built["timing"])
     assert stages["reference_flow"]["jobs"] == 2 and stages["reference_flow"]["longest"] == 40.0
+
+
+def _png_record(path: Path) -> dict:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return json.loads(image.text[figures.PROVENANCE_KEY])
+
+
+def _page_record(path: Path) -> dict:
+    found = re.search(r"<script type='application/json' id='provenance'>(.*?)</script>", path.read_text(), re.S)
+    assert found, f"{path} has no provenance"
+    return json.loads(found.group(1))
+
+
+def test_pictures_and_pages_carry_their_provenance(built):
+    """Each PNG holds its record in a text chunk, each page in a JSON element: the report
+    module, its code version and the arguments naming its inputs."""
+    records = {name: _png_record(built["results"] / "report" / name) for name in _expected_sizes()}
+    records.update({name: _page_record(built["results"] / "report" / name)
+                    for name in ["fvd_table.html", *(f"videos/{variant}.html" for variant in SHOWN)]})
+    for name, record in records.items():
+        assert record["stage"].startswith("report.") and re.fullmatch("[0-9a-f]{12}", record["code_version"]), name
+        outputs = [record["arguments"].get(key) for key in ("output", "page")]
+        assert f"results/report/{name}" in outputs, name
+    assert records["strips/v12.png"]["arguments"]["videos"] == "results/videos/v12.h5"
 
 
 def test_report_embeds_every_picture(built):
@@ -624,18 +659,96 @@ def test_weight_notes_read_nested_provenance():
     assert notes_line([]) == "Weights: no random or self-trained weights"
 
 
+def test_weight_notes_name_each_network_once():
+    """A packed file's record holds its inputs' records and a summary of them (``labellers``, as
+    pipeline.pack.writer writes it): a random-weight FlowNet2 is one note, not two names."""
+    flow = {"stage": "reference_flow", "backend": "flownet2", "weights_real": False}
+    semantic = {"stage": "label_semantic", "backend": "deeplabv3plus", "weights_real": False}
+    summary = {"flow": {"backend": "flownet2", "weights_real": False},
+               "semantic": {"backend": "deeplabv3plus", "weights_real": False}}
+    pack = {"stage": "pack", "inputs": {"flow": {"beta": flow}, "semantic": {"beta": semantic}}, "labellers": summary}
+    assert weight_notes([pack]) == ["random-weight flow network", "random-weight semantic labeller"]
+    assert weight_notes([{"stage": "pack", "labellers": summary}]) == ["random-weight flow network",
+                                                                         "random-weight semantic labeller"]
+
+
+def test_loss_columns_have_one_home_the_report_reads_without_torch():
+    """The columns the training loop writes before the loss terms are the ones the report skips,
+    from one torch-free module: the report neither imports training nor copies its list."""
+    from pipeline.train.log_columns import LOG_COLUMNS
+    from pipeline.train.loop import _LossLog
+
+    assert _LossLog.COLUMNS == list(LOG_COLUMNS) and losses.LOG_COLUMNS is LOG_COLUMNS
+    check = "import sys, pipeline.report.losses; print(sorted({'torch', 'tensorflow'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "[]", done.stderr[-2000:]
+
+
+def test_the_strip_and_the_video_read_only_the_videos_they_show(tmp_path, monkeypatch):
+    """A study's videos file holds 128 videos (800 MB, the rules ask for 2 GB): the strip reads
+    its one video and the MP4 its first --count from each set, not the whole files."""
+    import h5py
+
+    shape = (6, 4, 8, 16, 3)
+    fake = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
+    real = fake[::-1].copy()
+    write_videos(tmp_path / "v01.h5", fake, {"variant": "v01"})
+    write_videos(tmp_path / "real.h5", real, {"stage": "real_videos"})
+    videos_read = []
+    read = h5py.Dataset.__getitem__
+
+    def counting(dataset, key):
+        array = read(dataset, key)
+        if dataset.name == "/videos":
+            videos_read.append(np.asarray(array).size // int(np.prod(shape[1:])))
+        return array
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", counting)
+    labels, flow = np.zeros(shape[1:4], np.uint8), np.zeros((*shape[1:4], 2), np.float32)
+    monkeypatch.setattr(strip, "packed_frames", lambda *args: (labels, flow, "a_000000_000001", 0))
+    sets = ["--videos", str(tmp_path / "v01.h5"), "--real", str(tmp_path / "real.h5")]
+    strip.main([*sets, "--data", "unused.h5", "--video", "3", "--output", str(tmp_path / "strip.png")])
+    assert videos_read == [1, 1]
+    picture, scale = _picture(tmp_path / "strip.png"), figures.display_scale(shape[2])
+    top, height, width = strip.HEADER_LINES * strip.LINE_HEIGHT, shape[2] * scale, shape[3] * scale
+    np.testing.assert_array_equal(picture[top:top + height, strip.MARGIN:strip.MARGIN + width],
+                                  figures.upscale(real[3, 0], scale))           # the video asked for
+    videos_read.clear()
+    video.main([*sets, "--count", "2", "--output", str(tmp_path / "v.mp4"), "--page", str(tmp_path / "v.html")])
+    assert videos_read == [2, 2]
+    assert "Test videos 0 to 1" in (tmp_path / "v.html").read_text()
+    from pipeline.errors import PipelineError
+
+    with pytest.raises(PipelineError, match="holds 6 videos"):
+        strip.paired_videos(tmp_path / "v01.h5", tmp_path / "real.h5", slice(6, 7))
+
+
+def test_provenance_survives_in_png_and_html(tmp_path):
+    """The record round-trips through both writers; text that would end the page's script element
+    is escaped (JSON reads it back unchanged)."""
+    record = {"stage": "report.strip", "arguments": {"output": "</script><b>x</b>"}}
+    figures.write_png(tmp_path / "a.png", np.zeros((4, 6, 3), np.uint8), record)
+    assert _png_record(tmp_path / "a.png") == record
+    fig, _ = figures.figure(60, 40)
+    figures.save_figure(fig, tmp_path / "b.png", record)
+    assert _png_record(tmp_path / "b.png") == record
+    page = tmp_path / "page.html"
+    page.write_text(f"<html><body>{figures.provenance_html(record)}</body></html>")
+    assert _page_record(page) == record
+
+
 def test_warping_picture_draws_the_real_videos_level(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 
     drawn = []
-    monkeypatch.setattr(warping, "save_figure", lambda fig, path: drawn.append(fig))
+    monkeypatch.setattr(warping, "save_figure", lambda fig, path, record: drawn.append(fig))
     order = [{"variant": "v01", "index": "1", "network": "crn"}, {"variant": "v11", "index": "11", "network": "pix2pixhd"}]
     records = {name: {"warping_error": error, "warping_error_std": 0.0, "per_video": [error],
                       "real_warping_error": 0.007, "mask_kept_share": 0.87}
                for name, error in (("v01", 0.0004), ("v11", 0.06))}
     old = {name: {key: record[key] for key in ("warping_error", "per_video")} for name, record in records.items()}
     for given in (records, old):
-        warping.draw_warping(order, given, "Weights: x", tmp_path / "warping.png")
+        warping.draw_warping(order, given, "Weights: x", tmp_path / "warping.png", record={})
     dashed = [[line for line in fig.axes[0].get_lines() if line.get_linestyle() == "--"] for fig in drawn]
     assert len(dashed[0]) == 1 and set(dashed[0][0].get_ydata()) == {0.007} and "87%" in dashed[0][0].get_label()
     assert dashed[1] == []                      # JSONs written before the real level was recorded
@@ -649,7 +762,7 @@ def test_bad_inputs_name_the_file(tmp_path):
     write_videos(tmp_path / "a.h5", np.zeros((2, 3, 8, 8, 3), np.uint8), {"variant": "v01"})
     write_videos(tmp_path / "real.h5", np.zeros((2, 4, 8, 8, 3), np.uint8), {})
     with pytest.raises(PipelineError, match="do not pair") as error:
-        strip.paired_videos(tmp_path / "a.h5", tmp_path / "real.h5")
+        strip.paired_videos(tmp_path / "a.h5", tmp_path / "real.h5", slice(0, 1))
     assert error.value.path == tmp_path / "a.h5"
     (tmp_path / "losses.csv").write_text("step,stage,epoch,sample,lr,snippet\n1,0,0,0,0.1,x\n")
     with pytest.raises(PipelineError, match="no loss columns"):
@@ -669,11 +782,11 @@ def drawn(monkeypatch):
 
     kept = []
 
-    def keep(fig, path):
+    def keep(fig, path, record):
         fig.canvas.draw()
         kept.append(fig)
 
-    for module in (losses, fvd_chart, label_quality, flow_quality, timing):
+    for module in (losses, fvd_chart, label_quality, flow_quality, timing, warping):
         monkeypatch.setattr(module, "save_figure", keep)
     yield kept
     for fig in kept:
@@ -689,7 +802,8 @@ def test_loss_panel_titles_clear_the_row_above(drawn):
     labels of the panel above it, and each panel says what its y axis holds."""
     steps = np.arange(1.0, 6.0)
     terms = {f"term_{k}": np.linspace(1.0, 2.0, 5) + k for k in range(11)}
-    losses.draw_losses(steps, np.array([0, 0, 0, 1, 1.0]), terms, "v09: training losses", "Weights: x", "unused")
+    losses.draw_losses(steps, np.array([0, 0, 0, 1, 1.0]), terms, "v09: training losses", "Weights: x", "unused",
+                       record={})
     fig = drawn[0]
     renderer = fig.canvas.get_renderer()
     panels = [axis for axis in fig.axes if axis.get_visible()]
@@ -710,7 +824,7 @@ def test_loss_curves_carry_a_rolling_mean_within_each_stage(drawn):
     stages = (steps > 200).astype(float)
     level = np.where(stages == 0, 1.0, 3.0)
     values = level + rng.normal(0.0, 0.3, len(steps))
-    losses.draw_losses(steps, stages, {"gan": values}, "v01", "Weights: x", "unused")
+    losses.draw_losses(steps, stages, {"gan": values}, "v01", "Weights: x", "unused", record={})
     curves = [line for line in drawn[0].axes[0].lines if len(line.get_xdata()) == len(steps)]
     raw, mean = curves
     assert raw.get_alpha() < 0.5 and (mean.get_alpha() or 1.0) == 1.0
@@ -731,8 +845,8 @@ def _flow_example() -> dict:
 def test_flow_quality_title_names_the_backend(drawn):
     result = {"cities": {"val/a": {"epe": 0.1, "zero_flow_epe": 1.0, "pairs": 7}}, "epe": 0.1,
               "zero_flow_epe": 1.0, "pairs": 7}
-    flow_quality.draw_flow_quality(result, _flow_example(), ["dis"], "Weights: none", "unused")
-    flow_quality.draw_flow_quality(result, _flow_example(), ["flownet2"], "Weights: none", "unused")
+    flow_quality.draw_flow_quality(result, _flow_example(), ["dis"], "Weights: none", "unused", record={})
+    flow_quality.draw_flow_quality(result, _flow_example(), ["flownet2"], "Weights: none", "unused", record={})
     assert "DIS" in _suptitle(drawn[0]).split("\n")[0]
     assert "FlowNet2" in _suptitle(drawn[1]).split("\n")[0]
 
@@ -744,9 +858,8 @@ def _fvd_rows(thesis: list[float]) -> list[dict]:
 
 
 def test_fvd_chart_gives_the_rank_agreement_with_the_thesis(drawn):
-    fvd_chart.draw_fvd_chart(_fvd_rows([100.0, 200.0, 300.0, 400.0]), "Weights: x", "unused")
-    fvd_chart.draw_fvd_chart(_fvd_rows([400.0, 300.0, 200.0, 100.0]), "Weights: x", "unused")
-    fvd_chart.draw_fvd_chart(_fvd_rows([400.0, 300.0, 200.0, float("nan")]), "Weights: x", "unused")
+    for thesis in ([100.0, 200.0, 300.0, 400.0], [400.0, 300.0, 200.0, 100.0], [400.0, 300.0, 200.0, float("nan")]):
+        fvd_chart.draw_fvd_chart(_fvd_rows(thesis), "Weights: x", "unused", record={})
     same, reversed_, partial = (_suptitle(fig).split("\n")[0] for fig in drawn)
     assert "Kendall's tau 1.00" in same and "4 variants" in same
     assert "Kendall's tau -1.00" in reversed_
@@ -756,7 +869,7 @@ def test_fvd_chart_gives_the_rank_agreement_with_the_thesis(drawn):
 def test_fvd_chart_keeps_the_batch_mean_dots_off_the_pooled_interval(drawn):
     """The whisker is the pooled FVD's interval, drawn at its bar's centre; the batch-mean dot
     sits beside the bar, not inside it, and each panel names its y axis."""
-    fvd_chart.draw_fvd_chart(_fvd_rows([100.0, 200.0, 300.0]), "Weights: x", "unused")
+    fvd_chart.draw_fvd_chart(_fvd_rows([100.0, 200.0, 300.0]), "Weights: x", "unused", record={})
     ours, thesis = drawn[0].axes
     bars = [(patch.get_x(), patch.get_x() + patch.get_width()) for patch in ours.patches]
     dots = next(line for line in ours.lines if "batch mean" in line.get_label())
@@ -765,6 +878,66 @@ def test_fvd_chart_keeps_the_batch_mean_dots_off_the_pooled_interval(drawn):
     labels = [text.get_text() for text in ours.get_legend().get_texts()]
     assert any("interval" in label and "pooled" in label for label in labels)
     assert "FVD" in ours.get_ylabel() and "FVD" in thesis.get_ylabel()
+
+
+def test_fvd_chart_draws_no_whisker_where_there_is_no_interval(drawn):
+    """fvd.bootstrap: 0 leaves the table's interval empty: a zero-length whisker would read as an
+    exact value. Such a bar says "no interval"; with none anywhere the legend says so too."""
+    from matplotlib.container import ErrorbarContainer
+
+    nan = float("nan")
+    some = _fvd_rows([100.0, 200.0, 300.0])
+    for row in some[1:]:
+        row.update(fvd_pooled_ci_low=nan, fvd_pooled_ci_high=nan)
+    none = [dict(row, fvd_pooled_ci_low=nan, fvd_pooled_ci_high=nan) for row in some]
+    for rows in (some, none):
+        fvd_chart.draw_fvd_chart(rows, "Weights: x", "unused", record={})
+    (with_some, *_), (with_none, *_) = (fig.axes for fig in drawn)
+    whiskers = [c for c in with_some.containers if isinstance(c, ErrorbarContainer)]
+    assert len(whiskers) == 1 and len(whiskers[0].lines[2][0].get_segments()) == 1
+    assert [text.get_text() for text in with_some.texts] == ["no interval", "no interval"]
+    assert not [c for c in with_none.containers if isinstance(c, ErrorbarContainer)]
+    legend = [text.get_text() for text in with_none.get_legend().get_texts()]
+    assert not any("interval of" in label for label in legend) and any("no bootstrap interval" in label
+                                                                       for label in legend)
+
+
+def test_missing_values_are_written_na_not_left_as_gaps(drawn):
+    """A variant without an FVD, and warping errors that could not be measured (no pixel kept):
+    "n/a" where the bar or dot would be, and no real-videos level drawn from NaN."""
+    nan = float("nan")
+    rows = _fvd_rows([100.0, 200.0, 300.0])
+    rows[0].update(fvd=nan, fvd_pooled=nan, fvd_pooled_ci_low=nan, fvd_pooled_ci_high=nan)
+    fvd_chart.draw_fvd_chart(rows, "Weights: x", "unused", record={})
+    ours = drawn[0].axes[0]
+    marks = sorted((text.get_text(), text.xy[0]) for text in ours.texts)
+    assert marks == [("n/a", 0.0), ("n/a", fvd_chart.DOT_OFFSET)]
+    assert ours.get_xlim()[0] < -fvd_chart.BAR_WIDTH / 2                   # the missing bar keeps its place
+    order = [{"variant": name, "index": str(k + 1), "network": "crn"} for k, name in enumerate(("v01", "v02"))]
+    unmeasured = {"warping_error": nan, "warping_error_std": nan, "per_video": [nan, nan], "real_warping_error": nan,
+                  "mask_kept_share": 0.0}
+    warping.draw_warping(order, {row["variant"]: unmeasured for row in order}, "Weights: x", "unused", record={})
+    axis = drawn[1].axes[0]
+    texts = [text.get_text() for text in axis.texts]
+    assert texts.count("n/a") == 2 and "real videos' level: n/a (the mask kept 0% of pixels)" in texts
+    assert axis.get_legend() is None and not [line for line in axis.lines if line.get_linestyle() == "--"]
+
+
+def test_timing_counts_each_benchmark_file_for_its_rule(tmp_path):
+    """Rules share benchmark folders (embed/heldout/ holds embed_heldout_real's file and
+    embed_draw_candidates' ones, pack/ pack_gtfine's): each file counts for the rule whose pattern
+    it matches, the most specific; a file no pattern names, for its first folder."""
+    patterns = {"embed": "results/timing/embed/{variant}.tsv",
+                "embed_heldout_real": "results/timing/embed/heldout/real.tsv",
+                "embed_draw_candidates": "results/timing/embed/heldout/{variant}.tsv",
+                "pack": "results/timing/pack/{split}.tsv", "pack_gtfine": "results/timing/pack/gtfine_train.tsv",
+                "synthetic_city": "results/timing/synthetic_city.tsv"}
+    files = {name: entry for name, entry in BENCHMARKS.items() if entry[0] in patterns}
+    files["old/v01.tsv"] = ("old", 1.0)                    # a renamed benchmark line's leftover
+    expected = _benchmarks(tmp_path / "results/timing", files)
+    stages = timing.stage_times(tmp_path / "results/timing", patterns)
+    assert {rule: entry["seconds"] for rule, entry in stages.items()} == pytest.approx(expected)
+    assert len(expected) == 7 and all(entry["jobs"] == 1 for entry in stages.values())
 
 
 def _strip_inputs(columns: int = 4, size: tuple[int, int] = (8, 16)):
@@ -798,7 +971,7 @@ def test_label_quality_axes_are_shares_up_to_one(drawn):
     result = {"cities": {"val/a": {"miou": 0.9, "instance_match_share": 1.0, "frames": 4, "frames_skipped": 0}},
               "miou": 0.9, "instance_match_share": 1.0, "frames": 4, "frames_skipped": 0,
               "class_iou": {7: 0.8, 23: 1.0}}
-    label_quality.draw_label_quality(result, "Weights: x", "unused")
+    label_quality.draw_label_quality(result, "Weights: x", "unused", record={})
     per_city, per_class = drawn[0].axes
     for axis in (per_city, per_class):
         assert axis.get_ylim()[1] <= 1.05 and "IoU" in axis.get_ylabel()
@@ -811,9 +984,9 @@ def test_timing_counts_in_hours_for_long_runs_and_colours_training_by_network(dr
                  {"variant": "v10", "provenance": {"settings": {"entry": {"network": "pix2pixhd"}}}}]
     networks = timing.training_networks(summaries)
     assert networks == {"v01": "crn", "v10": "pix2pixhd"}
-    timing.draw_timing(long_stages, training, "Weights: x", "unused", networks)
+    timing.draw_timing(long_stages, training, "Weights: x", "unused", networks, record={})
     timing.draw_timing({"train": {"seconds": 600.0, "jobs": 1, "longest": 600.0}}, {"v01": 1800.0, "v10": 60.0},
-                       "Weights: x", "unused", {})
+                       "Weights: x", "unused", {}, record={})
     import matplotlib.colors
 
     (stages_h, training_h), (stages_min, training_min) = (fig.axes for fig in drawn)

@@ -20,6 +20,8 @@ One command a picture (``python -m pipeline.report.<what>``)::
 Every picture names the weights behind it when they were random or trained here (the narrow
 random I3D of the demo, random perceptual backbones, self-trained labellers, generators trained
 for a few steps): :mod:`pipeline.report.provenance` reads that from the inputs' provenance.
+Every picture and page also carries its own provenance record (PNG text chunk, HTML JSON element;
+:func:`pipeline.report.figures.report_record`).
 Matplotlib runs with the Agg backend; videos are H.264 (yuv420p, even sizes) through
 imageio-ffmpeg.
 """

@@ -3,11 +3,17 @@
 A figure is made at an exact size (``width`` x ``height`` pixels at :data:`DPI`, saved without
 tight bounding boxes) so the report's pictures have predictable sizes. Pictures assembled from
 frames (strips, videos) are NumPy arrays; their labels are drawn with OpenCV's Hershey font.
+
+Every picture and page records its provenance (:func:`report_record`: the module's code version
+and the command's arguments, its inputs): a PNG in a ``provenance`` text chunk (JSON), an HTML
+page in a ``<script type="application/json" id="provenance">`` element.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
+import json
 import math
 import textwrap
 from collections.abc import Sequence
@@ -21,17 +27,37 @@ matplotlib.use("Agg")  # no display on cluster nodes; must precede pyplot
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image, PngImagePlugin  # noqa: E402
 
 from pipeline.errors import PipelineError  # noqa: E402
 from pipeline.io import atomic_path  # noqa: E402
+from pipeline.provenance import code_version, provenance  # noqa: E402
 
-__all__ = ["DPI", "NETWORK_COLOURS", "NETWORK_NAMES", "figure", "save_figure", "write_png", "title", "text_bar",
-           "label_panel", "upscale", "read_csv_rows", "number", "display_scale"]
+__all__ = ["DPI", "NETWORK_COLOURS", "NETWORK_NAMES", "PROVENANCE_KEY", "report_record", "provenance_html",
+           "figure", "save_figure", "write_png", "title", "mark_missing", "text_bar", "label_panel", "upscale",
+           "read_csv_rows", "number", "display_scale"]
 
 DPI = 100
 NETWORK_COLOURS = {"crn": "#3b75af", "pix2pixhd": "#ef8636"}
 NETWORK_NAMES = {"crn": "CRN", "pix2pixhd": "pix2pixHD"}
 WHITE = 255
+PROVENANCE_KEY = "provenance"   # the PNG text chunk's keyword, the HTML element's id
+
+
+def report_record(module: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The provenance a report output carries: stage ``report.<what>``, the code version of
+    ``module`` (what its rule's params hash) and the command's arguments, which name its inputs."""
+    return provenance(module.removeprefix("pipeline."), {}, code_version(module), None, arguments=vars(args))
+
+
+def _record_text(record: dict[str, Any]) -> str:
+    return json.dumps(record, default=str)     # ASCII: a PNG tEXt chunk holds Latin-1 only
+
+
+def provenance_html(record: dict[str, Any]) -> str:
+    """The record as a page's inert JSON element (``</`` escaped, so no text ends the element)."""
+    text = _record_text(record).replace("</", "<\\/")
+    return f"<script type='application/json' id='{PROVENANCE_KEY}'>{text}</script>"
 
 
 def figure(width: int, height: int, rows: int = 1, columns: int = 1, **subplots: Any):
@@ -45,18 +71,31 @@ def title(fig, heading: str, notes: str) -> None:
     fig.suptitle("\n".join([heading, *textwrap.wrap(notes, characters)]), fontsize=11)
 
 
-def save_figure(fig, path: str | Path) -> None:
-    """Write the figure as PNG, atomically, at its own pixel size, and close it."""
+def save_figure(fig, path: str | Path, record: dict[str, Any]) -> None:
+    """Write the figure as PNG with ``record`` in its text chunk, atomically, at its own pixel
+    size, and close it."""
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=DPI, format="png")
+        fig.savefig(tmp, dpi=DPI, format="png", metadata={PROVENANCE_KEY: _record_text(record)})
     plt.close(fig)
 
 
-def write_png(path: str | Path, rgb: np.ndarray) -> None:
-    """Write an RGB uint8 picture as PNG, atomically."""
+def write_png(path: str | Path, rgb: np.ndarray, record: dict[str, Any]) -> None:
+    """Write an RGB uint8 picture as PNG with ``record`` in its text chunk, atomically."""
+    chunks = PngImagePlugin.PngInfo()
+    chunks.add_text(PROVENANCE_KEY, _record_text(record))
     with atomic_path(path, suffix=".png") as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)):
-            raise PipelineError("could not write the picture", path)
+        try:
+            Image.fromarray(np.ascontiguousarray(rgb)).save(tmp, format="PNG", pnginfo=chunks)
+        except (OSError, ValueError) as err:
+            raise PipelineError(f"could not write the picture ({err})", path) from err
+
+
+def mark_missing(axis, positions: Sequence[float], values: Sequence[float], text: str = "n/a") -> None:
+    """Write ``text`` on the baseline where a value is NaN: a missing bar or dot would otherwise
+    read as a gap, or as zero."""
+    for x, value in zip(positions, values):
+        if math.isnan(value):
+            axis.annotate(text, (x, 0), ha="center", va="bottom", fontsize=8)
 
 
 def text_bar(width: int, lines: Sequence[str], line_height: int = 18, scale: float = 0.45) -> np.ndarray:

@@ -32,8 +32,7 @@ from pipeline.flow.quality import end_point_error, load_truth
 from pipeline.flow.stage import read_flow
 from pipeline.io import write_json
 from pipeline.pack.resize import resize_flow
-from pipeline.provenance import code_version, provenance
-from pipeline.report.figures import figure, save_figure, title
+from pipeline.report.figures import figure, report_record, save_figure, title
 from pipeline.report.provenance import load_record, notes_line, weight_notes
 
 __all__ = ["SIZE", "BACKEND_NAMES", "backend_names", "snippet_errors", "evaluate_flow", "draw_flow_quality", "main"]
@@ -98,7 +97,7 @@ def backend_names(backends: Sequence[str]) -> str:
 
 
 def draw_flow_quality(result: dict[str, Any], example: dict[str, np.ndarray], backends: Sequence[str], notes: str,
-                      output: str | Path) -> None:
+                      output: str | Path, *, record: dict) -> None:
     fig, axes = figure(*SIZE, 2, 4, gridspec_kw={"height_ratios": [1, 1.1]})
     for axis in axes[0][1:]:
         axis.remove()
@@ -131,7 +130,7 @@ def draw_flow_quality(result: dict[str, Any], example: dict[str, np.ndarray], ba
     title(fig, f"Reference flow, {backend_names(backends)}, against the synthetic city's true motion "
                f"(below: {example['name']})", notes)
     fig.subplots_adjust(top=0.88, bottom=0.03, left=0.05, right=0.97, hspace=0.3, wspace=0.08)
-    save_figure(fig, output)
+    save_figure(fig, output, record)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -145,9 +144,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     result = evaluate_flow(args.subset, args.flow)
     notes = notes_line(weight_notes(load_record(path) for path in args.flow))
     backends = sorted({str(load_record(path).get("backend")) for path in args.flow})
-    draw_flow_quality(result, _example(args.subset, sorted(map(Path, args.flow))[0]), backends, notes, args.output)
-    write_json(args.record, {**result, "backends": backends, "weights": notes, "provenance": provenance(
-        "report.flow_quality", {}, code_version("pipeline.report.flow_quality"), None, subset=str(args.subset))})
+    record = report_record("pipeline.report.flow_quality", args)
+    draw_flow_quality(result, _example(args.subset, sorted(map(Path, args.flow))[0]), backends, notes, args.output,
+                      record=record)
+    write_json(args.record, {**result, "backends": backends, "weights": notes, "provenance": record})
 
 
 if __name__ == "__main__":

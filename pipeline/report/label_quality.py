@@ -30,8 +30,7 @@ from pipeline.data.subset import load_subset, subset_snippets
 from pipeline.errors import PipelineError
 from pipeline.io import write_json
 from pipeline.labels.quality import Quality, evaluate_city, mean_iou
-from pipeline.provenance import code_version, provenance
-from pipeline.report.figures import figure, save_figure, title
+from pipeline.report.figures import figure, report_record, save_figure, title
 from pipeline.report.provenance import load_record, notes_line, weight_notes
 
 __all__ = ["SIZE", "city_folders", "evaluate_labels", "draw_label_quality", "main"]
@@ -96,7 +95,7 @@ def _per_class_panel(axis, result: dict[str, Any]) -> None:
                    + (f"; {skipped} kept-gtFine frames left out)" if skipped else ")"), fontsize=10)
 
 
-def draw_label_quality(result: dict[str, Any], notes: str, output: str | Path) -> None:
+def draw_label_quality(result: dict[str, Any], notes: str, output: str | Path, *, record: dict) -> None:
     fig, axes = figure(*SIZE, 1, 2, gridspec_kw={"width_ratios": [1, 1.6]})
     per_city, per_class = axes[0]
     _per_city_panel(per_city, result)
@@ -105,7 +104,7 @@ def draw_label_quality(result: dict[str, Any], notes: str, output: str | Path) -
         axis.grid(axis="y", alpha=0.3)
     title(fig, "Pseudo-labels against the synthetic city's truth", notes)
     fig.subplots_adjust(top=0.84, bottom=0.24, left=0.06, right=0.98, wspace=0.15)
-    save_figure(fig, output)
+    save_figure(fig, output, record)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -119,9 +118,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     result = evaluate_labels(args.subset, args.semantic, args.instance)
     notes = notes_line(weight_notes(load_record(path) for path in [*args.semantic, *args.instance]))
-    draw_label_quality(result, notes, args.output)
-    write_json(args.record, {**result, "weights": notes, "provenance": provenance(
-        "report.label_quality", {}, code_version("pipeline.report.label_quality"), None, subset=str(args.subset))})
+    record = report_record("pipeline.report.label_quality", args)
+    draw_label_quality(result, notes, args.output, record=record)
+    write_json(args.record, {**result, "weights": notes, "provenance": record})
 
 
 if __name__ == "__main__":

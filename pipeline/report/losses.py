@@ -24,16 +24,16 @@ from matplotlib.ticker import MaxNLocator
 from pipeline.cli import run_main
 from pipeline.errors import PipelineError
 from pipeline.io import read_json
-from pipeline.report.figures import figure, number, read_csv_rows, save_figure, title
+from pipeline.report.figures import figure, number, read_csv_rows, report_record, save_figure, title
 from pipeline.report.provenance import notes_line, weight_notes
+from pipeline.train.log_columns import LOG_COLUMNS
 
-__all__ = ["SIZE", "LOG_COLUMNS", "SMOOTHING", "loss_series", "figure_size", "smoothing_window", "rolling_mean",
+__all__ = ["SIZE", "SMOOTHING", "loss_series", "figure_size", "smoothing_window", "rolling_mean",
            "draw_losses", "main"]
 
 SIZE = (1200, 720)          # up to three rows of panels; more rows make the picture taller
 ROW_HEIGHT = 190            # pixels a row of panels needs beyond three rows
 TITLE_HEIGHT = 120          # pixels of the title above the panels
-LOG_COLUMNS = ("step", "stage", "epoch", "sample", "lr", "snippet")   # columns before the loss terms
 SMOOTHING = 0.05            # the rolling mean's window: this share of the logged steps
 
 
@@ -105,7 +105,7 @@ def _loss_panel(axis, name: str, steps: np.ndarray, stages: np.ndarray, values: 
 
 
 def draw_losses(steps: np.ndarray, stages: np.ndarray, terms: dict[str, np.ndarray], heading: str, notes: str,
-                output: str | Path) -> None:
+                output: str | Path, *, record: dict) -> None:
     columns = min(3, len(terms))
     rows = math.ceil(len(terms) / columns)
     # Constrained layout keeps each panel's title clear of the row above's tick labels.
@@ -119,7 +119,7 @@ def draw_losses(steps: np.ndarray, stages: np.ndarray, terms: dict[str, np.ndarr
     heading += "; dashed: a new CRN stage" if len(boundaries) else ""
     heading += f"; faint: each logged step, solid: mean over {window} logged steps" if window > 1 else ""
     title(fig, heading, notes)
-    save_figure(fig, output)
+    save_figure(fig, output, record)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -135,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     variant = summary.get("variant", Path(args.summary).parent.name)
     heading = (f"{variant}: training losses ({summary.get('steps', len(steps))} steps, "
                f"{float(summary.get('training_seconds', math.nan)) / 60:.1f} min)")
-    draw_losses(steps, stages, terms, heading, notes_line(weight_notes([summary])), args.output)
+    draw_losses(steps, stages, terms, heading, notes_line(weight_notes([summary])), args.output,
+                record=report_record("pipeline.report.losses", args))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,10 @@ collects one short note per kind of weight that is not a real pretrained file:
 - flow or labellers run with random weights: ``weights_real: false``;
 - the generators themselves: a ``train`` record with its step count (trained here, from scratch,
   as in the thesis; the count tells a 5-step demo from the study).
+
+A packed file's record sums up its labellers (``labellers: {"flow": {"backend": ...,
+"weights_real": false}}``) beside their own records: a summary is named by its key, as its
+stage's record is, so each network gets one note.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ __all__ = ["load_record", "weight_notes", "notes_text", "notes_line"]
 # What a labelling stage's weights are called in a note.
 STAGE_NAMES = {"label_semantic": "semantic labeller", "label_instance": "instance labeller",
                "reference_flow": "flow network", "fvd.embed": "I3D"}
+# The stage behind each entry of a packed file's ``labellers`` summary (pipeline.pack.writer).
+LABELLER_STAGES = {"semantic": "label_semantic", "instance": "label_instance", "flow": "reference_flow"}
 
 
 def load_record(path: str | Path) -> Any:
@@ -90,8 +96,12 @@ def _notes(record: Any, stage: str | None = None) -> Iterator[str]:
         yield f"random-weight {STAGE_NAMES.get(stage or '', record.get('backend') or 'network')}"
     if stage == "train" and "steps" in record and "variant" in record:
         yield f"generators trained here ({record['steps']} steps for {record['variant']})"
-    for value in record.values():
-        yield from _notes(value, stage)
+    for key, value in record.items():
+        if key == "labellers" and isinstance(value, dict):
+            for kind, summary in value.items():
+                yield from _notes(summary, LABELLER_STAGES.get(kind, stage))
+        else:
+            yield from _notes(value, stage)
 
 
 def weight_notes(records: Iterable[Any]) -> list[str]:

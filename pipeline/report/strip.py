@@ -21,14 +21,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from pipeline.cli import run_main
 from pipeline.data.labels import colorize
 from pipeline.errors import PipelineError
 from pipeline.flow.colour import flow_to_colour
-from pipeline.fvd.videos import read_videos
-from pipeline.report.figures import display_scale, label_panel, text_bar, upscale, write_png
+from pipeline.fvd.videos import DATASET, read_videos_header
+from pipeline.report.figures import display_scale, label_panel, report_record, text_bar, upscale, write_png
 from pipeline.report.provenance import load_record, notes_line, weight_notes
 
 __all__ = ["ROWS", "GAP", "MARGIN", "HEADER_LINES", "LINE_HEIGHT", "KEY_SIZE", "strip_columns", "paired_videos",
@@ -49,14 +50,29 @@ def strip_columns(frames: int, columns: int) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(0, frames - 1, min(columns, frames))})
 
 
-def paired_videos(videos_path: str | Path, real_path: str | Path) -> tuple[np.ndarray, np.ndarray, dict, dict]:
-    """``(synthesised, real, synthesised provenance, real provenance)``; the sets must pair up."""
-    fake, fake_record = read_videos(videos_path)
-    real, real_record = read_videos(real_path)
-    if fake.shape != real.shape:
-        raise PipelineError(f"videos {list(fake.shape)} do not pair with the real videos {list(real.shape)} "
+def paired_videos(videos_path: str | Path, real_path: str | Path,
+                  shown: slice) -> tuple[np.ndarray, np.ndarray, dict, dict]:
+    """``(synthesised, real, synthesised provenance, real provenance)`` of the videos ``shown``
+    (a slice of the sets, which must pair up). The shapes come from the files' headers and only
+    the videos shown are read: a study's set is 800 MB, the strip shows one video, the MP4 four."""
+    fake_shape, fake_record = read_videos_header(videos_path)
+    real_shape, real_record = read_videos_header(real_path)
+    if fake_shape != real_shape:
+        raise PipelineError(f"videos {list(fake_shape)} do not pair with the real videos {list(real_shape)} "
                             f"of {real_path}", videos_path)
-    return fake, real, fake_record, real_record
+    start, stop, _ = shown.indices(real_shape[0])
+    if not 0 <= start < stop:
+        raise PipelineError(f"videos {shown.start}..{shown.stop}: the file holds {real_shape[0]} videos", videos_path)
+    return _read_rows(videos_path, start, stop), _read_rows(real_path, start, stop), fake_record, real_record
+
+
+def _read_rows(path: str | Path, start: int, stop: int) -> np.ndarray:
+    """Videos ``start``..``stop - 1`` of a videos file whose header was checked."""
+    with h5py.File(path, "r") as handle:
+        try:
+            return handle[DATASET][start:stop]
+        except OSError as err:
+            raise PipelineError(f"videos {start}..{stop - 1} cannot be read ({err})", path) from err
 
 
 def packed_frames(data_path: str | Path, real_record: dict[str, Any], video: int, size: tuple[int, int],
@@ -144,9 +160,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--columns", type=int, default=4, help="frames shown (default 4)")
     parser.add_argument("--output", required=True, help="PNG to write")
     args = parser.parse_args(argv)
-    fake, real, fake_record, real_record = paired_videos(args.videos, args.real)
-    if not 0 <= args.video < len(real):
-        raise PipelineError(f"--video {args.video}: the file holds {len(real)} videos", args.videos)
+    if args.video < 0:
+        raise PipelineError(f"--video must be 0 or more, got {args.video}")
+    fake, real, fake_record, real_record = paired_videos(args.videos, args.real, slice(args.video, args.video + 1))
     frames, height, width = real.shape[1:4]
     labels, flow, snippet, start = packed_frames(args.data, real_record, args.video, (height, width), frames)
     columns = strip_columns(frames, args.columns)
@@ -154,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     heading = (f"{variant}: test video {args.video} ({snippet}), frames "
                f"{', '.join(str(start + c) for c in columns)} of the snippet")
     notes = notes_line(weight_notes([fake_record, *(load_record(p) for p in args.provenance)]))
-    write_png(args.output, strip_picture(real[args.video], fake[args.video], labels, flow, columns, heading, notes))
+    write_png(args.output, strip_picture(real[0], fake[0], labels, flow, columns, heading, notes),
+              report_record("pipeline.report.strip", args))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pipeline.cli import run_main
 from pipeline.io import atomic_path
-from pipeline.report.figures import read_csv_rows
+from pipeline.report.figures import provenance_html, read_csv_rows, report_record
 from pipeline.report.provenance import load_record, notes_line, weight_notes
 
 __all__ = ["html_table", "table_page", "main"]
@@ -55,8 +55,9 @@ def _download(path: Path) -> str:
     return f'<a download="{html.escape(path.name)}" href="data:text/csv;base64,{data}">{html.escape(path.name)}</a>'
 
 
-def table_page(table: str | Path, comparisons: str | Path | None, notes: str) -> str:
-    """The page: the weights line, the FVD table, the comparisons, and both CSVs to download."""
+def table_page(table: str | Path, comparisons: str | Path | None, notes: str, record: dict) -> str:
+    """The page: the weights line, the FVD table, the comparisons, and both CSVs to download;
+    its provenance ``record`` in an inert JSON element."""
     table = Path(table)
     parts = [f"<h2>FVD per variant (thesis table 5.1 re-run)</h2><p class='notes'>{html.escape(notes)}</p>",
              "<p>fvd: the thesis's protocol (an FVD per batch of batch_size videos, mean over batches and "
@@ -76,7 +77,7 @@ def table_page(table: str | Path, comparisons: str | Path | None, notes: str) ->
                   "(fvd_change_ci_low/high).</p>",
                   html_table(read_csv_rows(comparisons))]
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>FVD table</title>"
-            f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
+            f"<style>{STYLE}</style></head><body>{''.join(parts)}{provenance_html(record)}</body></html>\n")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -87,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--output", required=True, help="HTML page to write")
     args = parser.parse_args(argv)
     notes = notes_line(weight_notes(load_record(path) for path in args.provenance))
-    page = table_page(args.table, args.comparisons, notes)
+    page = table_page(args.table, args.comparisons, notes, report_record("pipeline.report.table", args))
     with atomic_path(args.output, suffix=".html") as tmp:
         tmp.write_text(page, encoding="utf-8")
 

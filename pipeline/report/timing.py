@@ -1,14 +1,20 @@
 """The time each stage and each variant's training took.
 
-Stages: Snakemake's benchmark files (a rule's ``benchmark:`` line writes
-``results/timing/{rule}/{wildcards}.tsv``, or ``results/timing/{rule}.tsv`` for a rule without
-wildcards; column ``s`` is the job's wall-clock seconds), summed over each rule's jobs, with the
-job count and the longest job. Training: ``training_seconds`` of each variant's summary.json,
-which counts only the time spent training, across resumed jobs (a benchmark file sees only the
-last attempt), coloured by the network its provenance names. Each panel counts in minutes, or in
-hours once its largest bar passes three (the study's stages run for days).
+Stages: Snakemake's benchmark files (column ``s`` is the job's wall-clock seconds), summed over
+each rule's jobs, with the job count and the longest job. A file is counted for the rule whose
+``benchmark:`` pattern it matches (``--benchmarks``: the rules' patterns, which the report_timing
+rule reads from the workflow), the most specific where several match: ``embed/heldout/real.tsv``
+is embed_heldout_real's, not embed's or embed_draw_candidates'. The patterns are not renamed to
+``results/timing/{rule}/...``: Snakemake counts a benchmark file as an output, so a new path would
+rerun each job (pack_gtfine, and the image variants' training after it). A file no pattern
+matches (a renamed line's leftovers) counts for its first folder, or its stem.
 
-    python -m pipeline.report.timing --timing results/timing \\
+Training: ``training_seconds`` of each variant's summary.json, which counts only the time spent
+training, across resumed jobs (a benchmark file sees only the last attempt), coloured by the
+network its provenance names. Each panel counts in minutes, or in hours once its largest bar
+passes three (the study's stages run for days).
+
+    python -m pipeline.report.timing --timing results/timing --benchmarks '{"embed": ...}' \\
         --summaries results/train/*/summary.json --output results/report/timing.png
 """
 
@@ -16,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-from collections.abc import Sequence
+import json
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +33,16 @@ from matplotlib.patches import Patch
 from pipeline.cli import run_main
 from pipeline.errors import PipelineError
 from pipeline.io import read_json
-from pipeline.report.figures import NETWORK_COLOURS, NETWORK_NAMES, figure, number, save_figure, title
+from pipeline.report.figures import NETWORK_COLOURS, NETWORK_NAMES, figure, number, report_record, save_figure, title
 from pipeline.report.provenance import notes_line, weight_notes
 
-__all__ = ["SIZE", "benchmark_seconds", "stage_times", "training_times", "training_networks", "time_unit",
-           "draw_timing", "main"]
+__all__ = ["SIZE", "benchmark_seconds", "benchmark_rule", "stage_times", "training_times", "training_networks",
+           "time_unit", "draw_timing", "main"]
 
 SIZE = (1400, 640)
 HOURS_FROM = 3 * 3600       # seconds: a longer largest bar is counted in hours
 UNKNOWN_COLOUR = "#8c6bb1"  # training of a network the summary does not name
+WILDCARD = re.compile(r"\{[^}]+\}")   # a wildcard in a benchmark: pattern
 
 
 def benchmark_seconds(path: str | Path) -> float:
@@ -46,13 +55,30 @@ def benchmark_seconds(path: str | Path) -> float:
     return float(np.mean([number(row["s"]) for row in rows]))
 
 
-def stage_times(root: str | Path) -> dict[str, dict[str, float]]:
-    """``{rule: {"seconds": total, "jobs": count, "longest": seconds}}`` of the benchmark files under ``root``."""
+def _pattern_regex(pattern: str) -> re.Pattern:
+    """A ``benchmark:`` pattern as a regex for the end of a path: a wildcard is one path part
+    (the workflow's wildcard constraints hold no slash)."""
+    return re.compile("(?:^|/)" + "[^/]+".join(map(re.escape, WILDCARD.split(pattern))) + "$")
+
+
+def benchmark_rule(path: Path, root: Path, patterns: Mapping[str, str]) -> str:
+    """The rule whose ``benchmark:`` pattern matches ``path``, the one with the most fixed text
+    where several do; else the first folder under ``root``, or the file's stem."""
+    matches = [(len(WILDCARD.sub("", pattern)), rule) for rule, pattern in patterns.items()
+               if _pattern_regex(pattern).search(path.as_posix())]
+    if matches:
+        return max(matches)[1]
+    relative = path.relative_to(root)
+    return relative.parts[0] if len(relative.parts) > 1 else path.stem
+
+
+def stage_times(root: str | Path, patterns: Mapping[str, str] | None = None) -> dict[str, dict[str, float]]:
+    """``{rule: {"seconds": total, "jobs": count, "longest": seconds}}`` of the benchmark files
+    under ``root``; ``patterns``: each rule's ``benchmark:`` pattern (:func:`benchmark_rule`)."""
     root = Path(root)
     stages: dict[str, dict[str, float]] = {}
     for path in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
-        relative = path.relative_to(root)
-        rule = relative.parts[0] if len(relative.parts) > 1 else path.stem
+        rule = benchmark_rule(path, root, patterns or {})
         seconds = benchmark_seconds(path)
         entry = stages.setdefault(rule, {"seconds": 0.0, "jobs": 0, "longest": 0.0})
         entry["seconds"] += seconds
@@ -120,7 +146,7 @@ def _training_panel(axis, training: dict[str, float], networks: dict[str, str | 
 
 
 def draw_timing(stages: dict[str, dict[str, float]], training: dict[str, float], notes: str,
-                output: str | Path, networks: dict[str, str | None] | None = None) -> None:
+                output: str | Path, networks: dict[str, str | None] | None = None, *, record: dict) -> None:
     fig, axes = figure(*SIZE, 1, 2)
     by_stage, by_variant = axes[0]
     _stage_panel(by_stage, stages)
@@ -131,18 +157,22 @@ def draw_timing(stages: dict[str, dict[str, float]], training: dict[str, float],
         axis.grid(alpha=0.3)
     title(fig, "Where the time went", notes)
     fig.subplots_adjust(top=0.84, bottom=0.1, left=0.12, right=0.98, wspace=0.25)
-    save_figure(fig, output)
+    save_figure(fig, output, record)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.report.timing", description=__doc__.split("\n\n")[0])
     parser.add_argument("--timing", required=True, help="folder of benchmark files (results/timing)")
+    parser.add_argument("--benchmarks", default="{}", help="JSON: each rule's benchmark: pattern")
     parser.add_argument("--summaries", nargs="+", required=True, help="summary.json of every variant")
     parser.add_argument("--output", required=True, help="PNG to write")
     args = parser.parse_args(argv)
+    patterns = json.loads(args.benchmarks)
+    if not isinstance(patterns, dict):
+        raise PipelineError(f"--benchmarks must be a JSON object of rule: pattern, got {args.benchmarks[:80]}")
     training, summaries = training_times(args.summaries)
-    draw_timing(stage_times(args.timing), training, notes_line(weight_notes(summaries)), args.output,
-                training_networks(summaries))
+    draw_timing(stage_times(args.timing, patterns), training, notes_line(weight_notes(summaries)), args.output,
+                training_networks(summaries), record=report_record("pipeline.report.timing", args))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import numpy as np
 from pipeline.cli import run_main
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_path
-from pipeline.report.figures import display_scale, text_bar, upscale
+from pipeline.report.figures import display_scale, provenance_html, report_record, text_bar, upscale
 from pipeline.report.provenance import load_record, notes_line, weight_notes
 from pipeline.report.strip import paired_videos
 
@@ -81,15 +81,16 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: int = FPS) -> None:
             writer.close()
 
 
-def video_page(mp4: str | Path, heading: str, notes: str, description: str) -> str:
-    """A self-contained HTML page that plays ``mp4`` (embedded as a data URI), looping."""
+def video_page(mp4: str | Path, heading: str, notes: str, description: str, record: dict) -> str:
+    """A self-contained HTML page that plays ``mp4`` (embedded as a data URI), looping, with its
+    provenance ``record``."""
     data = base64.b64encode(Path(mp4).read_bytes()).decode()
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>{html.escape(heading)}</title><style>body {{ font-family: sans-serif; margin: 12px; }} "
             "p.notes { color: #a33; font-weight: bold; }</style></head><body>"
             f"<h3>{html.escape(heading)}</h3><p class='notes'>{html.escape(notes)}</p>"
             f"<video controls autoplay loop muted playsinline src='data:video/mp4;base64,{data}'></video>"
-            f"<p>{html.escape(description)}</p></body></html>\n")
+            f"<p>{html.escape(description)}</p>{provenance_html(record)}</body></html>\n")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -102,20 +103,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--output", required=True, help="MP4 to write")
     parser.add_argument("--page", required=True, help="HTML page to write (plays the MP4)")
     args = parser.parse_args(argv)
-    fake, real, fake_record, _ = paired_videos(args.videos, args.real)
     if args.count < 1:
         raise PipelineError(f"--count must be at least 1, got {args.count}")
-    count = min(args.count, len(real))
+    fake, real, fake_record, _ = paired_videos(args.videos, args.real, slice(0, args.count))
+    count = len(real)       # --count, or fewer where the sets hold fewer
     variant = str(fake_record.get("variant", Path(args.videos).stem))
     notes = notes_line(weight_notes([fake_record, *(load_record(p) for p in args.provenance)]))
-    frames = side_by_side(real[:count], fake[:count], ("real", variant), notes)
+    frames = side_by_side(real, fake, ("real", variant), notes)
     write_mp4(args.output, frames, args.fps)
     description = (f"Test videos 0 to {count - 1}, {real.shape[1]} frames each ({len(frames)} frames at "
                    f"{args.fps} fps): the real video on the left, {variant}'s on the right, "
                    f"{real.shape[2]}x{real.shape[3]} pixels shown at {display_scale(real.shape[2], DISPLAY_HEIGHT)}x.")
     with atomic_path(args.page, suffix=".html") as tmp:
-        tmp.write_text(video_page(args.output, f"{variant} beside the real videos", notes, description),
-                       encoding="utf-8")
+        tmp.write_text(video_page(args.output, f"{variant} beside the real videos", notes, description,
+                                  report_record("pipeline.report.video", args)), encoding="utf-8")
 
 
 if __name__ == "__main__":

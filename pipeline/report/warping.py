@@ -6,7 +6,9 @@ A flickering variant has a large error; a variant that ignores motion altogether
 consistent, so this figure is read beside the FVD. Bars: mean over videos; whiskers: standard
 deviation over videos; dots: single videos; dashed line: the real videos' own error under the
 same mask (real video changes along its flow too), the level a perfect synthesis would reach.
-A bar far below it belongs to videos that move less than the real ones.
+A bar far below it belongs to videos that move less than the real ones. An error the stage could
+not measure (NaN: no pixel kept by the mask, one-frame videos) is written "n/a", not drawn as a
+gap or a zero.
 
     python -m pipeline.report.warping --table results/fvd_table.csv \\
         --warping results/fvd/warping/*.json --provenance ... --output results/report/warping.png
@@ -15,6 +17,7 @@ A bar far below it belongs to videos that move less than the real ones.
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -23,7 +26,8 @@ import numpy as np
 from pipeline.cli import run_main
 from pipeline.errors import PipelineError
 from pipeline.io import read_json
-from pipeline.report.figures import NETWORK_COLOURS, figure, read_csv_rows, save_figure, title
+from pipeline.report.figures import (NETWORK_COLOURS, figure, mark_missing, read_csv_rows, report_record,
+                                     save_figure, title)
 from pipeline.report.provenance import load_record, notes_line, weight_notes
 
 __all__ = ["SIZE", "read_warping", "real_level", "draw_warping", "main"]
@@ -55,8 +59,23 @@ def real_level(records: Mapping[str, dict]) -> tuple[float, float] | None:
             float(np.mean([record.get("mask_kept_share", np.nan) for record in real])))
 
 
+def _real_level_line(axis, reference: tuple[float, float] | None) -> None:
+    """The real videos' level as a dashed line; said in words where it is NaN (no line to draw)."""
+    if reference is None:
+        return
+    level, kept = reference
+    share = f"{kept:.0%}" if math.isfinite(kept) else "an unrecorded share"
+    if math.isfinite(level):
+        axis.axhline(level, color="k", linestyle="--", linewidth=1,
+                     label=f"real videos: what a perfect synthesis scores (same mask, {share} of pixels kept)")
+        axis.legend(loc="best", fontsize=8)
+    else:
+        axis.text(0.99, 0.98, f"real videos' level: n/a (the mask kept {share} of pixels)", transform=axis.transAxes,
+                  ha="right", va="top", fontsize=8)
+
+
 def draw_warping(order: Sequence[Mapping[str, str]], records: Mapping[str, dict], notes: str,
-                 output: str | Path) -> None:
+                 output: str | Path, *, record: dict) -> None:
     """One bar a variant, in the order (and with the network) of the FVD table's rows."""
     missing = [row["variant"] for row in order if row["variant"] not in records]
     if missing:
@@ -72,18 +91,16 @@ def draw_warping(order: Sequence[Mapping[str, str]], records: Mapping[str, dict]
     for x, row in zip(positions, order):
         per_video = np.asarray(records[row["variant"]].get("per_video", []), dtype=float)
         axis.plot(x + jitter.uniform(-0.2, 0.2, len(per_video)), per_video, "k.", markersize=3, alpha=0.5)
-    reference = real_level(records)
-    if reference is not None:
-        level, kept = reference
-        axis.axhline(level, color="k", linestyle="--", linewidth=1,
-                     label=f"real videos: what a perfect synthesis scores (same mask, {kept:.0%} of pixels kept)")
-        axis.legend(loc="best", fontsize=8)
+    mark_missing(axis, positions, means)
+    _real_level_line(axis, real_level(records))
     axis.set_xticks(positions, [f"{row['index']}\n{row['variant']}" for row in order], fontsize=7)
+    axis.set_xlim(-0.6, len(order) - 0.4)     # a NaN bar has no extent: autoscaling would drop its place
     axis.set_ylabel("mean |warped frame t-1 - frame t| (RGB in [0, 1])")
+    axis.set_ylim(bottom=0)
     axis.grid(axis="y", alpha=0.3)
     title(fig, "Warping error per variant (lower: more temporally consistent; blue: CRN, orange: pix2pixHD)", notes)
     fig.subplots_adjust(top=0.84, bottom=0.12, left=0.07, right=0.98)
-    save_figure(fig, output)
+    save_figure(fig, output, record)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -94,7 +111,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--output", required=True, help="PNG to write")
     args = parser.parse_args(argv)
     notes = notes_line(weight_notes(load_record(path) for path in args.provenance))
-    draw_warping(read_csv_rows(args.table), read_warping(args.warping), notes, args.output)
+    draw_warping(read_csv_rows(args.table), read_warping(args.warping), notes, args.output,
+                 record=report_record("pipeline.report.warping", args))
 
 
 if __name__ == "__main__":

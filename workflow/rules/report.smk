@@ -197,6 +197,11 @@ rule report_timing:
         "logs/report/timing.log",
     params:
         timing="results/timing",
+        # Each rule's benchmark: path (read once every rule is defined): a file counts for the rule
+        # whose pattern it matches, as rules share folders (embed/heldout/).
+        benchmarks=lambda wildcards: json.dumps(
+            {rule.name: str(rule.benchmark) for rule in workflow.rules if rule.benchmark}, sort_keys=True
+        ),
         code=code_version("pipeline.report.timing"),
     threads: 1
     resources:
@@ -205,7 +210,8 @@ rule report_timing:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m pipeline.report.timing --timing {params.timing} --summaries {input.summaries}"
+        "python -m pipeline.report.timing --timing {params.timing} --benchmarks {params.benchmarks:q}"
+        " --summaries {input.summaries}"
         " --output {output.picture} > {log} 2>&1"
 
 
