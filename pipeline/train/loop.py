@@ -47,6 +47,7 @@ from pipeline.pack.dataset import FrameDataset, WindowDataset, expand
 from pipeline.pack.verify import open_packed
 from pipeline.provenance import code_version, provenance
 from pipeline.train.events import EVENTS_DIR, ScalarLog, copy_events
+from pipeline.train.log_columns import LOG_COLUMNS
 from pipeline.train.schedule import StagePlan, plan_stages
 from pipeline.train.settings import RUNTIME_DEFAULTS, split_runtime
 from pipeline.train.state import (History, Position, SigtermFlag, fingerprint, load_resume, restore_rng,
@@ -424,7 +425,7 @@ class _LossLog:
     (``events.py``): truncated (purged) to the saved row count on resume, so rows written after
     the last checkpoint by a killed job are not duplicated."""
 
-    COLUMNS = ["step", "stage", "epoch", "sample", "lr", "snippet"]
+    COLUMNS = list(LOG_COLUMNS)
 
     def __init__(self, path: Path, keep_rows: int):
         path.parent.mkdir(parents=True, exist_ok=True)
