@@ -1,7 +1,8 @@
 """Generate envs/*.yaml (conda environments for cluster runs) from requirements/lock.txt.
 
 The local environment and the cluster environments come from one lock file, so they cannot
-drift: ``--write`` regenerates them, ``--check`` (run by the tests) fails if they differ.
+drift: ``--write`` regenerates them; without it the script prints what it would write, and
+tests/test_envs.py fails where the files differ.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ ENVS = HERE.parent / "envs"
 STAGES = {
     "torch": ["torch", "torchvision", "segmentation-models-pytorch", "ptlflow", "opencv-python",
               "numpy", "safetensors", "h5py", "hdf5plugin", "cityscapesscripts", "imageio", "imageio-ffmpeg", "scipy", "tqdm",
-              "tensorboard", "matplotlib", "pyyaml", "jsonschema", "setuptools"],
+              "tensorboard", "matplotlib", "pillow", "pyyaml", "jsonschema", "setuptools"],
     "tf": ["tensorflow", "tf-keras", "tensorflow-hub", "h5py", "scipy", "numpy", "pyyaml",
            "jsonschema", "matplotlib", "tqdm", "setuptools"],
 }
