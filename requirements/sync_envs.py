@@ -1,8 +1,8 @@
 """Generate envs/*.yaml (conda environments for cluster runs) from requirements/lock.txt.
 
 The local environment and the cluster environments come from one lock file, so they cannot
-drift: ``--write`` regenerates them; without it the script prints what it would write, and
-tests/test_envs.py fails where the files differ.
+drift: ``--write`` regenerates them; without it the script names the files that differ and exits 1
+(tests/test_envs.py checks the same).
 """
 
 from __future__ import annotations
