@@ -16,7 +16,10 @@ Five modes on a GPU, timed in one run and printed as ratios, per variant and per
 
 On the CPU the loop runs fp32 only (exact), timed at a small size; ``--compile-on-cpu`` adds the
 two compiled modes there (still fp32), which shows they run but not what they gain on a GPU
-(inductor's CPU code was slower than eager at 64x128: ``benchmarks/results/train_gpu.md``).
+(inductor's CPU code was slower than eager at 64x128: ``benchmarks/results/train_gpu.md``). There
+each step time is also printed as a ratio to v02's (the plain weight-normed CRN, bench_models'
+baseline) in the same mode and stage, timed in the same run: v02 is timed first when
+``--variants`` leaves it out (printed, not written to ``--json``).
 
 The study's GPU-days follow from the step times and the thesis's schedule: every stage's
 optimiser steps (epochs x samples x frames stepped per sample: 808 windows of 6 frames for the
@@ -64,6 +67,7 @@ def _sync(device: torch.device) -> None:
 
 
 MODES = ("fp32", "tf32", "fast", "fast_all", "fast_graphs")
+BASELINE = "v02"    # the CPU run's ratios: each step time against this variant's, same run
 CPU_MODES = ("fp32", "fast", "fast_all")    # with --compile-on-cpu (no TF32, no CUDA graphs there)
 
 
@@ -189,12 +193,15 @@ def report(records: list[dict], config: dict, device: str) -> None:
     modes = [m for m in MODES if any(m in r for r in records)]
     ratios = [(fast, base) for fast in modes if fast.startswith("fast") for base in ("fp32", "tf32") if base in modes]
     print("\nvariant net       stage size      " + "".join(f"{m + ' s/step':>14s}" for m in modes)
-          + "".join(f"{f'{fast} vs {base}':>18s}" for fast, base in ratios))
+          + "".join(f"{f'{fast} vs {base}':>18s}" for fast, base in ratios)
+          + ("".join(f"{f'{m} x {BASELINE}':>14s}" for m in modes) if device == "cpu" else ""))
     for r in records:
         line = f"{r['variant']}     {r['network']:9s} {r['stage']}     {r['size']:9s} "
         line += "".join(f"{r[m]:14.4f}" if m in r else f"{'-':>14s}" for m in modes)
         line += "".join(f"{r[base] / r[fast]:17.2f}x" if fast in r and base in r else f"{'-':>18s}"
                         for fast, base in ratios)
+        if device == "cpu":
+            line += "".join(_versus_baseline(records, r, m) for m in modes)
         print(line)
     if device == "cpu":
         return
@@ -202,6 +209,14 @@ def report(records: list[dict], config: dict, device: str) -> None:
         days, estimated = gpu_days(records, config, mode)
         note = f" (not timed: {', '.join(estimated)})" if estimated else ""
         print(f"study GPU-days, {mode}: {days:.1f} on {device} (thesis: {THESIS_GPU_DAYS} on V100s){note}")
+
+
+def _versus_baseline(records: list[dict], record: dict, mode: str) -> str:
+    """``record``'s step time in ``mode`` over the baseline variant's at the same stage, or '-'."""
+    base = next((r for r in records if r["variant"] == BASELINE and r["stage"] == record["stage"]), None)
+    if base is None or mode not in base or mode not in record:
+        return f"{'-':>14s}"
+    return f"{record[mode] / base[mode]:14.2f}"
 
 
 def main() -> None:
@@ -237,14 +252,20 @@ def main() -> None:
           "seconds per optimiser step (one frame)", flush=True)
     records = []
     stages = args.stages or ("all" if args.full else "first")
-    for name, settings, plan in configurations(config, args.variants or sorted(config["variants"]), args.full, stages):
+    names = args.variants or sorted(config["variants"])
+    # On the CPU the table's ratios are to the baseline variant's step time in this run.
+    baseline_only = device.type == "cpu" and not args.warm_only and BASELINE not in names
+    if baseline_only:
+        names = [BASELINE, *names]
+        print(f"{BASELINE} timed as the baseline of the ratios (not written to --json)", flush=True)
+    for name, settings, plan in configurations(config, names, args.full, stages):
         if args.deadline and time.perf_counter() - began > args.deadline:
             print(f"deadline reached: {name} stage {plan.index} not run", flush=True)
             continue
         record = measure(name, settings, plan, device, labels, args)
         records.append(record)
         print(json.dumps(record), flush=True)
-        if args.json:
+        if args.json and not (baseline_only and name == BASELINE):
             with args.json.open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
     if not args.warm_only:

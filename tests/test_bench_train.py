@@ -56,7 +56,8 @@ def test_gpu_days_name_what_was_not_timed(bench):
 
 
 def test_the_cpu_run_times_the_modes_asked_for(tmp_path):
-    """On the CPU: one record a configuration, only the modes asked for, a positive step time."""
+    """On the CPU: one record a configuration, only the modes asked for, a positive step time; the
+    table's ratio to v02, timed as the baseline though not asked for (and not written to --json)."""
     out = tmp_path / "train.jsonl"
     result = subprocess.run([sys.executable, "benchmarks/bench_train.py", "--variants", "v10", "--repeats", "1",
                              "--modes", "fp32", "--json", str(out)], cwd=REPO, capture_output=True, text=True)
@@ -64,3 +65,8 @@ def test_the_cpu_run_times_the_modes_asked_for(tmp_path):
     (record,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert record["variant"] == "v10" and record["size"] == "64x128"
     assert set(record) & set(("fp32", "fast", "fast_all")) == {"fp32"} and record["fp32"] > 0
+    table = result.stdout[result.stdout.index("\nvariant net"):].splitlines()
+    assert table[1].endswith("fp32 x v02")
+    rows = {line.split()[0]: line.split() for line in table[2:] if line.strip()}
+    assert rows.keys() == {"v02", "v10"} and rows["v02"][-1] == "1.00"
+    assert float(rows["v10"][-1]) == pytest.approx(record["fp32"] / float(rows["v02"][-2]), rel=0.01)
