@@ -3,8 +3,9 @@
 Quality: the demo's own path (config.yaml + config/demo.yaml): the synthetic city, select_subset,
 fit_segmenter and fit_instances on the train split's gtFine frames (timed), then the stage
 commands label every frame of every selected snippet (keep_gtfine off, so every frame is the
-networks' own) and each split is scored against the true labels of all 30 frames: mIoU over the
-classes present, and the share of true instances matched by a predicted one at IoU 0.5.
+networks' own) and each split is scored against the true labels of every frame of each snippet:
+mIoU over the classes present, and the share of true instances matched by a predicted one at IoU
+0.5.
 
 Speed: frames/s of each labeller on frames of 256x512, one frame per call (the baseline) against
 ``--batch`` frames per call, in the same process and on the same frames.
