@@ -10,9 +10,9 @@ files and the I3D an empty directory: planning only checks that they exist.
 
 The full run writes ~110,000 empty files (about 40 s on two busy cores); ``--quick`` divides
 every train city's snippets by 4 (the val split stays whole for its 128 test snippets: ~200
-train snippets in the subset, ~40,000 files) and times each DAG once (about 10 s). Both trees
+train snippets in the subset, ~40,000 files) and times each DAG once (10-20 s). Both trees
 plan every job of the study (all 14 variants); the job count grows with the cities, not the
-snippets (the two took about as long on two busy cores: 0.9x-1.0x).
+snippets (the two took about as long on two busy cores: 0.9x-1.1x).
 """
 
 from __future__ import annotations
