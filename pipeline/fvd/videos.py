@@ -18,7 +18,8 @@ import numpy as np
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_path
 
-__all__ = ["DATASET", "write_videos", "write_video_stream", "read_videos", "read_videos_header", "video_batches"]
+__all__ = ["DATASET", "write_videos", "write_video_stream", "read_videos", "read_videos_header", "read_video_rows",
+           "video_batches"]
 
 DATASET = "videos"
 
@@ -88,6 +89,17 @@ def read_videos_header(path: str | Path) -> tuple[tuple[int, ...], dict[str, Any
         dataset = _dataset(handle, path)
         _check_layout(dataset.dtype, dataset.shape, path)
         return tuple(dataset.shape), _parse_provenance(handle.attrs.get("provenance"), path)
+
+
+def read_video_rows(path: str | Path, start: int, stop: int) -> np.ndarray:
+    """Videos ``start``..``stop - 1`` of a file, without reading the others (the report shows a few)."""
+    path = Path(path)
+    with _open(path) as handle:
+        dataset = _dataset(handle, path)
+        try:
+            return dataset[start:stop]
+        except OSError as err:
+            raise PipelineError(f"videos {start}..{stop - 1} cannot be read ({err})", path) from err
 
 
 def video_batches(path: str | Path, batch_size: int) -> Iterator[np.ndarray]:

@@ -21,14 +21,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from pipeline.cli import run_main
 from pipeline.data.labels import colorize
 from pipeline.errors import PipelineError
 from pipeline.flow.colour import flow_to_colour
-from pipeline.fvd.videos import DATASET, read_videos_header
+from pipeline.fvd.videos import read_video_rows, read_videos_header
 from pipeline.report.figures import display_scale, label_panel, report_record, text_bar, upscale, write_png
 from pipeline.report.provenance import load_record, notes_line, weight_notes
 
@@ -63,16 +62,8 @@ def paired_videos(videos_path: str | Path, real_path: str | Path,
     start, stop, _ = shown.indices(real_shape[0])
     if not 0 <= start < stop:
         raise PipelineError(f"videos {shown.start}..{shown.stop}: the file holds {real_shape[0]} videos", videos_path)
-    return _read_rows(videos_path, start, stop), _read_rows(real_path, start, stop), fake_record, real_record
-
-
-def _read_rows(path: str | Path, start: int, stop: int) -> np.ndarray:
-    """Videos ``start``..``stop - 1`` of a videos file whose header was checked."""
-    with h5py.File(path, "r") as handle:
-        try:
-            return handle[DATASET][start:stop]
-        except OSError as err:
-            raise PipelineError(f"videos {start}..{stop - 1} cannot be read ({err})", path) from err
+    return (read_video_rows(videos_path, start, stop), read_video_rows(real_path, start, stop), fake_record,
+            real_record)
 
 
 def packed_frames(data_path: str | Path, real_record: dict[str, Any], video: int, size: tuple[int, int],
