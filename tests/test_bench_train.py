@@ -69,4 +69,5 @@ def test_the_cpu_run_times_the_modes_asked_for(tmp_path):
     assert table[1].endswith("fp32 x v02")
     rows = {line.split()[0]: line.split() for line in table[2:] if line.strip()}
     assert rows.keys() == {"v02", "v10"} and rows["v02"][-1] == "1.00"
-    assert float(rows["v10"][-1]) == pytest.approx(record["fp32"] / float(rows["v02"][-2]), rel=0.01)
+    # The ratio is printed to 2 decimals, v02's time to 4: half a unit of the first, plus the second's.
+    assert float(rows["v10"][-1]) == pytest.approx(record["fp32"] / float(rows["v02"][-2]), abs=0.006)
