@@ -24,6 +24,7 @@ from pipeline.labels.detections import Detections, paint_instances
 from pipeline.labels.gtfine import instance_targets
 from pipeline.labels.quality import Quality, category_miou, confusion, instance_matches, mean_iou
 from pipeline.labels.semantic import SemanticLabeller, build_segmenter, load_segmenter, normalise
+from pipeline.labels.settings import label_settings
 from pipeline.labels.torchvision_backend import TorchvisionDetector, build_mask_rcnn, load_mask_rcnn
 from tests.conftest import write_snippet
 
@@ -396,6 +397,21 @@ def test_keep_gtfine_keeps_the_annotated_frames_labels(tiny_city: Path):
     assert np.all(read_label_png(out / "alpha_000000_000019_labelIds.png") == 7)  # gtFine's (write_snippet)
     assert np.all(read_label_png(out / "alpha_000000_000018_labelIds.png") == 26)  # the network's
     assert json.loads((out / "provenance.json").read_text())["kept_gtfine"] == 2
+
+
+def test_a_label_job_is_given_what_it_reads():
+    """The rules' --settings (what Snakemake compares): no fit settings (the fit rule's), detectron2's
+    config only with that backend, and keep_gtfine as it applies to the job's split."""
+    from pipeline.config import DEFAULT_CONFIG, load_config, merge
+    config = merge(load_config([DEFAULT_CONFIG]), {"labels": {"keep_gtfine": True}})
+    semantic = label_settings(config, "semantic", "train")
+    assert semantic["keep_gtfine"] is True and "fit" not in semantic["semantic"]
+    assert semantic["semantic"]["encoder"] == config["labels"]["semantic"]["encoder"]
+    assert label_settings(config, "semantic", "val")["keep_gtfine"] is False
+    assert "config" in label_settings(config, "instance", "val")["instance"]          # detectron2
+    torchvision = merge(config, {"labels": {"instance": {"backend": "torchvision"}}})
+    assert set(label_settings(torchvision, "instance", "heldout")["instance"]) == {
+        "backend", "checkpoint", "score_threshold", "batch_size", "min_size", "max_size"}
 
 
 def test_keep_gtfine_keeps_gtfine_on_the_train_split_only(tiny_city: Path):

@@ -238,7 +238,7 @@ def test_a_synthesis_setting_resynthesises_only_the_variants_that_read_it(planne
         # of the draw choice stay as they were.
         ({"fvd": {"batches": 1}}, HELDOUT_SYNTHESIS, {"synthesize", "real_videos"}),
         ({"fvd": {"bootstrap": 50}}, SYNTHESIS | HELDOUT_SYNTHESIS, {"fvd"}),
-        ({"fvd": {"draw_choice": {"candidates": 3}}}, SYNTHESIS, {"draw_candidates"}),
+        ({"fvd": {"draw_choice": {"candidates": 3}}}, SYNTHESIS | {"real_heldout_videos"}, {"draw_candidates"}),
         (START_FRAME, set(), SYNTHESIS | HELDOUT_SYNTHESIS),
     ],
     ids=["batches", "bootstrap", "candidates", "start-frame"],
@@ -246,6 +246,37 @@ def test_a_synthesis_setting_resynthesises_only_the_variants_that_read_it(planne
 def test_an_fvd_setting_redraws_only_what_reads_it(planned, tmp_path, change, kept, changed):
     rules = changed_rules(planned[1], planned_commands(tmp_path, AUTO_DRAW, change))
     assert changed <= rules and not kept & rules, rules
+
+
+def test_a_warm_up_change_redraws_only_the_prior_variants_candidates(planned, tmp_path):
+    """Variants without prior frames synthesise no warm-up, for the draw choice as for the test."""
+    after = planned_commands(tmp_path, AUTO_DRAW, {"fvd": {"warmup_frames": 1}})
+    redrawn = {re.search(r"videos/heldout/(\w+)\.h5", outputs)[1] for (rule, outputs), command in after.items()
+               if rule == "draw_candidates" and planned[1].get((rule, outputs)) != command}
+    assert redrawn == {"v08", "v09", "v12", "v13", "v14"}
+
+
+@pytest.mark.slow
+def test_keep_gtfine_relabels_the_train_split_alone(ran):
+    """labels.keep_gtfine applies to the train split only, and only its label jobs are given it."""
+    planned = planned_outputs(ran, {"labels": {"keep_gtfine": True}})
+    labels = [output for output, rule in planned.items() if rule.startswith("label_")]
+    assert labels and all("/train/" in output for output in labels), planned
+
+
+@pytest.mark.slow
+def test_a_rebuilt_synthetic_city_relabels_though_its_snippets_keep_their_names(ran, tmp_path):
+    """The subset's parts come out byte for byte as they were (the same snippet ids), so the rules
+    after them see the city itself as an input: its frames changed, and so must the labels."""
+    change = {"data": {"frame_height": 64, "frame_width": 128}}
+    work = copy_workdir(ran, tmp_path / "work")
+    before = {path.name: path.read_bytes() for path in (work / "results/data/subset").iterdir()}
+    run_snakemake(*TARGETS, "--until", "select_subset", "--cores", "1", "-d", str(work),
+                  "--configfile", *config_files(work, change), cwd=work)
+    assert {path.name: path.read_bytes() for path in (work / "results/data/subset").iterdir()} == before
+    rules = set(planned_outputs(work, change).values())
+    assert rules == {"fit_segmenter", "fit_instances", "label_semantic", "label_instance", "reference_flow",
+                     "pack"}, rules      # pack_gtfine too, where a target needs it
 
 
 def test_code_version_follows_the_code_a_stage_imports(tmp_path, monkeypatch):

@@ -60,3 +60,18 @@ def synthesis_settings(config: Mapping[str, Any], variant: str) -> dict:
     entry = variant_entry(config, variant)
     unread = (() if entry["prior"] else PRIOR_ONLY_KEYS) + (() if entry["feature_encoder"] else DRAW_ONLY_KEYS)
     return {key: config["fvd"][key] for key in SYNTH_KEYS if key not in unread}
+
+
+def candidate_settings(config: Mapping[str, Any], variant: str) -> dict:
+    """The fvd settings synthesising ``variant``'s held-out videos under every candidate draw
+    reads (CANDIDATE_KEYS; a variant without prior frames has no warm-up)."""
+    unread = () if variant_entry(config, variant)["prior"] else PRIOR_ONLY_KEYS
+    return {key: config["fvd"][key] for key in CANDIDATE_KEYS if key not in unread}
+
+
+def real_heldout_settings(config: Mapping[str, Any]) -> dict:
+    """The fvd settings the real held-out videos read (REAL_HELDOUT_KEYS): of draw_choice, only
+    how many videos (not the number of candidate draws)."""
+    settings = {key: config["fvd"][key] for key in REAL_HELDOUT_KEYS}
+    settings["draw_choice"] = {"heldout_videos": settings["draw_choice"]["heldout_videos"]}
+    return settings

@@ -29,11 +29,10 @@ from pipeline.data.cityscapes import Snippet, read_frame, read_label_png
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_dir, write_json
 from pipeline.labels.runtime import batched
+from pipeline.labels.settings import KEEP_GTFINE_SPLIT, keeps_gtfine
 
 __all__ = ["KEEP_GTFINE_SPLIT", "FrameRef", "city_frames", "keeps_gtfine", "label_city", "write_label_png",
            "read_gtfine"]
-
-KEEP_GTFINE_SPLIT = "train"  # the only split whose annotated frames may keep their gtFine labels
 
 LabelBatch = Callable[[np.ndarray, list["FrameRef"]], np.ndarray]
 
@@ -65,13 +64,6 @@ class FrameRef:
 def city_frames(snippets: Sequence[Snippet]) -> list[FrameRef]:
     """Every frame of every snippet, snippet by snippet in time order."""
     return [FrameRef(snippet, index) for snippet in snippets for index in range(snippet.frames)]
-
-
-def keeps_gtfine(keep_gtfine: bool, split: str) -> bool:
-    """Whether the annotated frames of ``split`` keep gtFine: ``labels.keep_gtfine`` on the train
-    split only. Val, test and held-out snippets are always pseudo-labelled (thesis-code.md: "Val
-    and sampling always use the sequence val split with pseudo-labels")."""
-    return bool(keep_gtfine) and split == KEEP_GTFINE_SPLIT
 
 
 def read_gtfine(frame: FrameRef, kind: str, size: tuple[int, int] | None = None) -> np.ndarray:

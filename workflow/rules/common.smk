@@ -8,14 +8,15 @@ from snakemake.utils import validate
 import pipeline.config
 from pipeline.data.subset import HELDOUT_SPLIT, stage_settings as subset_settings
 from pipeline.data.synthetic import settings_from_config as synthetic_settings
+from pipeline.labels.settings import label_settings
 from pipeline.fvd import (
-    CANDIDATE_KEYS,
     DRAW_KEYS,
     EMBED_KEYS,
-    REAL_HELDOUT_KEYS,
     REAL_KEYS,
     SCORE_KEYS,
     TABLE_KEYS,
+    candidate_settings,
+    real_heldout_settings,
     synthesis_settings,
 )
 from pipeline.pack.__main__ import pick_settings as pack_settings
@@ -157,6 +158,11 @@ def stage_settings(pick, *args):
     return json.dumps(pick(config, *args), sort_keys=True)
 
 
+def label_job_settings(kind):
+    """What label_<kind> reads on the job's split (pipeline/labels/settings.py)."""
+    return lambda wildcards: stage_settings(label_settings, kind, wildcards.split)
+
+
 def train_job_settings(wildcards):
     """The variant's training settings (pipeline/train/settings.py: only what changes its result)."""
     return stage_settings(train_settings, wildcards.variant)
@@ -165,6 +171,11 @@ def train_job_settings(wildcards):
 def synthesis_job_settings(wildcards):
     """The fvd settings the variant's synthesis reads (pipeline.fvd.synthesis_settings)."""
     return stage_settings(synthesis_settings, wildcards.variant)
+
+
+def candidate_job_settings(wildcards):
+    """The fvd settings the variant's candidate draws read (pipeline.fvd.candidate_settings)."""
+    return stage_settings(candidate_settings, wildcards.variant)
 
 
 def backbone_weights(wildcards):

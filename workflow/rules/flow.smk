@@ -1,6 +1,7 @@
 rule reference_flow:
     input:
         subset="results/data/subset/{split}.json",
+        root=data_root_input,
         checkpoint=flow_checkpoint(),
     output:
         flow="results/flow/{split}/{city}.h5",
@@ -17,7 +18,8 @@ rule reference_flow:
         gpu=1 if config["flow"]["backend"] == "flownet2" else 0,
         mem_mb=48000 if config["flow"]["backend"] == "flownet2" else 4000,
         runtime=240,
-        # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it).
+        # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it;
+        # input root: a rebuilt synthetic city reruns this too).
         frames_root=DATA_ROOT,
     conda:
         "../../envs/torch.yaml"

@@ -1,6 +1,7 @@
 rule fit_segmenter:
     input:
         subset="results/data/subset/gtfine_train.json",
+        root=data_root_input,
     output:
         model="results/models/segmenter.pt",
     log:
@@ -20,7 +21,8 @@ rule fit_segmenter:
         # How often the resume state is saved: training's interval (train.checkpoint_minutes). A
         # resource, not a param, so a change reruns nothing; a string, as Snakemake rounds numbers.
         checkpoint_minutes=str(config["train"]["checkpoint_minutes"]),
-        # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it).
+        # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it;
+        # input root: a rebuilt synthetic city reruns this too).
         frames_root=DATA_ROOT,
     # At the walltime (runtime, 12 h on Lengau) the fit saves and exits 143, and a retry goes on
     # from the saved state: as many retries as training's (train.retries).
@@ -36,6 +38,7 @@ rule fit_segmenter:
 rule fit_instances:
     input:
         subset="results/data/subset/gtfine_train.json",
+        root=data_root_input,
     output:
         model="results/models/instances.pt",
     log:
@@ -55,7 +58,8 @@ rule fit_instances:
         # How often the resume state is saved: training's interval (train.checkpoint_minutes). A
         # resource, not a param, so a change reruns nothing; a string, as Snakemake rounds numbers.
         checkpoint_minutes=str(config["train"]["checkpoint_minutes"]),
-        # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it).
+        # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it;
+        # input root: a rebuilt synthetic city reruns this too).
         frames_root=DATA_ROOT,
     # At the walltime (runtime, 12 h on Lengau) the fit saves and exits 143, and a retry goes on
     # from the saved state: as many retries as training's (train.retries).
@@ -71,6 +75,7 @@ rule fit_instances:
 rule label_semantic:
     input:
         subset="results/data/subset/{split}.json",
+        root=data_root_input,
         checkpoint=semantic_checkpoint(),
     output:
         labels=directory("results/labels/semantic/{split}/{city}"),
@@ -79,15 +84,15 @@ rule label_semantic:
     benchmark:
         "results/timing/label_semantic/{split}/{city}.tsv"
     params:
-        # keep_gtfine as set; the stage applies it to the train split only (labels.frames.keeps_gtfine)
-        settings=settings_of("labels", "semantic", "keep_gtfine"),
+        settings=label_job_settings("semantic"),
         code=code_version("pipeline.labels.semantic"),
     threads: 2
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=240,
-        # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it).
+        # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it;
+        # input root: a rebuilt synthetic city reruns this too).
         frames_root=DATA_ROOT,
     conda:
         "../../envs/torch.yaml"
@@ -100,6 +105,7 @@ rule label_semantic:
 rule label_instance:
     input:
         subset="results/data/subset/{split}.json",
+        root=data_root_input,
         semantic="results/labels/semantic/{split}/{city}",
         checkpoint=instance_checkpoint(),
     output:
@@ -109,15 +115,15 @@ rule label_instance:
     benchmark:
         "results/timing/label_instance/{split}/{city}.tsv"
     params:
-        # keep_gtfine as set; the stage applies it to the train split only (labels.frames.keeps_gtfine)
-        settings=settings_of("labels", "instance", "keep_gtfine"),
+        settings=label_job_settings("instance"),
         code=code_version("pipeline.labels.instance"),
     threads: 2
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=240,
-        # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it).
+        # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it;
+        # input root: a rebuilt synthetic city reruns this too).
         frames_root=DATA_ROOT,
     conda:
         "../../envs/torch.yaml"

@@ -1,6 +1,7 @@
 rule pack:
     input:
         subset="results/data/subset/{split}.json",
+        root=data_root_input,
         semantic=per_city("results/labels/semantic/{split}/{city}"),
         instance=per_city("results/labels/instance/{split}/{city}"),
         flow=per_city("results/flow/{split}/{city}.h5"),
@@ -17,7 +18,8 @@ rule pack:
     resources:
         mem_mb=8000,
         runtime=240,
-        # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it).
+        # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it;
+        # input root: a rebuilt synthetic city reruns this too).
         frames_root=DATA_ROOT,
     conda:
         "../../envs/torch.yaml"
@@ -33,6 +35,7 @@ rule pack:
 rule pack_gtfine:
     input:
         subset="results/data/subset/gtfine_train.json",
+        root=data_root_input,
     output:
         data="results/data/gtfine_train.h5",
     log:
@@ -46,7 +49,8 @@ rule pack_gtfine:
     resources:
         mem_mb=8000,
         runtime=120,
-        # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it).
+        # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it;
+        # input root: a rebuilt synthetic city reruns this too).
         frames_root=DATA_ROOT,
     conda:
         "../../envs/torch.yaml"

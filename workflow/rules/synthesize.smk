@@ -64,7 +64,7 @@ rule draw_candidates:
     benchmark:
         "results/timing/draw_candidates/{variant}.tsv"
     params:
-        settings=settings_of("fvd", *CANDIDATE_KEYS),
+        settings=candidate_job_settings,
         code=code_version("pipeline.synthesize"),
     threads: 2
     resources:
@@ -88,7 +88,7 @@ rule real_heldout_videos:
     benchmark:
         "results/timing/real_heldout_videos.tsv"
     params:
-        settings=settings_of("fvd", *REAL_HELDOUT_KEYS),
+        settings=stage_settings(real_heldout_settings),
         code=code_version("pipeline.synthesize"),
     threads: 1
     resources:
