@@ -73,7 +73,9 @@ def test_layout_and_names(city):
     assert record["settings"]["cities"] == CITIES and record["code_version"]
     assert record["snippets"]["train"]["alpha"] == ["alpha_000000_000019"]
     preview = _read(city / "preview.png")
-    assert preview.shape[1] == 3 * WIDTH and preview.shape[0] % HEIGHT == 0
+    # A caption band, then for frames 1, 10, 19 (annotated) and 29 a caption and frame | labels | flow.
+    assert preview.shape[1] == 3 * WIDTH and preview.shape[0] == 16 + 4 * (16 + HEIGHT)
+    assert (preview[:16] == 255).mean() > 0.6 and (preview[:16] < 128).any()      # white, with text
 
 
 def test_readable_by_the_cityscapes_reader(city):

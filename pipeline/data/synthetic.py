@@ -46,6 +46,7 @@ from pipeline.cli import add_settings_arguments, read_settings, run_main
 from pipeline.data._scene import LABEL, Scene, build_scene, flow_from, render
 from pipeline.data.labels import colorize
 from pipeline.errors import PipelineError
+from pipeline.flow.colour import flow_to_colour
 from pipeline.io import atomic_dir, write_json
 from pipeline.provenance import code_version, provenance
 
@@ -177,22 +178,28 @@ def _write_snippet(root: Path, plan: SequencePlan, annotated_frame: int, snippet
     _write_npz(root / "truth" / split / city / f"{plan.snippet_id(annotated_frame)}.npz", truth)
 
 
-def _flow_picture(flow: np.ndarray, scale: float) -> np.ndarray:
-    """Hue for direction, brightness for length (square root, relative to ``scale`` pixels)."""
-    magnitude, angle = cv2.cartToPolar(flow[..., 0].astype(np.float32), flow[..., 1].astype(np.float32))
-    value = np.sqrt(np.clip(magnitude / max(scale, 1e-6), 0, 1)) * 255.0
-    hsv = np.stack([angle * (90.0 / np.pi), np.full_like(angle, 255.0), value], axis=-1).astype(np.uint8)
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+def _caption(width: int, text: str, height: int = 16) -> np.ndarray:
+    """A white band with one line of black text, shrunk to fit (OpenCV's Hershey font: ASCII only)."""
+    band = np.full((height, width, 3), 255, np.uint8)
+    (text_width, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
+    scale = 0.4 * min(1.0, (width - 8) / text_width)
+    cv2.putText(band, text, (4, height - 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return band
 
 
 def preview(snippet: dict, annotated: int) -> np.ndarray:
     """A picture for a person: rows of frames across the snippet (the annotated one among
-    them), each with its colourised labels and its true flow."""
+    them), each with its colourised labels and its true flow, in the report's flow colours
+    (white: still; full colour: the radius named in the caption)."""
     frames = len(snippet["images"])
     picks = sorted({min(1, frames - 1), frames // 3, annotated, frames - 1})
-    scale = float(np.percentile(np.linalg.norm(snippet["flow"][1:], axis=-1), 99)) or 1.0
-    rows = [np.concatenate([snippet["images"][i], colorize(snippet["labels"][i]),
-                            _flow_picture(snippet["flow"][i], scale)], axis=1) for i in picks]
+    radius = float(np.percentile(np.linalg.norm(snippet["flow"][1:], axis=-1), 99)) or 1.0
+    width = snippet["images"][0].shape[1] * 3
+    rows = [_caption(width, f"frame | labels | true flow (white: still; full colour: {radius:.1f} px)")]
+    for i in picks:
+        rows.append(_caption(width, f"frame {i} of 0..{frames - 1}" + (" (annotated: gtFine)" if i == annotated else "")))
+        rows.append(np.concatenate([snippet["images"][i], colorize(snippet["labels"][i]),
+                                    flow_to_colour(snippet["flow"][i], radius)], axis=1))
     return np.concatenate(rows, axis=0)
 
 
