@@ -59,8 +59,8 @@ def choose_cities(counts: dict[str, int], cities: list[str] | None, target: int 
         unknown = sorted(set(cities) - set(counts))
         twice = sorted({city for city in cities if list(cities).count(city) > 1})
         if unknown or twice or not cities:
-            raise PipelineError(f"subset.train_cities {list(cities)} must name train cities, each once "
-                                f"({'unknown: ' + str(unknown) if unknown else 'twice: ' + str(twice) if twice else 'none'}); "
+            problem = f"unknown: {unknown}" if unknown else f"twice: {twice}" if twice else "none"
+            raise PipelineError(f"subset.train_cities {list(cities)} must name train cities, each once ({problem}); "
                                 f"available: {sorted(counts)}")
         return sorted(cities)
     if target is None:

@@ -197,7 +197,8 @@ def preview(snippet: dict, annotated: int) -> np.ndarray:
     width = snippet["images"][0].shape[1] * 3
     rows = [_caption(width, f"frame | labels | true flow (white: still; full colour: {radius:.1f} px)")]
     for i in picks:
-        rows.append(_caption(width, f"frame {i} of 0..{frames - 1}" + (" (annotated: gtFine)" if i == annotated else "")))
+        annotation = " (annotated: gtFine)" if i == annotated else ""
+        rows.append(_caption(width, f"frame {i} of 0..{frames - 1}{annotation}"))
         rows.append(np.concatenate([snippet["images"][i], colorize(snippet["labels"][i]),
                                     flow_to_colour(snippet["flow"][i], radius)], axis=1))
     return np.concatenate(rows, axis=0)
