@@ -998,3 +998,81 @@ def test_timing_counts_in_hours_for_long_runs_and_colours_training_by_network(dr
     colours = [matplotlib.colors.to_hex(bar.get_facecolor()) for bar in training_h.patches]
     assert colours == [figures.NETWORK_COLOURS["crn"], figures.NETWORK_COLOURS["pix2pixhd"]]
     assert len({matplotlib.colors.to_hex(bar.get_facecolor()) for bar in training_min.patches}) == 1
+
+
+def test_short_durations_count_in_seconds_not_as_zero_minutes():
+    """A demo run's stages take seconds: "0.0 min" said nothing; seconds below two minutes."""
+    assert timing.time_unit(30.0)[1:] == ("s", "seconds")
+    assert timing.time_unit(600.0)[1:] == ("min", "minutes")
+    assert timing.time_unit(5 * 3600.0)[1:] == ("h", "hours")
+    assert losses.duration({"training_seconds": 2.4}) == "2.4 s"
+    assert losses.duration({"training_seconds": 1800.0}) == "30.0 min"
+    assert losses.duration({}) == "time unknown"
+
+
+def test_stage_longest_job_is_written_in_its_own_unit(drawn):
+    timing.draw_timing({"train": {"seconds": 600.0, "jobs": 100, "longest": 6.0}}, {"v01": 60.0},
+                       "Weights: x", "unused", {}, record={})
+    stages_axis, training_axis = drawn[0].axes
+    assert [text.get_text() for text in stages_axis.texts] == [" 100 job(s), longest 6.0 s"]
+    assert "seconds" in training_axis.get_ylabel()
+
+
+def test_warping_axis_is_logarithmic_for_a_wide_spread(drawn):
+    """One flickering variant 350 times the others: on a linear axis the others vanish below the
+    real level; a log axis shows them, and the title does not call the lowest bar the best."""
+    order = [{"variant": f"v0{k}", "index": str(k), "network": "crn"} for k in (1, 2, 3)]
+    records = {name: {"warping_error": error, "warping_error_std": 0.8 * error, "per_video": [error],
+                      "real_warping_error": 0.008, "mask_kept_share": 0.9}
+               for name, error in (("v01", 0.14), ("v02", 0.0004), ("v03", 0.001))}
+    warping.draw_warping(order, records, "Weights: x", "unused", record={})
+    records["v01"] = {**records["v01"], "warping_error": 0.002, "per_video": [0.002]}
+    warping.draw_warping(order, records, "Weights: x", "unused", record={})
+    wide, narrow = (fig.axes[0] for fig in drawn)
+    assert wide.get_yscale() == "log" and narrow.get_yscale() == "linear" and narrow.get_ylim()[0] == 0
+    assert wide.get_ylim()[0] > 0
+    assert "lower: more temporally consistent" not in _suptitle(drawn[0])
+    assert "real-videos level is best" in _suptitle(drawn[0])
+    assert not warping.log_scale([0.0, 0.5]) and not warping.log_scale([float("nan")])
+
+
+def test_non_network_bars_avoid_the_network_colours(drawn):
+    """Blue and orange mean CRN and pix2pixHD in every picture: the label and flow bars are neither."""
+    import matplotlib.colors
+
+    result = {"cities": {"train/a": {"miou": 0.9, "instance_match_share": 0.5, "frames": 4, "frames_skipped": 0},
+                         "val/b": {"miou": 0.8, "instance_match_share": 0.4, "frames": 4, "frames_skipped": 0}},
+              "miou": 0.85, "instance_match_share": 0.45, "frames": 8, "frames_skipped": 0, "class_iou": {7: 0.8}}
+    label_quality.draw_label_quality(result, "Weights: x", "unused", record={})
+    per_city = drawn[0].axes[0]
+    network = {matplotlib.colors.to_hex(colour) for colour in figures.NETWORK_COLOURS.values()}
+    network |= {matplotlib.colors.to_hex(f"C{k}") for k in (0, 1)}
+    used = {matplotlib.colors.to_hex(bar.get_facecolor()) for bar in per_city.patches}
+    assert len(used) == 2 and not used & network
+    assert "own training scenes" in per_city.get_title()
+    flow_quality.draw_flow_quality({"cities": {"val/b": {"epe": 1.0, "zero_flow_epe": 4.0}}, "epe": 1.0,
+                                    "zero_flow_epe": 4.0, "pairs": 3}, _flow_example(), ["dis"], "Weights: x",
+                                   "unused", record={})
+    bars = next(axis for axis in drawn[1].axes if axis.get_ylabel().startswith("end-point"))
+    assert not {matplotlib.colors.to_hex(bar.get_facecolor()) for bar in bars.patches} & network
+
+
+def test_flow_error_colourbar_is_as_tall_as_its_image(drawn):
+    result = {"cities": {"val/a": {"epe": 0.1, "zero_flow_epe": 1.0}}, "epe": 0.1, "zero_flow_epe": 1.0, "pairs": 7}
+    flow_quality.draw_flow_quality(result, _flow_example(), ["dis"], "Weights: x", "unused", record={})
+    error = next(axis for axis in drawn[0].axes if axis.get_title().startswith("EPE"))
+    image = error.get_window_extent()
+    (bar,) = [axis.get_window_extent() for axis in drawn[0].axes if axis.get_label() == "<colorbar>"] or \
+        [axis.get_window_extent() for axis in error.child_axes]
+    assert bar.height == pytest.approx(image.height, abs=1) and bar.x0 >= image.x1
+
+
+def test_loss_lines_take_their_network_colour(drawn):
+    import matplotlib.colors
+
+    steps = np.arange(1.0, 6.0)
+    for network in ("crn", "pix2pixhd"):
+        losses.draw_losses(steps, np.zeros(5), {"gan": steps}, "v", "Weights: x", "unused", network, record={})
+    for fig, network in zip(drawn, ("crn", "pix2pixhd")):
+        assert {matplotlib.colors.to_hex(line.get_color()) for line in fig.axes[0].lines} == {
+            figures.NETWORK_COLOURS[network]}

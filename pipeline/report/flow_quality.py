@@ -35,9 +35,10 @@ from pipeline.pack.resize import resize_flow
 from pipeline.report.figures import figure, report_record, save_figure, title
 from pipeline.report.provenance import load_record, notes_line, weight_notes
 
-__all__ = ["SIZE", "BACKEND_NAMES", "backend_names", "snippet_errors", "evaluate_flow", "draw_flow_quality", "main"]
+__all__ = ["SIZE", "COMPUTED_COLOUR", "BACKEND_NAMES", "backend_names", "snippet_errors", "evaluate_flow", "draw_flow_quality", "main"]
 
 SIZE = (1400, 820)
+COMPUTED_COLOUR = "#4d4d4d"     # dark grey: NETWORK_COLOURS' blue means CRN in the report
 BACKEND_NAMES = {"dis": "DIS (OpenCV, no learned weights)", "flownet2": "FlowNet2"}
 
 
@@ -105,7 +106,8 @@ def draw_flow_quality(result: dict[str, Any], example: dict[str, np.ndarray], ba
     axes[0][0].remove()
     names = list(result["cities"])
     positions = np.arange(len(names))
-    bars.bar(positions - 0.2, [result["cities"][n]["epe"] for n in names], 0.4, label="computed flow")
+    bars.bar(positions - 0.2, [result["cities"][n]["epe"] for n in names], 0.4, color=COMPUTED_COLOUR,
+             label="computed flow")
     bars.bar(positions + 0.2, [result["cities"][n]["zero_flow_epe"] for n in names], 0.4, color="lightgrey",
              label="zero flow (= mean true motion)")
     bars.set_xticks(positions, names, fontsize=8)
@@ -124,9 +126,10 @@ def draw_flow_quality(result: dict[str, Any], example: dict[str, np.ndarray], ba
         axis.set_title(name, fontsize=9)
         axis.axis("off")
     shown = axes[1][3].imshow(error, cmap="magma")
-    axes[1][3].set_title("end-point error (px; blank: not visible in both)", fontsize=9)
+    axes[1][3].set_title("EPE (px); blank: occluded", fontsize=9)
     axes[1][3].axis("off")
-    fig.colorbar(shown, ax=axes[1][3], fraction=0.046, pad=0.02)
+    # A bar as tall as the image beside it (fraction= sizes it to the axes' box, twice the image).
+    fig.colorbar(shown, cax=axes[1][3].inset_axes([1.02, 0, 0.04, 1]))
     title(fig, f"Reference flow, {backend_names(backends)}, against the synthetic city's true motion "
                f"(below: {example['name']})", notes)
     fig.subplots_adjust(top=0.88, bottom=0.03, left=0.05, right=0.97, hspace=0.3, wspace=0.08)

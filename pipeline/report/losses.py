@@ -5,7 +5,8 @@ training step; a dashed line marks where a CRN stage ends and a refinement modul
 (thesis 4.5.2). Terms that stay positive are drawn on a log scale. The logged values are drawn
 faint and a rolling mean over :data:`SMOOTHING` of the logged steps solid over them (one step's
 loss is noise; a long run's trend shows in the mean). The title gives the steps and the training
-time from summary.json and the weights behind the run.
+time from summary.json and the weights behind the run; the lines take the colour of the
+network the summary's provenance names (blue: CRN, orange: pix2pixHD).
 
     python -m pipeline.report.losses --losses results/train/v01/losses.csv \\
         --summary results/train/v01/summary.json --output results/report/losses/v01.png
@@ -24,12 +25,14 @@ from matplotlib.ticker import MaxNLocator
 from pipeline.cli import run_main
 from pipeline.errors import PipelineError
 from pipeline.io import read_json
-from pipeline.report.figures import figure, number, read_csv_rows, report_record, save_figure, title
+from pipeline.report.figures import (NETWORK_COLOURS, figure, number, read_csv_rows, report_record, save_figure,
+                                     title)
 from pipeline.report.provenance import notes_line, weight_notes
+from pipeline.report.timing import UNKNOWN_COLOUR, time_unit, training_networks
 from pipeline.train.log_columns import LOG_COLUMNS
 
 __all__ = ["SIZE", "SMOOTHING", "loss_series", "figure_size", "smoothing_window", "rolling_mean",
-           "draw_losses", "main"]
+           "draw_losses", "duration", "main"]
 
 SIZE = (1200, 720)          # up to three rows of panels; more rows make the picture taller
 ROW_HEIGHT = 190            # pixels a row of panels needs beyond three rows
@@ -85,12 +88,13 @@ def rolling_mean(values: np.ndarray, stages: np.ndarray, window: int) -> np.ndar
 
 
 def _loss_panel(axis, name: str, steps: np.ndarray, stages: np.ndarray, values: np.ndarray,
-                boundaries: np.ndarray, window: int) -> None:
+                boundaries: np.ndarray, window: int, colour: str) -> None:
     marker = "o" if len(steps) < 50 else None
     smoothed = window > 1
-    axis.plot(steps, values, marker=marker, markersize=3, linewidth=1, alpha=0.3 if smoothed else 1.0)
+    axis.plot(steps, values, marker=marker, markersize=3, linewidth=1, alpha=0.3 if smoothed else 1.0,
+              color=colour)
     if smoothed:
-        axis.plot(steps, rolling_mean(values, stages, window), color="C0", linewidth=1.5)
+        axis.plot(steps, rolling_mean(values, stages, window), color=colour, linewidth=1.5)
     finite = values[np.isfinite(values)]
     log = bool(finite.size and (finite > 0).all() and finite.max() / finite.min() > 10)
     if log:
@@ -105,7 +109,10 @@ def _loss_panel(axis, name: str, steps: np.ndarray, stages: np.ndarray, values: 
 
 
 def draw_losses(steps: np.ndarray, stages: np.ndarray, terms: dict[str, np.ndarray], heading: str, notes: str,
-                output: str | Path, *, record: dict) -> None:
+                output: str | Path, network: str | None = None, *, record: dict) -> None:
+    """One panel a loss term, its lines in the colour of ``network`` (``crn``, ``pix2pixhd``; the
+    network the summary's provenance names), purple where none is named."""
+    colour = NETWORK_COLOURS.get(network or "", UNKNOWN_COLOUR)
     columns = min(3, len(terms))
     rows = math.ceil(len(terms) / columns)
     # Constrained layout keeps each panel's title clear of the row above's tick labels.
@@ -113,13 +120,23 @@ def draw_losses(steps: np.ndarray, stages: np.ndarray, terms: dict[str, np.ndarr
     boundaries = steps[1:][np.diff(stages) != 0]
     window = smoothing_window(len(steps))
     for axis, (name, values) in zip(axes.flat, terms.items()):
-        _loss_panel(axis, name, steps, stages, values, boundaries, window)
+        _loss_panel(axis, name, steps, stages, values, boundaries, window, colour)
     for axis in list(axes.flat)[len(terms):]:
         axis.set_visible(False)
     heading += "; dashed: a new CRN stage" if len(boundaries) else ""
     heading += f"; faint: each logged step, solid: mean over {window} logged steps" if window > 1 else ""
     title(fig, heading, notes)
     save_figure(fig, output, record)
+
+
+def duration(summary: dict) -> str:
+    """The summary's training time in the timing picture's unit (seconds for a short run, whose
+    minutes would print 0.0); "time unknown" where it is not recorded."""
+    seconds = float(summary.get("training_seconds", math.nan))
+    if not math.isfinite(seconds):
+        return "time unknown"
+    unit, short, _ = time_unit(seconds)
+    return f"{seconds / unit:.1f} {short}"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -133,9 +150,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise PipelineError("summary.json must hold an object", args.summary)
     steps, stages, terms = loss_series(args.losses)
     variant = summary.get("variant", Path(args.summary).parent.name)
-    heading = (f"{variant}: training losses ({summary.get('steps', len(steps))} steps, "
-               f"{float(summary.get('training_seconds', math.nan)) / 60:.1f} min)")
-    draw_losses(steps, stages, terms, heading, notes_line(weight_notes([summary])), args.output,
+    heading = f"{variant}: training losses ({summary.get('steps', len(steps))} steps, {duration(summary)})"
+    network = training_networks([summary]).get(str(summary.get("variant")))
+    draw_losses(steps, stages, terms, heading, notes_line(weight_notes([summary])), args.output, network,
                 record=report_record("pipeline.report.losses", args))
 
 

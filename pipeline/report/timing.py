@@ -11,8 +11,9 @@ matches (a renamed line's leftovers) counts for its first folder, or its stem.
 
 Training: ``training_seconds`` of each variant's summary.json, which counts only the time spent
 training, across resumed jobs (a benchmark file sees only the last attempt), coloured by the
-network its provenance names. Each panel counts in minutes, or in hours once its largest bar
-passes three (the study's stages run for days).
+network its provenance names. Each panel counts in minutes, in seconds while its largest bar
+stays under two minutes (a demo run's stages: minutes would print 0.0), or in hours once its
+largest bar passes three (the study's stages run for days).
 
     python -m pipeline.report.timing --timing results/timing --benchmarks '{"embed": ...}' \\
         --summaries results/train/*/summary.json --output results/report/timing.png
@@ -41,6 +42,7 @@ __all__ = ["SIZE", "benchmark_seconds", "benchmark_rule", "stage_times", "traini
 
 SIZE = (1400, 640)
 HOURS_FROM = 3 * 3600       # seconds: a longer largest bar is counted in hours
+MINUTES_FROM = 120          # seconds: a shorter largest bar is counted in seconds
 UNKNOWN_COLOUR = "#8c6bb1"  # training of a network the summary does not name
 WILDCARD = re.compile(r"\{[^}]+\}")   # a wildcard in a benchmark: pattern
 
@@ -110,23 +112,30 @@ def training_networks(summaries: Sequence[dict]) -> dict[str, str | None]:
 
 def time_unit(largest_seconds: float) -> tuple[float, str, str]:
     """``(seconds per unit, short name, long name)``: hours when the largest bar passes
-    :data:`HOURS_FROM` (thousands of minutes read badly), else minutes."""
-    return (3600.0, "h", "hours") if largest_seconds > HOURS_FROM else (60.0, "min", "minutes")
+    :data:`HOURS_FROM` (thousands of minutes read badly), seconds below :data:`MINUTES_FROM`
+    (a fraction of a minute prints as 0.0 min), else minutes. NaN (no time recorded): minutes."""
+    if largest_seconds > HOURS_FROM:
+        return 3600.0, "h", "hours"
+    if largest_seconds < MINUTES_FROM:
+        return 1.0, "s", "seconds"
+    return 60.0, "min", "minutes"
 
 
 def _stage_panel(axis, stages: dict[str, dict[str, float]]) -> None:
     if not stages:
         axis.text(0.5, 0.5, "no benchmark files\n(stages ran before their benchmark: lines)",
                   ha="center", va="center", transform=axis.transAxes)
-        axis.set_xlabel("minutes, summed over the rule's jobs")
+        axis.set_xlabel("seconds, summed over the rule's jobs")
         return
     names = sorted(stages, key=lambda rule: stages[rule]["seconds"])
-    unit, short, long = time_unit(max(stages[rule]["seconds"] for rule in names))
+    unit, _, long = time_unit(max(stages[rule]["seconds"] for rule in names))
     totals = [stages[rule]["seconds"] / unit for rule in names]
     axis.barh(np.arange(len(names)), totals, color="#6a9f58")
     axis.set_yticks(np.arange(len(names)), names, fontsize=8)
     for y, rule in enumerate(names):
-        axis.annotate(f" {int(stages[rule]['jobs'])} job(s), longest {stages[rule]['longest'] / unit:.1f} {short}",
+        longest = stages[rule]["longest"]
+        own, own_short, _ = time_unit(longest)       # its own unit: a 3 s job in a panel of minutes
+        axis.annotate(f" {int(stages[rule]['jobs'])} job(s), longest {longest / own:.1f} {own_short}",
                       (totals[y], y), va="center", fontsize=7)
     axis.set_xlim(0, max(totals) * 1.45 if max(totals) > 0 else 1)
     axis.set_xlabel(f"{long}, summed over the rule's jobs")

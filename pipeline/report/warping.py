@@ -8,7 +8,9 @@ deviation over videos; dots: single videos; dashed line: the real videos' own er
 same mask (real video changes along its flow too), the level a perfect synthesis would reach.
 A bar far below it belongs to videos that move less than the real ones. An error the stage could
 not measure (NaN: no pixel kept by the mask, one-frame videos) is written "n/a", not drawn as a
-gap or a zero.
+gap or a zero. Where the errors span more than :data:`LOG_SPREAD` times (one flickering variant
+beside near-static ones) the axis is logarithmic, so the small bars still show where they sit
+against the real level.
 
     python -m pipeline.report.warping --table results/fvd_table.csv \\
         --warping results/fvd/warping/*.json --provenance ... --output results/report/warping.png
@@ -30,9 +32,10 @@ from pipeline.report.figures import (NETWORK_COLOURS, figure, mark_missing, read
                                      save_figure, title)
 from pipeline.report.provenance import load_record, notes_line, weight_notes
 
-__all__ = ["SIZE", "read_warping", "real_level", "draw_warping", "main"]
+__all__ = ["SIZE", "LOG_SPREAD", "read_warping", "real_level", "log_scale", "draw_warping", "main"]
 
 SIZE = (1200, 560)
+LOG_SPREAD = 30.0       # largest / smallest error beyond which the axis is logarithmic
 
 
 def read_warping(paths: Sequence[str | Path]) -> dict[str, dict]:
@@ -74,6 +77,13 @@ def _real_level_line(axis, reference: tuple[float, float] | None) -> None:
                   ha="right", va="top", fontsize=8)
 
 
+def log_scale(values: Sequence[float]) -> bool:
+    """Whether errors ``values`` need a log axis: all finite ones positive, spanning more than
+    :data:`LOG_SPREAD` times (on a linear axis the largest flattens the others to nothing)."""
+    finite = np.asarray([value for value in values if math.isfinite(value)], dtype=float)
+    return bool(finite.size and (finite > 0).all() and finite.max() / finite.min() > LOG_SPREAD)
+
+
 def draw_warping(order: Sequence[Mapping[str, str]], records: Mapping[str, dict], notes: str,
                  output: str | Path, *, record: dict) -> None:
     """One bar a variant, in the order (and with the network) of the FVD table's rows."""
@@ -86,19 +96,30 @@ def draw_warping(order: Sequence[Mapping[str, str]], records: Mapping[str, dict]
     means = [records[row["variant"]]["warping_error"] for row in order]
     spread = [records[row["variant"]].get("warping_error_std", 0.0) for row in order]
     colours = [NETWORK_COLOURS.get(row.get("network", ""), "grey") for row in order]
+    per_videos = [np.asarray(records[row["variant"]].get("per_video", []), dtype=float) for row in order]
+    reference = real_level(records)
+    log = log_scale([*means, *np.concatenate([[], *per_videos]),
+                     *([reference[0]] if reference is not None else [])])
+    if log:
+        # A whisker reaching zero or below has no place on a log axis: it stops at the bar's tenth.
+        lower = [min(s, 0.9 * m) if math.isfinite(m) and math.isfinite(s) else s for m, s in zip(means, spread)]
+        spread = [lower, spread]
     axis.bar(positions, means, yerr=spread, color=colours, capsize=3)
     jitter = np.random.default_rng(0)     # fixed: the picture is deterministic
-    for x, row in zip(positions, order):
-        per_video = np.asarray(records[row["variant"]].get("per_video", []), dtype=float)
+    for x, per_video in zip(positions, per_videos):
         axis.plot(x + jitter.uniform(-0.2, 0.2, len(per_video)), per_video, "k.", markersize=3, alpha=0.5)
     mark_missing(axis, positions, means)
-    _real_level_line(axis, real_level(records))
+    _real_level_line(axis, reference)
     axis.set_xticks(positions, [f"{row['index']}\n{row['variant']}" for row in order], fontsize=7)
     axis.set_xlim(-0.6, len(order) - 0.4)     # a NaN bar has no extent: autoscaling would drop its place
-    axis.set_ylabel("mean |warped frame t-1 - frame t| (RGB in [0, 1])")
-    axis.set_ylim(bottom=0)
-    axis.grid(axis="y", alpha=0.3)
-    title(fig, "Warping error per variant (lower: more temporally consistent; blue: CRN, orange: pix2pixHD)", notes)
+    axis.set_ylabel("mean |warped frame t-1 - frame t| (RGB in [0, 1])" + (", log scale" if log else ""))
+    if log:
+        axis.set_yscale("log")
+    else:
+        axis.set_ylim(bottom=0)
+    axis.grid(axis="y", alpha=0.3, which="both" if log else "major")
+    title(fig, "Warping error per variant (nearest the dashed real-videos level is best; far below it: videos that "
+               "barely change; blue: CRN, orange: pix2pixHD)", notes)
     fig.subplots_adjust(top=0.84, bottom=0.12, left=0.07, right=0.98)
     save_figure(fig, output, record)
 
