@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def choose_cities(counts: dict[str, int], cities: list[str] | None, target: int 
     """
     if cities is not None:
         unknown = sorted(set(cities) - set(counts))
-        twice = sorted({city for city in cities if list(cities).count(city) > 1})
+        twice = sorted(city for city, count in Counter(cities).items() if count > 1)
         if unknown or twice or not cities:
             problem = f"unknown: {unknown}" if unknown else f"twice: {twice}" if twice else "none"
             raise PipelineError(f"subset.train_cities {list(cities)} must name train cities, each once ({problem}); "

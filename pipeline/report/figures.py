@@ -33,12 +33,13 @@ from pipeline.errors import PipelineError  # noqa: E402
 from pipeline.io import atomic_path  # noqa: E402
 from pipeline.provenance import code_version, provenance  # noqa: E402
 
-__all__ = ["DPI", "NETWORK_COLOURS", "NETWORK_NAMES", "PROVENANCE_KEY", "report_record", "provenance_html",
-           "figure", "save_figure", "write_png", "title", "mark_missing", "text_bar", "label_panel", "upscale",
+__all__ = ["DPI", "NETWORK_COLOURS", "UNKNOWN_COLOUR", "network_colour", "NETWORK_NAMES", "PROVENANCE_KEY",
+           "report_record", "provenance_html", "figure", "save_figure", "write_png", "title", "mark_missing", "text_bar", "label_panel", "upscale",
            "read_csv_rows", "number", "display_scale"]
 
 DPI = 100
 NETWORK_COLOURS = {"crn": "#3b75af", "pix2pixhd": "#ef8636"}
+UNKNOWN_COLOUR = "#8c6bb1"      # purple: a network the record does not name
 NETWORK_NAMES = {"crn": "CRN", "pix2pixhd": "pix2pixHD"}
 WHITE = 255
 PROVENANCE_KEY = "provenance"   # the PNG text chunk's keyword, the HTML element's id
@@ -58,6 +59,11 @@ def provenance_html(record: dict[str, Any]) -> str:
     """The record as a page's inert JSON element (``</`` escaped, so no text ends the element)."""
     text = _record_text(record).replace("</", "<\\/")
     return f"<script type='application/json' id='{PROVENANCE_KEY}'>{text}</script>"
+
+
+def network_colour(network: str | None) -> str:
+    """The report's colour of ``network`` (blue CRN, orange pix2pixHD), purple where unnamed."""
+    return NETWORK_COLOURS.get(network or "", UNKNOWN_COLOUR)
 
 
 def figure(width: int, height: int, rows: int = 1, columns: int = 1, **subplots: Any):

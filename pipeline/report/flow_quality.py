@@ -35,7 +35,8 @@ from pipeline.pack.resize import resize_flow
 from pipeline.report.figures import figure, report_record, save_figure, title
 from pipeline.report.provenance import load_record, notes_line, weight_notes
 
-__all__ = ["SIZE", "COMPUTED_COLOUR", "BACKEND_NAMES", "backend_names", "snippet_errors", "evaluate_flow", "draw_flow_quality", "main"]
+__all__ = ["SIZE", "COMPUTED_COLOUR", "BACKEND_NAMES", "backend_names", "snippet_errors", "evaluate_flow",
+           "draw_flow_quality", "main"]
 
 SIZE = (1400, 820)
 COMPUTED_COLOUR = "#4d4d4d"     # dark grey: NETWORK_COLOURS' blue means CRN in the report

@@ -26,7 +26,7 @@ from scipy.stats import kendalltau
 
 from pipeline.cli import run_main
 from pipeline.errors import PipelineError
-from pipeline.report.figures import (NETWORK_COLOURS, figure, mark_missing, number, read_csv_rows,
+from pipeline.report.figures import (figure, mark_missing, network_colour, number, read_csv_rows,
                                      report_record, save_figure, title)
 from pipeline.report.provenance import load_record, notes_line, weight_notes
 
@@ -112,7 +112,7 @@ def draw_fvd_chart(rows: Sequence[dict], notes: str, output: str | Path, *, reco
     fig, axes = figure(*SIZE, 1, 2)
     ours, thesis = axes[0]
     positions = np.arange(len(rows))
-    colours = [NETWORK_COLOURS.get(row["network"], "grey") for row in rows]
+    colours = [network_colour(row["network"]) for row in rows]
     _this_run_panel(ours, rows, positions, colours)
     _thesis_panel(thesis, rows, positions, colours)
     names = [f"{row['index']}\n{row['variant']}" for row in rows]

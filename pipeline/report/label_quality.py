@@ -39,7 +39,7 @@ __all__ = ["SIZE", "MIOU_COLOUR", "MATCH_COLOUR", "city_folders", "evaluate_labe
 SIZE = (1400, 600)
 # Not NETWORK_COLOURS' blue and orange: in the report those mean CRN and pix2pixHD.
 MIOU_COLOUR = "#4d4d4d"     # dark grey
-MATCH_COLOUR = "#8c6bb1"    # purple
+MATCH_COLOUR = "#1b9e77"    # teal (purple: a network the record does not name)
 
 
 def city_folders(paths: Sequence[str | Path]) -> dict[tuple[str, str], Path]:

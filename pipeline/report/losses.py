@@ -25,10 +25,10 @@ from matplotlib.ticker import MaxNLocator
 from pipeline.cli import run_main
 from pipeline.errors import PipelineError
 from pipeline.io import read_json
-from pipeline.report.figures import (NETWORK_COLOURS, figure, number, read_csv_rows, report_record, save_figure,
+from pipeline.report.figures import (figure, network_colour, number, read_csv_rows, report_record, save_figure,
                                      title)
 from pipeline.report.provenance import notes_line, weight_notes
-from pipeline.report.timing import UNKNOWN_COLOUR, time_unit, training_networks
+from pipeline.report.timing import time_unit, training_networks
 from pipeline.train.log_columns import LOG_COLUMNS
 
 __all__ = ["SIZE", "SMOOTHING", "loss_series", "figure_size", "smoothing_window", "rolling_mean",
@@ -112,7 +112,7 @@ def draw_losses(steps: np.ndarray, stages: np.ndarray, terms: dict[str, np.ndarr
                 output: str | Path, network: str | None = None, *, record: dict) -> None:
     """One panel a loss term, its lines in the colour of ``network`` (``crn``, ``pix2pixhd``; the
     network the summary's provenance names), purple where none is named."""
-    colour = NETWORK_COLOURS.get(network or "", UNKNOWN_COLOUR)
+    colour = network_colour(network)
     columns = min(3, len(terms))
     rows = math.ceil(len(terms) / columns)
     # Constrained layout keeps each panel's title clear of the row above's tick labels.

@@ -34,7 +34,8 @@ from matplotlib.patches import Patch
 from pipeline.cli import run_main
 from pipeline.errors import PipelineError
 from pipeline.io import read_json
-from pipeline.report.figures import NETWORK_COLOURS, NETWORK_NAMES, figure, number, report_record, save_figure, title
+from pipeline.report.figures import (NETWORK_COLOURS, NETWORK_NAMES, figure, network_colour, number, report_record,
+                                     save_figure, title)
 from pipeline.report.provenance import notes_line, weight_notes
 
 __all__ = ["SIZE", "benchmark_seconds", "benchmark_rule", "stage_times", "training_times", "training_networks",
@@ -43,7 +44,6 @@ __all__ = ["SIZE", "benchmark_seconds", "benchmark_rule", "stage_times", "traini
 SIZE = (1400, 640)
 HOURS_FROM = 3 * 3600       # seconds: a longer largest bar is counted in hours
 MINUTES_FROM = 120          # seconds: a shorter largest bar is counted in seconds
-UNKNOWN_COLOUR = "#8c6bb1"  # training of a network the summary does not name
 WILDCARD = re.compile(r"\{[^}]+\}")   # a wildcard in a benchmark: pattern
 
 
@@ -144,7 +144,7 @@ def _stage_panel(axis, stages: dict[str, dict[str, float]]) -> None:
 def _training_panel(axis, training: dict[str, float], networks: dict[str, str | None]) -> None:
     names = list(training)
     unit, _, long = time_unit(max(training.values(), default=0.0))
-    colours = [NETWORK_COLOURS.get(networks.get(name) or "", UNKNOWN_COLOUR) for name in names]
+    colours = [network_colour(networks.get(name)) for name in names]
     axis.bar(np.arange(len(names)), [training[name] / unit for name in names], color=colours)
     axis.set_xticks(np.arange(len(names)), names, fontsize=8)
     axis.set_ylabel(f"{long} of training")

@@ -113,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     write_mp4(args.output, frames, args.fps)
     description = (f"Test videos 0 to {count - 1}, {real.shape[1]} frames each ({len(frames)} frames at "
                    f"{args.fps} fps): the real video on the left, {variant}'s on the right, "
-                   f"{real.shape[3]}x{real.shape[2]} pixels (width x height) shown at {display_scale(real.shape[2], DISPLAY_HEIGHT)}x.")
+                   f"{real.shape[3]}x{real.shape[2]} pixels (width x height) shown at "
+                   f"{display_scale(real.shape[2], DISPLAY_HEIGHT)}x.")
     with atomic_path(args.page, suffix=".html") as tmp:
         tmp.write_text(video_page(args.output, f"{variant} beside the real videos", notes, description,
                                   report_record("pipeline.report.video", args)), encoding="utf-8")

@@ -28,7 +28,7 @@ import numpy as np
 from pipeline.cli import run_main
 from pipeline.errors import PipelineError
 from pipeline.io import read_json
-from pipeline.report.figures import (NETWORK_COLOURS, figure, mark_missing, read_csv_rows, report_record,
+from pipeline.report.figures import (figure, mark_missing, network_colour, read_csv_rows, report_record,
                                      save_figure, title)
 from pipeline.report.provenance import load_record, notes_line, weight_notes
 
@@ -95,7 +95,7 @@ def draw_warping(order: Sequence[Mapping[str, str]], records: Mapping[str, dict]
     positions = np.arange(len(order))
     means = [records[row["variant"]]["warping_error"] for row in order]
     spread = [records[row["variant"]].get("warping_error_std", 0.0) for row in order]
-    colours = [NETWORK_COLOURS.get(row.get("network", ""), "grey") for row in order]
+    colours = [network_colour(row.get("network")) for row in order]
     per_videos = [np.asarray(records[row["variant"]].get("per_video", []), dtype=float) for row in order]
     reference = real_level(records)
     log = log_scale([*means, *np.concatenate([[], *per_videos]),
