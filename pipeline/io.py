@@ -161,3 +161,20 @@ def read_json(path: str | Path) -> Any:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:     # the latter: a binary file
         raise PipelineError(f"not valid JSON ({err})", path) from err
+
+
+def open_h5(path: str | Path, kind: str = "HDF5 file", hint: str = "") -> Any:
+    """Open an HDF5 file read-only (an ``h5py.File``), or raise a PipelineError naming it: the
+    ``kind`` of file is missing (``hint`` says which rule makes it), or it is not HDF5 at all, as a
+    file cut short by a killed copy is not."""
+    import h5py
+
+    from pipeline.errors import PipelineError
+
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{kind} not found{f' ({hint})' if hint else ''}", path)
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise PipelineError(f"not a readable HDF5 file (truncated or corrupt?): {err}", path) from err

@@ -265,3 +265,23 @@ def test_a_binary_file_read_as_json_is_named(tmp_path):
     binary.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)))
     with pytest.raises(PipelineError, match=rf"^{binary}: not valid JSON"):
         read_json(binary)
+
+
+def test_open_h5_names_a_missing_file_its_maker_and_a_file_cut_short(tmp_path):
+    """Every HDF5 reader (flow, packed, videos, report provenance) opens through open_h5."""
+    import h5py
+    import numpy as np
+
+    from pipeline.errors import PipelineError
+    from pipeline.io import open_h5
+    whole = tmp_path / "train.h5"
+    with h5py.File(whole, "w") as file:
+        file.create_dataset("x", data=np.arange(100_000))
+    with open_h5(whole) as file:
+        assert int(file["x"][-1]) == 99_999
+    with pytest.raises(PipelineError, match=rf"^{tmp_path}/gone.h5: flow file not found \(run the flow rule\)$"):
+        open_h5(tmp_path / "gone.h5", "flow file", "run the flow rule")
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(whole.read_bytes()[:1000])
+    with pytest.raises(PipelineError, match=rf"^{cut}: not a readable HDF5 file \(truncated or corrupt\?\)"):
+        open_h5(cut)

@@ -27,7 +27,7 @@ _NAME = re.compile(r"^(?P<city>[a-z_]+)_(?P<seq>\d{6})_(?P<frame>\d{6})_")
 
 @dataclass(frozen=True)
 class Snippet:
-    """One 30-frame snippet around an annotated frame."""
+    """One snippet around an annotated frame (Cityscapes': 30 frames, the annotated one at index 19)."""
 
     root: Path
     split: str
@@ -102,7 +102,7 @@ def check_city(snippets: list[Snippet]) -> None:
     expected = {path for snippet in snippets for path in snippet.frame_paths}
     present = set(folder.glob(f"*{FRAME_SUFFIX}"))
     for path in sorted(expected - present):
-        raise PipelineError("frame missing from its 30-frame snippet", path)
+        raise PipelineError(f"frame missing from its {snippets[0].frames}-frame snippet", path)
     for path in sorted(present - expected):
         raise PipelineError("extra frame that belongs to no annotated snippet", path)
 

@@ -15,7 +15,7 @@ import numpy as np
 from cityscapesscripts.helpers import labels as cs_labels
 
 __all__ = [
-    "LABEL_SETS", "NUM_LABEL_IDS", "TRAIN_LABEL_IDS", "THING_LABEL_IDS", "IGNORE_TRAIN_ID",
+    "LABEL_SETS", "NUM_LABEL_IDS", "NUM_TRAIN_IDS", "TRAIN_LABEL_IDS", "THING_LABEL_IDS", "IGNORE_TRAIN_ID",
     "num_channels", "channel_lut", "train_id_to_label_id", "label_id_to_train_id",
     "label_colors", "colorize", "label_table",
 ]
@@ -23,9 +23,10 @@ __all__ = [
 IGNORE_TRAIN_ID = 255
 NUM_LABEL_IDS = 34  # ids 0..33; license plate (-1) is never drawn
 _LABELS = [label for label in cs_labels.labels if 0 <= label.id < NUM_LABEL_IDS]
-# The 19 evaluated classes, label ids in train-id order (7, 8, 11, ..., 33).
+NUM_TRAIN_IDS = 19  # the evaluated classes, train ids 0..18
+# Their label ids in train-id order (7, 8, 11, ..., 33).
 TRAIN_LABEL_IDS: tuple[int, ...] = tuple(
-    cs_labels.trainId2label[t].id for t in range(19)
+    cs_labels.trainId2label[t].id for t in range(NUM_TRAIN_IDS)
 )
 # The 8 evaluated instance classes (person ... bicycle) in label-id order, as Detectron2 orders
 # its contiguous Cityscapes classes.
@@ -36,7 +37,7 @@ LABEL_SETS = ("train19_other", "train19", "all34")
 
 
 def num_channels(label_set: str) -> int:
-    return {"train19_other": 20, "train19": 19, "all34": NUM_LABEL_IDS}[_check(label_set)]
+    return {"train19_other": NUM_TRAIN_IDS + 1, "train19": NUM_TRAIN_IDS, "all34": NUM_LABEL_IDS}[_check(label_set)]
 
 
 def channel_lut(label_set: str) -> np.ndarray:
@@ -46,23 +47,23 @@ def channel_lut(label_set: str) -> np.ndarray:
     if label_set == "all34":
         lut[:NUM_LABEL_IDS] = np.arange(NUM_LABEL_IDS)
         return lut
-    lut[list(TRAIN_LABEL_IDS)] = np.arange(19)
+    lut[list(TRAIN_LABEL_IDS)] = np.arange(NUM_TRAIN_IDS)
     if label_set == "train19_other":
-        lut[lut < 0] = 19
+        lut[lut < 0] = NUM_TRAIN_IDS
     return lut
 
 
 def train_id_to_label_id() -> np.ndarray:
     """A 256-entry lookup from train id (0..18, 255) to label id; 255 maps to 0 (unlabeled)."""
     lut = np.zeros(256, dtype=np.uint8)
-    lut[:19] = TRAIN_LABEL_IDS
+    lut[:NUM_TRAIN_IDS] = TRAIN_LABEL_IDS
     return lut
 
 
 def label_id_to_train_id() -> np.ndarray:
     """A 256-entry lookup from label id to train id; ids outside the 19 classes map to 255."""
     lut = np.full(256, IGNORE_TRAIN_ID, dtype=np.uint8)
-    lut[list(TRAIN_LABEL_IDS)] = np.arange(19)
+    lut[list(TRAIN_LABEL_IDS)] = np.arange(NUM_TRAIN_IDS)
     return lut
 
 

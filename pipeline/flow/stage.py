@@ -43,7 +43,7 @@ from pipeline.data.cityscapes import Snippet, read_frame
 from pipeline.data.subset import load_subset, subset_snippets
 from pipeline.errors import PipelineError
 from pipeline.flow.backends import CONVENTION, FlowBackend, make_backend
-from pipeline.io import atomic_path
+from pipeline.io import atomic_path, open_h5
 from pipeline.pack.resize import resize_image
 from pipeline.provenance import code_version, provenance
 
@@ -124,13 +124,7 @@ def reference_flow(subset_path: str | Path, split: str, city: str, output: str |
 
 
 def _open(path: str | Path) -> h5py.File:
-    path = Path(path)
-    if not path.is_file():
-        raise PipelineError("flow file not found (run the reference_flow rule)", path)
-    try:
-        return h5py.File(path, "r")
-    except OSError as err:
-        raise PipelineError(f"not a readable HDF5 flow file ({err})", path) from err
+    return open_h5(path, "flow file", "run the reference_flow rule")
 
 
 def read_flow(path: str | Path, snippet_id: str) -> np.ndarray:

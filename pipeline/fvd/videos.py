@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 
 from pipeline.errors import PipelineError
-from pipeline.io import atomic_path
+from pipeline.io import atomic_path, open_h5
 
 __all__ = ["DATASET", "write_videos", "write_video_stream", "read_videos", "read_videos_header", "read_video_rows",
            "video_batches"]
@@ -61,12 +61,7 @@ def write_video_stream(path: str | Path, videos: Iterator[np.ndarray], count: in
 
 
 def _open(path: Path) -> h5py.File:
-    if not path.is_file():
-        raise PipelineError("videos file not found", path)
-    try:
-        return h5py.File(path, "r")
-    except OSError as err:
-        raise PipelineError(f"not a readable HDF5 videos file ({err})", path) from err
+    return open_h5(path, "videos file")
 
 
 def read_videos(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.data.cityscapes import Snippet, read_label_png
-from pipeline.data.labels import (IGNORE_TRAIN_ID, THING_LABEL_IDS, TRAIN_LABEL_IDS, label_id_to_train_id,
-                                  label_table)
+from pipeline.data.labels import (IGNORE_TRAIN_ID, NUM_TRAIN_IDS, THING_LABEL_IDS, TRAIN_LABEL_IDS,
+                                  label_id_to_train_id, label_table)
 from pipeline.errors import PipelineError
 from pipeline.io import read_json
 from pipeline.labels.frames import FrameRef, city_frames
@@ -33,7 +33,7 @@ from pipeline.labels.frames import FrameRef, city_frames
 __all__ = ["Quality", "confusion", "mean_iou", "category_miou", "instance_matches", "read_truth",
            "kept_gtfine_frames", "evaluate_city"]
 
-NUM_CLASSES = len(TRAIN_LABEL_IDS)
+NUM_CLASSES = NUM_TRAIN_IDS
 MATCH_IOU = 0.5
 MIN_REGION = 100  # pixels: cityscapesscripts' evalInstanceLevelSemanticLabeling minRegionSizes[0]
 

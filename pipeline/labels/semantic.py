@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.cli import add_city_arguments, add_settings_arguments, read_settings, run_main
-from pipeline.data.labels import TRAIN_LABEL_IDS, train_id_to_label_id
+from pipeline.data.labels import NUM_TRAIN_IDS, TRAIN_LABEL_IDS, train_id_to_label_id
 from pipeline.data.subset import load_subset, subset_snippets
 from pipeline.errors import PipelineError
 from pipeline.labels.checkpoint import check_meta, checkpoint_record, load_into, read_checkpoint
@@ -42,7 +42,7 @@ __all__ = [
     "normalise", "SemanticLabeller", "semantic_labeller", "main",
 ]
 
-NUM_CLASSES = 19  # Cityscapes train ids 0..18
+NUM_CLASSES = NUM_TRAIN_IDS
 # smp's preprocessing for every ImageNet encoder (get_preprocessing_params), kept here offline.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from pipeline.data.labels import LABEL_SETS, NUM_LABEL_IDS
 from pipeline.errors import PipelineError
+from pipeline.io import open_h5
 from pipeline.pack.schema import (ARRAYS, FLOW_DTYPES, ROOT_ATTRS, SCHEMA, SCHEMA_VERSION, decode_attr, group_name,
                                   instance_label_ids)
 
@@ -26,13 +27,7 @@ __all__ = ["verify", "open_packed"]
 
 def open_packed(path: str | Path) -> h5py.File:
     """Open a packed file read-only, or raise a PipelineError naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise PipelineError("packed file not found", path)
-    try:
-        return h5py.File(path, "r")
-    except OSError as err:
-        raise PipelineError(f"not a readable HDF5 file (truncated or corrupt?): {err}", path) from err
+    return open_h5(path, "packed file", "run the pack rule")
 
 
 def verify(path: str | Path, values: bool = True, progress: bool | None = None) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from pipeline.data.labels import LABEL_SETS, NUM_LABEL_IDS, TRAIN_LABEL_IDS, lab
 from pipeline.data.subset import GTFINE_TRAIN, gtfine_train_snippets, load_subset, subset_snippets
 from pipeline.errors import PipelineError
 from pipeline.flow.convention import CONVENTION
-from pipeline.io import atomic_path, read_json
+from pipeline.io import atomic_path, open_h5, read_json
 from pipeline.pack.resize import resize_flow, resize_image, resize_labels
 from pipeline.pack.schema import (
     ARRAYS, DEFAULT_COMPRESSION, FLOW_DTYPES, SCHEMA, SCHEMA_VERSION, array_codecs, codec_options, group_name,
@@ -219,12 +219,7 @@ def _common_flow_dtype(snippets: list[Snippet], inputs: PackInputs) -> np.dtype:
 
 
 def _open_flow(path: Path) -> h5py.File:
-    if not path.is_file():
-        raise PipelineError("flow file not found", path)
-    try:
-        return h5py.File(path, "r")
-    except OSError as err:
-        raise PipelineError(f"not a readable HDF5 file (truncated or corrupt?): {err}", path) from err
+    return open_h5(path, "flow file", "run the reference_flow rule")
 
 
 def _flow_dataset(file: h5py.File, snippet: Snippet, path: Path) -> h5py.Dataset:

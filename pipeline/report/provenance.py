@@ -24,10 +24,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import h5py
-
-from pipeline.errors import PipelineError
-from pipeline.io import read_json
+from pipeline.io import open_h5, read_json
 
 __all__ = ["load_record", "weight_notes", "notes_text", "notes_line"]
 
@@ -48,11 +45,8 @@ def load_record(path: str | Path) -> Any:
     if path.suffix == ".json":
         return read_json(path)
     if path.suffix in (".h5", ".hdf5"):
-        try:
-            with h5py.File(path, "r") as handle:
-                return {key: _plain(value) for key, value in handle.attrs.items()}
-        except OSError as err:
-            raise PipelineError(f"not a readable HDF5 file ({err})", path) from err
+        with open_h5(path) as handle:
+            return {key: _plain(value) for key, value in handle.attrs.items()}
     return None
 
 

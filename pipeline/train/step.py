@@ -22,6 +22,7 @@ A window logs each term's mean over the frames that computed it (warp: one frame
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,7 +183,7 @@ def _train_frame(models: Models, optimizers: Optimizers, frame: dict, previous: 
                  fake_priors: PriorFrames | None, real_priors: PriorFrames | None,
                  has_prior: bool) -> tuple[list[str], torch.Tensor]:
     entry, criteria = models.entry, models.criteria
-    autocast = optimizers.autocast or _no_autocast
+    autocast = optimizers.autocast or contextlib.nullcontext
     real = frame["image"]
     if models.cuda_graphs:
         # A frame is one generation of the CUDA-graph trees: the graphs' outputs may be reused
@@ -263,14 +264,6 @@ def _discriminator_step(models: Models, optimizers: Optimizers, pairs: dict, aut
                 discriminator(real_input), discriminator(fake_input.detach()))
     _step(optimizers.discriminator, loss, optimizers.grad_clip, optimizers.discriminator_clip)
     return loss.detach()
-
-
-class _no_autocast:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def random_window(frames: int, height: int, width: int, labels: int, device: str | torch.device = "cpu") -> dict:
