@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.errors import PipelineError
 
-__all__ = ["Snippet", "find_snippets", "list_cities", "read_frame", "read_label_png", "check_city"]
+__all__ = ["Snippet", "find_snippets", "frame_stem", "list_cities", "read_frame", "read_label_png", "check_city"]
 
 SPLITS = ("train", "val", "test")
 FRAME_SUFFIX = "_leftImg8bit.png"
@@ -39,7 +39,16 @@ class Snippet:
 
     @property
     def id(self) -> str:
-        return f"{self.city}_{self.seq:06d}_{self.annotated_frame:06d}"
+        return self.frame_stem(self.annotated_frame)
+
+    def frame_stem(self, number: int) -> str:
+        """Frame ``number``'s name before its kind (``leftImg8bit``, ``labelIds``, ...)."""
+        return frame_stem(self.city, self.seq, number)
+
+    def label_name(self, number: int, kind: str) -> str:
+        """Frame ``number``'s pseudo-label PNG, named as gtFine names its own: ``kind`` is
+        ``labelIds`` or ``instanceIds``."""
+        return f"{self.frame_stem(number)}_{kind}.png"
 
     @property
     def first_frame(self) -> int:
@@ -52,11 +61,16 @@ class Snippet:
     @property
     def frame_paths(self) -> list[Path]:
         folder = self.root / "leftImg8bit_sequence" / self.split / self.city
-        return [folder / f"{self.city}_{self.seq:06d}_{n:06d}{FRAME_SUFFIX}" for n in self.frame_numbers]
+        return [folder / f"{self.frame_stem(n)}{FRAME_SUFFIX}" for n in self.frame_numbers]
 
     def gtfine_path(self, kind: str = "labelIds") -> Path:
         """``kind`` is ``labelIds``, ``instanceIds`` or ``color``."""
         return self.root / "gtFine" / self.split / self.city / f"{self.id}_gtFine_{kind}.png"
+
+
+def frame_stem(city: str, seq: int, frame: int) -> str:
+    """Cityscapes' name of one frame, the one home of its spelling: ``{city}_{seq:06d}_{frame:06d}``."""
+    return f"{city}_{seq:06d}_{frame:06d}"
 
 
 def list_cities(root: str | Path, split: str) -> list[str]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.data.cityscapes import FRAME_SUFFIX, frame_stem
+
 __all__ = ["TRAIN_COUNTS", "VAL_COUNTS", "make_fake_tree"]
 
 TRAIN_COUNTS = {
@@ -35,12 +37,12 @@ def make_fake_tree(root: str | Path, counts: dict[str, dict[str, int]] | None = 
             gt_dir.mkdir(parents=True, exist_ok=True)
             for index in range(number):
                 seq, annotated = _numbering(city, index, frames, annotated_index)
-                stem = f"{city}_{seq:06d}_{annotated:06d}"
+                stem = frame_stem(city, seq, annotated)
                 for kind in ("labelIds", "instanceIds"):
                     (gt_dir / f"{stem}_gtFine_{kind}.png").touch()
                 first = annotated - annotated_index
                 for frame in range(first, first + frames):
-                    (seq_dir / f"{city}_{seq:06d}_{frame:06d}_leftImg8bit.png").touch()
+                    (seq_dir / f"{frame_stem(city, seq, frame)}{FRAME_SUFFIX}").touch()
     return root
 
 

@@ -44,6 +44,7 @@ from tqdm import tqdm
 
 from pipeline.cli import add_settings_arguments, read_settings, run_main
 from pipeline.data._scene import LABEL, Scene, build_scene, flow_from, render
+from pipeline.data.cityscapes import FRAME_SUFFIX, frame_stem
 from pipeline.data.labels import colorize
 from pipeline.errors import PipelineError
 from pipeline.flow.colour import flow_to_colour
@@ -68,7 +69,7 @@ class SequencePlan:
     annotated_frames: tuple[int, ...]
 
     def snippet_id(self, annotated_frame: int) -> str:
-        return f"{self.city}_{self.seq:06d}_{annotated_frame:06d}"
+        return frame_stem(self.city, self.seq, annotated_frame)
 
 
 def _rng(seed: int, *parts: str | int) -> np.random.Generator:
@@ -169,7 +170,7 @@ def _write_snippet(root: Path, plan: SequencePlan, annotated_frame: int, snippet
     first = annotated_frame - annotated
     frame_dir = root / "leftImg8bit_sequence" / split / city
     for index, image in enumerate(snippet["images"]):
-        _write_png(frame_dir / f"{plan.snippet_id(first + index)}_leftImg8bit.png", image)
+        _write_png(frame_dir / f"{frame_stem(city, plan.seq, first + index)}{FRAME_SUFFIX}", image)
     stem = root / "gtFine" / split / city / f"{plan.snippet_id(annotated_frame)}_gtFine"
     _write_png(Path(f"{stem}_labelIds.png"), snippet["labels"][annotated])
     _write_png(Path(f"{stem}_instanceIds.png"), snippet["instances"][annotated].astype(np.uint16))

@@ -58,7 +58,7 @@ class FrameRef:
 
     def output_name(self, kind: str) -> str:
         """``{city}_{seq:06d}_{frame:06d}_{kind}.png``, kind ``labelIds`` or ``instanceIds``."""
-        return f"{self.snippet.city}_{self.snippet.seq:06d}_{self.number:06d}_{kind}.png"
+        return self.snippet.label_name(self.number, kind)
 
 
 def city_frames(snippets: Sequence[Snippet]) -> list[FrameRef]:

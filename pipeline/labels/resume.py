@@ -57,8 +57,7 @@ class FitPosition:
 def frames_identity(frames: Sequence[FrameRef]) -> dict[str, Any]:
     """The frames a fit trains on, for its fingerprint: how many, and a hash of their names in
     order (not their folder: the same data moved elsewhere is the same fit)."""
-    names = "\n".join(f"{ref.snippet.split}/{ref.snippet.city}_{ref.snippet.seq:06d}_{ref.number:06d}"
-                      for ref in frames)
+    names = "\n".join(f"{ref.snippet.split}/{ref.snippet.frame_stem(ref.number)}" for ref in frames)
     return {"count": len(frames), "sha256": hashlib.sha256(names.encode()).hexdigest()[:16]}
 
 

@@ -40,7 +40,7 @@ class PackTree:
         folders = self.semantic if kind == "labelIds" else self.instance
         folder = next(p for p in folders if p.name == snippet.city)
         number = snippet.frame_numbers[t]
-        return folder / f"{snippet.city}_{snippet.seq:06d}_{number:06d}_{kind}.png"
+        return folder / snippet.label_name(number, kind)
 
     def flow_file(self, snippet: Snippet) -> Path:
         return next(p for p in self.flow if p.stem == snippet.city)
@@ -109,9 +109,8 @@ def make_pack_tree(root: str | Path, cities: dict[str, int] | None = None, split
                 _write_frames(snippet, rng, size, textured)
                 for t, number in enumerate(snippet.frame_numbers):
                     labels, instances = _label_maps(rng, *label_size)
-                    stem = f"{city}_{snippet.seq:06d}_{number:06d}"
-                    cv2.imwrite(str(semantic / f"{stem}_labelIds.png"), labels)
-                    cv2.imwrite(str(instance / f"{stem}_instanceIds.png"), instances)
+                    cv2.imwrite(str(semantic / snippet.label_name(number, "labelIds")), labels)
+                    cv2.imwrite(str(instance / snippet.label_name(number, "instanceIds")), instances)
                 if constant_flow is None:
                     small = rng.normal(0, 3, (frames - 1, 4, 8, 2)).astype(np.float32)
                     flow = np.stack([cv2.resize(f, flow_size[::-1], interpolation=cv2.INTER_CUBIC)

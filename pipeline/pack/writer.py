@@ -91,7 +91,7 @@ class PackInputs:
         if self.gtfine:
             return snippet.gtfine_path(kind)      # one frame a snippet: the annotated one
         folder = (self.semantic if kind == "labelIds" else self.instance)[snippet.city]
-        return folder / f"{snippet.city}_{snippet.seq:06d}_{number:06d}_{kind}.png"
+        return folder / snippet.label_name(number, kind)
 
     def sources(self) -> dict[str, Any]:
         if self.gtfine:
