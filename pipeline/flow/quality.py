@@ -51,7 +51,11 @@ def warp_frames(prev_rgb: np.ndarray, flow: np.ndarray) -> np.ndarray:
 
 def warp_error(prev_rgb: np.ndarray, next_rgb: np.ndarray, flow: np.ndarray,
                valid: np.ndarray | None = None) -> float:
-    """Mean absolute RGB difference in [0, 1] between frame t and frame t-1 warped by ``flow``."""
+    """Mean absolute RGB difference in [0, 1] between frame t and frame t-1 warped by ``flow``.
+
+    A check of the flow (how well it explains the real frames), border-padded and unmasked. Not
+    ``pipeline.synthesize.warping.warping_error``, the study's temporal-consistency measure of a
+    synthesised video, which masks occlusions and pads with zeros as the thesis did."""
     warped = warp_frames(prev_rgb, flow)
     error = np.abs(warped - np.asarray(next_rgb, np.float32) / 255.0).mean(axis=-1)
     if valid is not None:
