@@ -54,8 +54,9 @@ def warp_error(prev_rgb: np.ndarray, next_rgb: np.ndarray, flow: np.ndarray,
     """Mean absolute RGB difference in [0, 1] between frame t and frame t-1 warped by ``flow``.
 
     A check of the flow (how well it explains the real frames), border-padded and unmasked. Not
-    ``pipeline.synthesize.warping.warping_error``, the study's temporal-consistency measure of a
-    synthesised video, which masks occlusions and pads with zeros as the thesis did."""
+    ``pipeline.synthesize.warping.warping_error``, the temporal-consistency measure of a
+    synthesised video reported beside FVD, which leaves out occluded pixels and those the flow
+    brings in from outside the frame."""
     warped = warp_frames(prev_rgb, flow)
     error = np.abs(warped - np.asarray(next_rgb, np.float32) / 255.0).mean(axis=-1)
     if valid is not None:
