@@ -414,6 +414,23 @@ def test_a_label_job_is_given_what_it_reads():
         "backend", "checkpoint", "score_threshold", "batch_size", "min_size", "max_size"}
 
 
+def test_a_fit_is_given_what_its_weights_depend_on():
+    """fit_segmenter and fit_instances get their fit settings and the sizes they train at, not the
+    labelling-only ones: another batch size, threshold or checkpoint does not refit a labeller."""
+    from pipeline.config import DEFAULT_CONFIG, load_config, merge
+    from pipeline.labels.settings import fit_settings
+    config = load_config([DEFAULT_CONFIG])
+    assert set(fit_settings(config, "semantic")["semantic"]) == {
+        "encoder", "encoder_depth", "fit", "input_height", "input_width"}
+    labelling_only = merge(config, {"labels": {
+        "semantic": {"batch_size": 7, "checkpoint": "elsewhere.pt"},
+        "instance": {"score_threshold": 0.9, "batch_size": 7, "checkpoint": "elsewhere.pkl"}}})
+    fit_changed = merge(config, {"labels": {"instance": {"fit": {"epochs": 3}}}})
+    for kind in ("semantic", "instance"):
+        assert fit_settings(labelling_only, kind) == fit_settings(config, kind)
+    assert fit_settings(fit_changed, "instance")["instance"]["fit"]["epochs"] == 3
+    assert fit_settings(fit_changed, "semantic") == fit_settings(config, "semantic")
+
 def test_keep_gtfine_keeps_gtfine_on_the_train_split_only(tiny_city: Path):
     """The thesis tested every variant on pseudo-labels: with keep_gtfine on, the annotated frames
     of the test split (val) and of the held-out snippets are still the network's, and each label

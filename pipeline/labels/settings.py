@@ -1,9 +1,11 @@
-"""What a labelling job reads of the config's ``labels`` section, and where gtFine labels are kept.
+"""What the labelling and fitting jobs read of the config's ``labels`` section, and where gtFine
+labels are kept.
 
-Torch-free: the workflow imports it to build the label rules' ``--settings``, which are also what
-Snakemake compares, so a job is given exactly what it reads and a change to anything else reruns
-nothing (the fits' ``fit`` settings, detectron2's ``config`` under the torchvision backend, and
-``keep_gtfine`` on a split that never keeps gtFine).
+Torch-free: the workflow imports it to build the label and fit rules' ``--settings``, which are
+also what Snakemake compares, so a job is given exactly what it reads and a change to anything
+else reruns nothing (for a label job: the fits' ``fit`` settings, detectron2's ``config`` under the
+torchvision backend, and ``keep_gtfine`` on a split that never keeps gtFine; for a fit: the
+inference-only settings).
 """
 
 from __future__ import annotations
@@ -11,9 +13,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["KEEP_GTFINE_SPLIT", "keeps_gtfine", "label_settings"]
+__all__ = ["FIT_KEYS", "KEEP_GTFINE_SPLIT", "fit_settings", "keeps_gtfine", "label_settings"]
 
 KEEP_GTFINE_SPLIT = "train"  # the only split whose annotated frames may keep their gtFine labels
+# What fitting each labeller reads of labels.<kind>: the weights depend on these alone, so a change
+# to an inference-only setting (batch size, score threshold, the checkpoint) does not refit it.
+FIT_KEYS: dict[str, tuple[str, ...]] = {
+    "semantic": ("encoder", "encoder_depth", "fit", "input_height", "input_width"),
+    "instance": ("fit", "min_size", "max_size"),
+}
 
 
 def keeps_gtfine(keep_gtfine: bool, split: str) -> bool:
@@ -21,6 +29,12 @@ def keeps_gtfine(keep_gtfine: bool, split: str) -> bool:
     split only. Val, test and held-out snippets are always pseudo-labelled (thesis-code.md: "Val
     and sampling always use the sequence val split with pseudo-labels")."""
     return bool(keep_gtfine) and split == KEEP_GTFINE_SPLIT
+
+
+def fit_settings(config: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """The ``--settings`` of fit_segmenter (``semantic``) or fit_instances (``instance``), in the
+    section's shape."""
+    return {kind: {key: config["labels"][kind][key] for key in FIT_KEYS[kind]}}
 
 
 def label_settings(config: Mapping[str, Any], kind: str, split: str) -> dict[str, Any]:

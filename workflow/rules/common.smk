@@ -8,7 +8,7 @@ from snakemake.utils import validate
 import pipeline.config
 from pipeline.data.subset import HELDOUT_SPLIT, stage_settings as subset_settings
 from pipeline.data.synthetic import settings_from_config as synthetic_settings
-from pipeline.labels.settings import label_settings
+from pipeline.labels.settings import fit_settings, label_settings
 from pipeline.fvd import (
     DRAW_KEYS,
     EMBED_KEYS,
@@ -94,10 +94,9 @@ def settings_of(section, *keys):
     return json.dumps({key: config[section][key] for key in keys}, sort_keys=True)
 
 
-def fit_settings(kind, *keys):
-    """What fitting a labeller reads of labels.<kind>, in the section's shape: a change to an
-    inference-only setting (batch size, score threshold) does not retrain it."""
-    return json.dumps({kind: {key: config["labels"][kind][key] for key in keys}}, sort_keys=True)
+def labeller_fit_settings(kind):
+    """What fitting a labeller reads (pipeline.labels.settings.FIT_KEYS)."""
+    return json.dumps(fit_settings(config, kind), sort_keys=True)
 
 
 def data_root_input(wildcards):

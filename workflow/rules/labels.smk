@@ -9,7 +9,7 @@ rule fit_segmenter:
     benchmark:
         "results/timing/fit_segmenter.tsv"
     params:
-        settings=fit_settings("semantic", "encoder", "encoder_depth", "fit", "input_height", "input_width"),
+        settings=labeller_fit_settings("semantic"),
         code=code_version("pipeline.labels.fit_segmenter"),
         # Not a declared output: Snakemake would delete it before a resubmitted job starts.
         resume="results/resume/fit_segmenter",
@@ -46,7 +46,7 @@ rule fit_instances:
     benchmark:
         "results/timing/fit_instances.tsv"
     params:
-        settings=fit_settings("instance", "fit", "min_size", "max_size"),
+        settings=labeller_fit_settings("instance"),
         code=code_version("pipeline.labels.fit_instances"),
         # Not a declared output: Snakemake would delete it before a resubmitted job starts.
         resume="results/resume/fit_instances",
