@@ -46,6 +46,7 @@ from pipeline.cli import add_settings_arguments, read_settings, run_main
 from pipeline.data._scene import LABEL, Scene, build_scene, flow_from, render
 from pipeline.data.cityscapes import FRAME_SUFFIX, frame_stem
 from pipeline.data.labels import colorize
+from pipeline.config import SYNTHETIC_MIN_SIZE
 from pipeline.errors import PipelineError
 from pipeline.flow.colour import flow_to_colour
 from pipeline.io import atomic_dir, write_json
@@ -209,8 +210,9 @@ def _check_settings(settings: dict) -> None:
     missing = [key for key in SETTINGS_KEYS if key not in settings]
     if missing:
         raise PipelineError(f"synthetic city settings lack {missing}; expected keys {list(SETTINGS_KEYS)}")
-    if settings["height"] < 16 or settings["width"] < 16:
-        raise PipelineError(f"frames of {settings['height']}x{settings['width']} are too small (16 at least)")
+    if min(settings["height"], settings["width"]) < SYNTHETIC_MIN_SIZE:
+        raise PipelineError(f"frames of {settings['height']}x{settings['width']} are too small "
+                            f"({SYNTHETIC_MIN_SIZE} at least)")
     if not 0 <= settings["annotated"] < settings["frames"]:
         raise PipelineError(f"annotated frame index {settings['annotated']} is outside "
                             f"0..{settings['frames'] - 1}")

@@ -69,9 +69,9 @@ shell.prefix(_job_prefix.replace("{", "{{").replace("}", "}}"))
 wildcard_constraints:
     split=f"train|val|test|{HELDOUT_SPLIT}",
     city="[a-z_]+",
-    # Any name but the real videos' (pipeline.config.RESERVED_VARIANT_NAMES), so that a name
+    # Any name but the reserved ones (the real videos'), so that a name
     # config.yaml lacks reaches variant_entry and its message, not "No rule to produce".
-    variant=r"(?!(?:real|heldout)(?:[^A-Za-z0-9_-]|$))[A-Za-z0-9_-]+",
+    variant=rf"(?!(?:{'|'.join(sorted(pipeline.config.RESERVED_VARIANT_NAMES))})(?:[^A-Za-z0-9_-]|$))[A-Za-z0-9_-]+",
 
 
 SYNTHETIC = config["data"]["source"] == "synthetic"
