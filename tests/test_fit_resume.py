@@ -20,7 +20,7 @@ from pipeline.cli import TERMINATED_EXIT, run_main
 from pipeline.data.subset import select_subset
 from pipeline.errors import PipelineError
 from pipeline.io import write_json
-from pipeline.labels import fit_instances, fit_segmenter
+from pipeline.labels import fit_instances, fit_segmenter, resume
 from pipeline.labels.checkpoint import read_checkpoint
 from pipeline.labels.gtfine import annotated_frames
 from pipeline.labels.runtime import EpochBatches
@@ -55,10 +55,10 @@ def subset(tmp_path_factory) -> Path:
     return work / "subset.json"
 
 
-def sigterm_at(monkeypatch, module, step: int) -> None:
-    """SIGTERM to this process while ``module``'s fit sets the lr of ``step``: the fit finishes
-    the step, saves and exits 143."""
-    schedule = module.warmup_poly_lr
+def sigterm_at(monkeypatch, step: int) -> None:
+    """SIGTERM to this process while the fit (either: they share ``run_fit``) sets the lr of
+    ``step``: the fit finishes the step, saves and exits 143."""
+    schedule = resume.warmup_poly_lr
 
     def schedule_then_signal(at: int, *args, **kwargs) -> float:
         if at == step:
@@ -67,19 +67,19 @@ def sigterm_at(monkeypatch, module, step: int) -> None:
             os.kill(os.getpid(), signal.SIGTERM)
         return schedule(at, *args, **kwargs)
 
-    monkeypatch.setattr(module, "warmup_poly_lr", schedule_then_signal)
+    monkeypatch.setattr(resume, "warmup_poly_lr", schedule_then_signal)
 
 
-def crash_at(monkeypatch, module, step: int) -> None:
-    """A crash (no SIGTERM, no save: a lost node) as ``module``'s fit begins ``step``."""
-    schedule = module.warmup_poly_lr
+def crash_at(monkeypatch, step: int) -> None:
+    """A crash (no SIGTERM, no save: a lost node) as the fit begins ``step``."""
+    schedule = resume.warmup_poly_lr
 
     def schedule_or_crash(at: int, *args, **kwargs) -> float:
         if at == step:
             raise RuntimeError("node lost")
         return schedule(at, *args, **kwargs)
 
-    monkeypatch.setattr(module, "warmup_poly_lr", schedule_or_crash)
+    monkeypatch.setattr(resume, "warmup_poly_lr", schedule_or_crash)
 
 
 def saved_state(folder: Path) -> dict:
@@ -101,7 +101,7 @@ def test_fit_segmenter_killed_by_sigterm_resumes_to_the_unbroken_weights(subset:
     optimiser moments, RNG states, batch position and losses."""
     segmenter_main(subset, tmp_path / "whole.pt", "--resume", str(tmp_path / "whole"))
     with monkeypatch.context() as patch:
-        sigterm_at(patch, fit_segmenter, KILL_STEP)
+        sigterm_at(patch, KILL_STEP)
         with pytest.raises(SystemExit) as stopped:
             segmenter_main(subset, tmp_path / "broken.pt", "--resume", str(tmp_path / "broken"))
     assert stopped.value.code == TERMINATED_EXIT and not (tmp_path / "broken.pt").exists()
@@ -135,7 +135,7 @@ def test_fit_segmenter_resumes_from_its_last_timed_save_after_a_crash(subset: Pa
 
     whole = fit(None)
     with monkeypatch.context() as patch:
-        crash_at(patch, fit_segmenter, 3)
+        crash_at(patch, 3)
         with pytest.raises(RuntimeError, match="node lost"):
             fit(tmp_path / "resume", minutes=0)
     assert saved_state(tmp_path / "resume")["position"]["step"] == 3
@@ -148,7 +148,7 @@ def test_fit_instances_killed_by_sigterm_resumes_to_the_unbroken_weights(subset:
     frames = annotated_frames(subset)
     whole, summary = fit_instances.fit_instances(frames, INSTANCE, resume_dir=tmp_path / "whole")
     with monkeypatch.context() as patch:
-        sigterm_at(patch, fit_instances, KILL_STEP)
+        sigterm_at(patch, KILL_STEP)
         with pytest.raises(SystemExit) as stopped:
             fit_instances.fit_instances(frames, INSTANCE, resume_dir=tmp_path / "broken")
     assert stopped.value.code == TERMINATED_EXIT
@@ -166,7 +166,7 @@ TWO_STEPS = dict(SEGMENTER["fit"], epochs=1.0)     # three frames, batches of 2:
 def killed_resume(subset: Path, tmp_path: Path, monkeypatch) -> Path:
     """The resume folder of a two-step segmenter fit (lr 0.01, three frames) killed after step 1."""
     with monkeypatch.context() as patch:
-        sigterm_at(patch, fit_segmenter, 0)
+        sigterm_at(patch, 0)
         with pytest.raises(SystemExit):
             fit_segmenter.fit_segmenter(annotated_frames(subset), ENCODER, (32, 48), TWO_STEPS, depth=4,
                                         resume_dir=tmp_path / "resume")

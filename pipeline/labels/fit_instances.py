@@ -29,17 +29,16 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from pipeline.cli import add_frames_root_argument, add_settings_arguments, read_settings, run_main
 from pipeline.data.labels import THING_LABEL_IDS
 from pipeline.errors import PipelineError
 from pipeline.labels.checkpoint import save_checkpoint
 from pipeline.labels.frames import FrameRef
-from pipeline.labels.fit_segmenter import autocast
 from pipeline.labels.gtfine import annotated_frames, instance_sample, instance_targets, sample_store
-from pipeline.labels.resume import DEFAULT_CHECKPOINT_MINUTES, FitResume, add_resume_arguments, frames_identity
-from pipeline.labels.runtime import EpochBatches, fit_steps, pick_device, seed_everything, warmup_poly_lr
+from pipeline.labels.resume import (DEFAULT_CHECKPOINT_MINUTES, FitResume, add_resume_arguments, frames_identity,
+                                    run_fit)
+from pipeline.labels.runtime import EpochBatches, autocast, fit_steps, pick_device, seed_everything
 from pipeline.labels.torchvision_backend import NUM_CLASSES, build_mask_rcnn, frames_to_tensors
 from pipeline.provenance import code_version, provenance
 
@@ -78,31 +77,18 @@ def fit_instances(frames: Sequence[FrameRef], instance: dict[str, Any], device: 
     model.roi_heads.fg_bg_sampler.batch_size_per_image = fit["rois_per_image"]
     optimiser = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=fit["lr"],
                                 momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
-    steps = fit_steps(fit["epochs"], len(frames), fit["batch_size"])
-    warmup = max(1, round(WARMUP_FRACTION * steps))
-    batches = EpochBatches(len(frames), fit["batch_size"], rng)
-    with (resume.running(model, optimiser, batches),
-          tqdm(total=steps, initial=resume.step, desc="fit_instances", unit="step", disable=None) as progress):
-        for step, picks in zip(range(resume.step, steps), batches):
-            pairs = [sample(i) for i in picks]
-            pairs = [flip_sample(*pair) if rng.random() < 0.5 else pair for pair in pairs]
-            images = frames_to_tensors(np.stack([image for image, _ in pairs]), torch.device(device))
-            targets = [{k: v.to(device) for k, v in instance_targets(ids).items()} for _, ids in pairs]
-            for group in optimiser.param_groups:
-                group["lr"] = warmup_poly_lr(step, steps, fit["lr"], warmup)
-            with autocast(device, fit["amp"]):
-                loss = sum(model(images, targets).values())
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-            optimiser.step()
-            resume.losses.append(loss.item())
-            progress.set_postfix(loss=f"{resume.losses[-1]:.3f}")
-            progress.update()
-            resume.step_done()
-        resume.finish()
-    summary = {"steps": steps, "train_frames": len(frames), "seconds": round(resume.elapsed(), 1),
-               "final_loss": float(np.mean(resume.losses[-max(1, steps // 10):]))}
+
+    def loss_of(picks: list[int]) -> torch.Tensor:
+        pairs = [sample(i) for i in picks]
+        pairs = [flip_sample(*pair) if rng.random() < 0.5 else pair for pair in pairs]
+        images = frames_to_tensors(np.stack([image for image, _ in pairs]), torch.device(device))
+        targets = [{k: v.to(device) for k, v in instance_targets(ids).items()} for _, ids in pairs]
+        with autocast(device, fit["amp"]):
+            return sum(model(images, targets).values())
+
+    summary = run_fit("fit_instances", model, optimiser, EpochBatches(len(frames), fit["batch_size"], rng), resume,
+                      fit_steps(fit["epochs"], len(frames), fit["batch_size"]), fit["lr"], WARMUP_FRACTION, loss_of,
+                      grad_clip=GRAD_CLIP)
     return model.eval(), summary
 
 

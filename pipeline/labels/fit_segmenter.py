@@ -23,7 +23,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,6 @@ import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from pipeline.cli import add_frames_root_argument, add_settings_arguments, read_settings, run_main
 from pipeline.data.labels import IGNORE_TRAIN_ID, TRAIN_LABEL_IDS
@@ -41,8 +39,9 @@ from pipeline.errors import PipelineError
 from pipeline.labels.checkpoint import save_checkpoint
 from pipeline.labels.frames import FrameRef
 from pipeline.labels.gtfine import annotated_frames, sample_store, segmentation_sample
-from pipeline.labels.resume import DEFAULT_CHECKPOINT_MINUTES, FitResume, add_resume_arguments, frames_identity
-from pipeline.labels.runtime import EpochBatches, fit_steps, pick_device, seed_everything, warmup_poly_lr
+from pipeline.labels.resume import (DEFAULT_CHECKPOINT_MINUTES, FitResume, add_resume_arguments, frames_identity,
+                                    run_fit)
+from pipeline.labels.runtime import EpochBatches, autocast, fit_steps, pick_device, seed_everything
 from pipeline.labels.semantic import NUM_CLASSES, build_segmenter, normalise
 from pipeline.pack.resize import resize_labels
 from pipeline.provenance import code_version, provenance
@@ -89,21 +88,6 @@ def segmentation_loss(weights: torch.Tensor, dice_weight: float
     return loss
 
 
-def autocast(device: torch.device | str, enabled: bool) -> torch.autocast:
-    """bfloat16 autocast where the device does it natively (CUDA, CPUs with AVX512-BF16/AMX);
-    about twice as fast a fit step on such a CPU. Elsewhere it is off (emulated bf16 is slower)."""
-    device = torch.device(device)
-    if device.type == "cpu":
-        enabled = enabled and _cpu_has_bf16()
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
-@functools.cache
-def _cpu_has_bf16() -> bool:
-    """Asked once: the query takes ~30 ms, a tenth of a demo fit step when asked every step."""
-    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
 def augment(image: np.ndarray, train_ids: np.ndarray, input_size: tuple[int, int], crop: tuple[int, int],
             scales: tuple[float, float], rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """One training pair: resized to the labeller's input size (as labelling does), scaled by a
@@ -145,34 +129,21 @@ def fit_segmenter(frames: Sequence[FrameRef], encoder: str, input_size: tuple[in
     sample = sample_store(frames, segmentation_sample)
     model = build_segmenter(encoder, NUM_CLASSES, depth).to(device, memory_format=torch.channels_last).train()
     optimiser = _optimiser(model, fit)
-    steps = fit_steps(fit["epochs"], len(frames), fit["batch_size"])
     crop = (fit["crop_height"], fit["crop_width"])
     scales = (fit["scale_min"], fit["scale_max"])
-    warmup = max(1, round(WARMUP_FRACTION * steps))
     weights = class_weights([sample(i)[1] for i in range(len(frames))], fit["class_weight_power"]).to(device)
     criterion = segmentation_loss(weights, fit["dice_weight"])
-    batches = EpochBatches(len(frames), fit["batch_size"], rng)
-    with (resume.running(model, optimiser, batches),
-          tqdm(total=steps, initial=resume.step, desc="fit_segmenter", unit="step", disable=None) as progress):
-        for step, picks in zip(range(resume.step, steps), batches):
-            pairs = [augment(*sample(i), input_size, crop, scales, rng) for i in picks]
-            x = torch.stack([p[0] for p in pairs]).to(device).contiguous(memory_format=torch.channels_last)
-            y = torch.stack([p[1] for p in pairs]).to(device)
-            for group in optimiser.param_groups:
-                group["lr"] = warmup_poly_lr(step, steps, fit["lr"], warmup)
-            with autocast(device, fit["amp"]):
-                logits = model(x)
-            loss = criterion(logits.float(), y)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            resume.losses.append(loss.item())
-            progress.set_postfix(loss=f"{resume.losses[-1]:.3f}")
-            progress.update()
-            resume.step_done()
-        resume.finish()
-    summary = {"steps": steps, "train_frames": len(frames), "seconds": round(resume.elapsed(), 1),
-               "final_loss": float(np.mean(resume.losses[-max(1, steps // 10):]))}
+
+    def loss_of(picks: list[int]) -> torch.Tensor:
+        pairs = [augment(*sample(i), input_size, crop, scales, rng) for i in picks]
+        x = torch.stack([p[0] for p in pairs]).to(device).contiguous(memory_format=torch.channels_last)
+        y = torch.stack([p[1] for p in pairs]).to(device)
+        with autocast(device, fit["amp"]):
+            logits = model(x)
+        return criterion(logits.float(), y)
+
+    summary = run_fit("fit_segmenter", model, optimiser, EpochBatches(len(frames), fit["batch_size"], rng), resume,
+                      fit_steps(fit["epochs"], len(frames), fit["batch_size"]), fit["lr"], WARMUP_FRACTION, loss_of)
     return model.eval(), summary
 
 

@@ -24,17 +24,20 @@ import argparse
 import hashlib
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
+from tqdm import tqdm
 
 from pipeline.cli import TERMINATED_EXIT
 from pipeline.labels.frames import FrameRef
-from pipeline.labels.runtime import EpochBatches
+from pipeline.labels.runtime import EpochBatches, warmup_poly_lr
 from pipeline.provenance import code_version
 from pipeline.train.state import History, SigtermFlag, fingerprint, load_resume, restore_rng, save_resume
 
@@ -150,6 +153,34 @@ class FitResume:
         save_resume(self.folder, self.expected, position, {"model": model}, {"optimiser": optimiser},
                     extra={"losses": list(self.losses), "elapsed": self.elapsed()}, finished=finished)
         self._last_save = time.monotonic()
+
+
+def run_fit(name: str, model: nn.Module, optimiser: torch.optim.Optimizer, batches: EpochBatches,
+            resume: FitResume, steps: int, lr: float, warmup_fraction: float,
+            loss_of: Callable[[list[int]], torch.Tensor], grad_clip: float | None = None) -> dict[str, Any]:
+    """The fits' loop: ``steps`` optimiser steps, each on a batch of frame indices whose loss
+    ``loss_of`` computes, at a learning rate warmed up linearly over ``warmup_fraction`` of the
+    steps then decayed (poly); the state saved on ``resume``'s timer and on SIGTERM, and a resumed
+    fit going on from its step. Returns the fit's summary for its checkpoint."""
+    warmup = max(1, round(warmup_fraction * steps))
+    with (resume.running(model, optimiser, batches),
+          tqdm(total=steps, initial=resume.step, desc=name, unit="step", disable=None) as progress):
+        for step, picks in zip(range(resume.step, steps), batches):
+            for group in optimiser.param_groups:
+                group["lr"] = warmup_poly_lr(step, steps, lr, warmup)
+            loss = loss_of(picks)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimiser.step()
+            resume.losses.append(loss.item())
+            progress.set_postfix(loss=f"{resume.losses[-1]:.3f}")
+            progress.update()
+            resume.step_done()
+        resume.finish()
+    return {"steps": steps, "train_frames": batches.samples, "seconds": round(resume.elapsed(), 1),
+            "final_loss": float(np.mean(resume.losses[-max(1, steps // 10):]))}
 
 
 def add_resume_arguments(parser: argparse.ArgumentParser) -> None:

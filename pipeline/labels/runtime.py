@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Iterable, Iterator
@@ -10,7 +11,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-__all__ = ["pick_device", "seed_everything", "batched", "warmup_poly_lr", "fit_steps", "EpochBatches"]
+__all__ = ["pick_device", "seed_everything", "autocast", "batched", "warmup_poly_lr", "fit_steps", "EpochBatches"]
 
 T = TypeVar("T")
 
@@ -26,6 +27,21 @@ def seed_everything(seed: int) -> np.random.Generator:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return np.random.default_rng(seed)
+
+
+def autocast(device: torch.device | str, enabled: bool) -> torch.autocast:
+    """bfloat16 autocast where the device does it natively (CUDA, CPUs with AVX512-BF16/AMX);
+    about twice as fast a fit step on such a CPU. Elsewhere it is off (emulated bf16 is slower)."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        enabled = enabled and _cpu_has_bf16()
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+@functools.cache
+def _cpu_has_bf16() -> bool:
+    """Asked once: the query takes ~30 ms, a tenth of a demo fit step when asked every step."""
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
