@@ -222,10 +222,12 @@ SNIPPETS = [f"testfurt_000000_{i:06d}" for i in range(16)]
 
 
 def write_set(path: Path, shift: float, seed: int, i3d: dict = I3D, frames: int = 16,
-              snippets: list[str] = SNIPPETS, start_frame: int = 2) -> Path:
+              snippets: list[str] = SNIPPETS, start_frame: int = 2, variant: str | None = None) -> Path:
     rng = np.random.default_rng(seed)
     per_crop = {crop: rng.standard_normal((16, 30)) + shift for crop in SETTINGS["crops"]}
     videos = {"snippets": snippets, "settings": {"start_frame": start_frame, "frames": frames}}
+    if variant is not None:         # synthesised videos record their variant; real ones have none
+        videos["variant"] = variant
     write_embeddings(path, per_crop, {"i3d": i3d, "videos": {"shape": [16, frames, 32, 64, 3], "provenance": videos}})
     return path
 
@@ -259,6 +261,23 @@ def test_score_stage_refuses_incomparable_sets(tmp_path: Path) -> None:
         score_stage.score_embeddings(real, later, SETTINGS)
     with pytest.raises(PipelineError, match="3 batches of 8"):
         score_stage.score_embeddings(real, write_set(tmp_path / "f.npz", 0, 3), dict(SETTINGS, batches=3))
+
+
+def test_score_stage_refuses_another_variants_embeddings(tmp_path: Path) -> None:
+    """v07's embeddings scored as v09 would put v07's FVD in v09's row: the videos' provenance
+    says whose they are. The --output stem stands in for a missing --variant, checked alike."""
+    real = write_set(tmp_path / "real.npz", 0.0, seed=1)
+    fake = write_set(tmp_path / "v07.npz", 0.5, seed=2, variant="v07")
+    with pytest.raises(PipelineError, match=r"v07.npz: embeddings of variant 'v07' scored as variant 'v09'"):
+        score_stage.main(["--real", str(real), "--fake", str(fake), "--output", str(tmp_path / "s" / "v09.json"),
+                          "--variant", "v09", "--settings", json.dumps(SETTINGS)])
+    with pytest.raises(PipelineError, match="scored as variant 'v09'"):
+        score_stage.main(["--real", str(real), "--fake", str(fake), "--output", str(tmp_path / "s" / "v09.json"),
+                          "--settings", json.dumps(SETTINGS)])
+    assert not (tmp_path / "s").exists()
+    score_stage.main(["--real", str(real), "--fake", str(fake), "--output", str(tmp_path / "s" / "v07.json"),
+                      "--variant", "v07", "--settings", json.dumps(SETTINGS)])
+    assert json.loads((tmp_path / "s" / "v07.json").read_text())["variant"] == "v07"
 
 
 def make_scores(tmp_path: Path, shifts: dict[str, float]) -> list[Path]:

@@ -61,6 +61,17 @@ CHECKS = textwrap.dedent(r"""
     out["same_seed_diff"] = float(np.abs(same_seed - whole[:1]).max())
     out["other_seed_diff"] = float(np.abs(other_seed - whole[:1]).max())
 
+    # An interrupted copy: the variables' data cut in half (TF's reader fails with IndexError).
+    import shutil
+    shutil.copytree(work / "i3d", work / "cut_i3d")
+    data = work / "cut_i3d" / "variables" / "variables.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[:data.stat().st_size // 2])
+    try:
+        embed_stage.load_i3d(work / "cut_i3d")
+        out["truncated"] = "accepted"
+    except Exception as err:
+        out["truncated"] = f"{type(err).__name__}: {err}"
+
     # Resize of known content: a horizontal ramp 8 wide, TF1 legacy bilinear to 224.
     ramp = np.tile(np.arange(0, 256, 32, dtype=np.uint8)[None, None, None, :, None], (1, 1, 8, 1, 3))
     resized = embed_stage.preprocess(ramp).numpy()[0, 0, 0, :, 0]
@@ -188,6 +199,11 @@ def test_preprocessing_matches_the_reference(checks: dict) -> None:
     assert checks["identity_at_224"] < 1e-6
     assert checks["extremes"] == [-1.0, 1.0]
     assert "outside [-1, 1]" in checks["range_check"]
+
+
+def test_a_truncated_module_is_named(checks: dict) -> None:
+    assert checks["truncated"].startswith("PipelineError: ") and "cut_i3d: " in checks["truncated"]
+    assert "truncated or corrupt" in checks["truncated"]
 
 
 def test_tf1_hub_format_loads_through_the_same_path(checks: dict) -> None:

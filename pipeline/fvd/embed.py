@@ -99,8 +99,11 @@ def load_i3d(directory: str | Path) -> Embedder:
 
         try:
             module = hub.load(str(directory))
-        except (OSError, ValueError, tf.errors.OpError) as err:
-            raise PipelineError(f"hub.load failed: {err}", directory) from err
+        # Broad: a bad module fails in many ways, OSError and OpError, but also the checkpoint reader's
+        # bare IndexError on a variables file cut short by an interrupted copy.
+        except Exception as err:  # noqa: BLE001
+            raise PipelineError(f"hub.load failed (a truncated or corrupt module?): "
+                                f"{err.__class__.__name__}: {err}", directory) from err
     if "default" not in module.signatures:
         raise PipelineError(f"no 'default' signature (has {list(module.signatures)})", directory)
     signature = module.signatures["default"]

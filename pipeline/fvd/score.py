@@ -54,6 +54,14 @@ def _check_pairing(real: dict[str, Any], fake: dict[str, Any], fake_path: str | 
                                 f"({shown(real[key])}): video i must pair with real video i", fake_path)
 
 
+def _check_variant(fake_record: dict[str, Any], variant: str | None, fake_path: str | Path) -> None:
+    """The synthesised videos record their variant (pipeline.synthesize): another variant's
+    embeddings must not be scored, and then tabled, as this one's."""
+    recorded = (fake_record.get("videos", {}).get("provenance") or {}).get("variant")
+    if None not in (recorded, variant) and recorded != variant:
+        raise PipelineError(f"embeddings of variant {recorded!r} scored as variant {variant!r}", fake_path)
+
+
 def check_compatible(real: dict[str, np.ndarray], real_record: dict[str, Any], fake: dict[str, np.ndarray],
                      fake_record: dict[str, Any], crops: list[str], fake_path: str | Path) -> None:
     """Raise a PipelineError naming the synthesised file if the two sets cannot be compared."""
@@ -83,6 +91,7 @@ def score_embeddings(real_path: str | Path, fake_path: str | Path, settings: dic
         raise PipelineError(f"fvd.crops: {err}") from err
     real, real_record = read_embeddings(real_path)
     fake, fake_record = read_embeddings(fake_path)
+    _check_variant(fake_record, variant, fake_path)
     check_compatible(real, real_record, fake, fake_record, crops, fake_path)
     batch_size = int(settings.get("batch_size", 16))
     num_videos = len(fake[crops[0]])

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pipeline.cli import add_settings_arguments, read_settings, run_main
 from pipeline.errors import PipelineError
 from pipeline.fvd.videos import write_video_stream, write_videos
-from pipeline.io import write_json
+from pipeline.io import atomic_path, write_json
 from pipeline.provenance import code_version, provenance
 from pipeline.synthesize.draws import read_draw_choice
 from pipeline.synthesize.video import candidate_videos, real_videos, synthesize_videos
@@ -69,8 +69,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     videos, result = synthesize_videos(args.model, args.data, settings, args.clusters, device, draw_choice)
     record = provenance("synthesize", settings, code, settings.get("draw_seed"), data=args.data, **result["record"])
     # The videos' own record: the warping figures were made with them, from the same model and frames.
-    write_json(args.warping, warping_summary(result["record"]["variant"], result["warping"], record))
-    write_videos(args.output, videos, record)
+    summary = warping_summary(result["record"]["variant"], result["warping"], record)
+    # Both are written whole (and fsynced) to temporaries before either is renamed in, so a failed
+    # write (an unwritable path, a full disk) leaves neither new one, nor a new JSON beside old videos.
+    with atomic_path(args.warping, suffix=".json") as warping_tmp, atomic_path(args.output, suffix=".h5") as videos_tmp:
+        write_videos(videos_tmp, videos, record)
+        write_json(warping_tmp, summary)
 
 
 if __name__ == "__main__":

@@ -72,7 +72,8 @@ class _Synthesizer:
     def __init__(self, model_path: str | Path, data_path: str | Path, settings: Mapping[str, Any],
                  clusters_path: str | Path | None, device: str):
         self.models, self.checkpoint = load_trained(model_path, device)
-        self.entry, self.device = self.checkpoint["entry"], device
+        _check_finite(self.models, model_path)
+        self.model_path, self.entry, self.device = Path(model_path), self.checkpoint["entry"], device
         self.warmup = settings["warmup_frames"] if self.entry["prior"] else 0
         self.start = settings["start_frame"] - self.warmup
         if self.start < 0:
@@ -82,7 +83,7 @@ class _Synthesizer:
         self.score_size = (settings["height"], settings["width"])
         self.inputs = WindowDataset(data_path, self.model_size, window=settings["frames"] + self.warmup,
                                     start=self.start, label_set=self.checkpoint["label_set"])
-        self.bank = _bank(clusters_path, self.models)
+        self.bank = _bank(clusters_path, self.models, self.variant)
 
     @property
     def variant(self) -> str:
@@ -96,13 +97,17 @@ class _Synthesizer:
             chosen = choose_centres(self.bank, torch.Generator().manual_seed(draws.seed_of(index)))
         frames = _synthesize(self.models, self.entry, sample, chosen)[self.warmup:]
         frames = to_score_size(frames, self.score_size)
+        if not torch.isfinite(frames).all():    # uint8 would make NaN black, and FVD would score it as valid
+            raise PipelineError(f"video {index} has non-finite pixels (a model that diverges on these inputs?)",
+                                self.model_path)
         draw = None if chosen is None else {str(cls): centre.tolist() for cls, centre in chosen.items()}
         return frames, draw
 
     def record(self, count: int) -> dict[str, Any]:
         features = "cluster draw" if self.bank is not None else ("encoded real frame" if self.models.encoder else None)
         return {"variant": self.variant, "model_provenance": self.checkpoint["provenance"],
-                "first_synthesised_frame": self.start, "warmup_frames": self.warmup, "model_size": list(self.model_size),
+                "first_synthesised_frame": self.start, "warmup_frames": self.warmup,
+                "model_size": list(self.model_size),
                 "features": features, "snippets": self.inputs.packed.snippets[:count]}
 
 
@@ -174,13 +179,34 @@ def candidate_videos(model_path: str | Path, data_path: str | Path, settings: Ma
     return choice["candidates"] * heldout, videos(), record
 
 
-def _bank(clusters_path: str | Path | None, models) -> dict | None:
+def _check_finite(models, model_path: str | Path) -> None:
+    """Refuse a diverged run's weights: NaN would synthesise black videos with a NaN warping error,
+    which the FVD stage would score as if they were the variant's."""
+    for module in ("generator", "encoder"):
+        if getattr(models, module) is None:
+            continue
+        for name, tensor in getattr(models, module).state_dict().items():    # buffers too: batch-norm statistics
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise PipelineError(f"non-finite weights in {module}.{name} (a diverged training run?)", model_path)
+
+
+def _bank(clusters_path: str | Path | None, models, variant: str) -> dict | None:
+    """The per-class k-means bank of ``clusters_path`` (pipeline.train.cluster), made for ``variant``."""
     if models.encoder is None or clusters_path is None:
         return None
     path = Path(clusters_path)
     if not path.is_file():
         raise PipelineError("feature cluster bank not found (run the cluster_features rule)", path)
-    return torch.load(path, map_location="cpu", weights_only=False)["bank"]
+    try:
+        clusters = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - torch.load fails with pickle's, zip's and its own errors alike
+        raise PipelineError(f"not a readable feature cluster bank ({err.__class__.__name__}: {err})", path) from err
+    if not isinstance(clusters, dict) or "bank" not in clusters:
+        raise PipelineError("not a feature cluster bank (no 'bank'; written by pipeline.train.cluster)", path)
+    # Another variant's centres live in another encoder's feature space: they would paint nonsense.
+    if clusters.get("variant") not in (None, variant):
+        raise PipelineError(f"the cluster bank of variant {clusters['variant']!r}, the model is {variant!r}", path)
+    return clusters["bank"]
 
 
 def _synthesize(models, entry, sample: dict, chosen: dict | None) -> torch.Tensor:
