@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import numpy as np
 import pytest
@@ -12,10 +13,13 @@ import torch
 from pipeline.config import DEFAULT_CONFIG, load_config
 from pipeline.errors import PipelineError
 from pipeline.fvd import SYNTH_KEYS, synthesis_settings
+from pipeline.io import write_json
 from pipeline.pack.dataset import WindowDataset
 from pipeline.synthesize.video import real_videos, synthesize_videos, to_score_size
 from pipeline.synthesize import __main__ as synthesize_stage
-from pipeline.synthesize.warping import OCCLUSION_THRESHOLD, non_occluded, warping_error, warping_figures
+from pipeline.synthesize import video as video_module
+from pipeline.synthesize.warping import (OCCLUSION_THRESHOLD, non_occluded, warping_error, warping_figures,
+                                         warping_summary)
 from pipeline.train.cluster import feature_bank
 from pipeline.train.loop import train_variant
 from pipeline.train.settings import train_settings
@@ -154,3 +158,92 @@ def test_warping_json_carries_the_real_level_and_provenance(packed_city, trained
     made = record["provenance"]
     assert made["stage"] == "synthesize" and made["code_version"] and made["settings"]["frames"] == 4
     assert made["model_provenance"]["variant"] == "v02"        # the weights behind it, for the report's notes
+
+
+def _run_stage(trained, packed_city, fvd_settings, output, warping, *extra: str) -> None:
+    synthesize_stage.main(["--model", str(trained["v02"]), "--data", str(packed_city["val"]), "--device", "cpu",
+                           "--output", str(output), "--warping", str(warping),
+                           "--settings", json.dumps(fvd_settings), *extra])
+
+
+def test_no_output_appears_unless_both_are_written(packed_city, trained, fvd_settings, tmp_path, monkeypatch):
+    """The videos and their warping JSON appear together or not at all: an unwritable videos path
+    leaves no JSON, and a failed videos write (a full disk) leaves the old pair as it was."""
+    warping = tmp_path / "warping" / "v02.json"
+    (tmp_path / "blocker").write_text("a file where the videos' folder should be")
+    with pytest.raises(OSError):
+        _run_stage(trained, packed_city, fvd_settings, tmp_path / "blocker" / "v02.h5", warping)
+    assert not warping.exists() and not list(warping.parent.iterdir())      # no JSON, no temporary
+    videos = tmp_path / "v02.h5"
+    videos.write_bytes(b"old videos")
+    warping.write_text('{"old": true}')
+
+    def disk_full(path, *args, **kwargs):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(synthesize_stage, "write_videos", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        _run_stage(trained, packed_city, fvd_settings, videos, warping)
+    assert videos.read_bytes() == b"old videos" and warping.read_text() == '{"old": true}'
+    assert sorted(path.name for path in tmp_path.rglob("*")) == ["blocker", "v02.h5", "v02.json", "warping"]
+
+
+def _diverged(model_path, tmp_path, module: str = "generator"):
+    """A copy of a trained model with one NaN weight in ``module``, as a diverged run saves it; and its name."""
+    checkpoint = torch.load(model_path, map_location="cpu", weights_only=False)
+    name = next(key for key, value in checkpoint[module].items() if value.is_floating_point())
+    checkpoint[module][name] = checkpoint[module][name].clone()
+    checkpoint[module][name].view(-1)[0] = float("nan")
+    torch.save(checkpoint, tmp_path / f"diverged_{module}.pt")
+    return tmp_path / f"diverged_{module}.pt", f"{module}.{name}"
+
+
+def test_a_model_with_non_finite_weights_is_refused(packed_city, trained, fvd_settings, tmp_path):
+    """A diverged run's NaN weights would give all-black videos and a NaN warping error that FVD
+    then scores as if valid: synthesis names the model file and the first non-finite tensor."""
+    for variant, module in (("v02", "generator"), ("v08", "encoder")):
+        path, name = _diverged(trained[variant], tmp_path, module)
+        with pytest.raises(PipelineError, match=rf"{path.name}: non-finite weights in {re.escape(name)}"):
+            synthesize_videos(path, packed_city["val"], fvd_settings, trained["clusters"])
+
+
+def test_non_finite_frames_are_refused(packed_city, trained, fvd_settings, monkeypatch):
+    def nan_frames(models, entry, sample, chosen):
+        return torch.full((fvd_settings["frames"], 3, 32, 64), float("nan"))
+
+    monkeypatch.setattr(video_module, "_synthesize", nan_frames)
+    with pytest.raises(PipelineError, match=r"model.pt: video 0 has non-finite pixels"):
+        synthesize_videos(trained["v02"], packed_city["val"], fvd_settings)
+
+
+def test_a_bad_clusters_file_is_named(packed_city, trained, fvd_settings, tmp_path):
+    """--clusters must be the cluster bank of the model's own variant, readable."""
+    garbage = tmp_path / "bad.pt"
+    garbage.write_bytes(b"not a torch file at all")
+    with pytest.raises(PipelineError, match="bad.pt: not a readable feature cluster bank"):
+        synthesize_videos(trained["v08"], packed_city["val"], fvd_settings, garbage)
+    with pytest.raises(PipelineError, match="model.pt: not a feature cluster bank"):
+        synthesize_videos(trained["v08"], packed_city["val"], fvd_settings, trained["v08"])
+    other = torch.load(trained["clusters"], weights_only=False)
+    torch.save(dict(other, variant="v05"), tmp_path / "v05_clusters.pt")
+    with pytest.raises(PipelineError, match="v05_clusters.pt: the cluster bank of variant 'v05', the model is 'v08'"):
+        synthesize_videos(trained["v08"], packed_city["val"], fvd_settings, tmp_path / "v05_clusters.pt")
+
+
+def test_warping_json_is_strict_json_with_null_for_unmeasured(packed_city, trained, fvd_settings, tmp_path):
+    """An error no pixel could measure is null, not a bare NaN token other JSON readers reject."""
+    nan = float("nan")
+    figures = [{"error": nan, "real_error": nan, "mask_kept_share": 0.0}] * 2
+    summary = warping_summary("v02", figures, {"stage": "synthesize"})
+    write_json(tmp_path / "unmeasured.json", summary)
+
+    def refuse(token):
+        raise ValueError(f"bare {token} in the JSON")
+
+    strict = json.loads((tmp_path / "unmeasured.json").read_text(), parse_constant=refuse)
+    assert strict["warping_error"] is None and strict["per_video"] == [None, None]
+    assert strict["real_warping_error"] is None and strict["mask_kept_share"] == 0.0
+    output = tmp_path / "v02.json"
+    _run_stage(trained, packed_city, fvd_settings, tmp_path / "v02.h5", output)
+    measured = json.loads(output.read_text(), parse_constant=refuse)
+    assert all(isinstance(value, float) for value in measured["per_video"])

@@ -64,8 +64,16 @@ def warping_summary(variant: str, figures: Sequence[Mapping[str, float]], record
         return np.asarray([video[key] for video in figures], dtype=np.float64)
 
     errors, real = column("error"), column("real_error")
-    return {"variant": variant, "warping_error": float(np.nanmean(errors)),
-            "warping_error_std": float(np.nanstd(errors, ddof=1)), "per_video": errors.tolist(),
-            "real_warping_error": float(np.nanmean(real)), "real_per_video": real.tolist(),
-            "mask_kept_share": float(column("mask_kept_share").mean()),
+    figures_of = {"warping_error": np.nanmean(errors), "warping_error_std": np.nanstd(errors, ddof=1),
+                  "per_video": errors, "real_warping_error": np.nanmean(real), "real_per_video": real,
+                  "mask_kept_share": column("mask_kept_share").mean()}
+    return {"variant": variant, **{key: _null_for_nan(value) for key, value in figures_of.items()},
             "occlusion_threshold": OCCLUSION_THRESHOLD, "provenance": dict(record)}
+
+
+def _null_for_nan(values: np.ndarray | float) -> list[float | None] | float | None:
+    """A figure (or each of an array's) as a float, None where it is NaN: JSON has no NaN, and
+    Python's bare ``NaN`` token is refused by strict readers (jq, JavaScript, most other languages)."""
+    if np.ndim(values):
+        return [_null_for_nan(value) for value in values]
+    return None if np.isnan(values) else float(values)
