@@ -26,9 +26,10 @@ from typing import Any
 from pipeline.errors import PipelineError
 
 __all__ = ["add_city_arguments", "add_frames_root_argument", "add_settings_arguments", "read_settings", "run_main",
-           "Terminated", "TERMINATED_EXIT"]
+           "Terminated", "TERMINATED_EXIT", "INTERRUPTED_EXIT"]
 
 TERMINATED_EXIT = 143      # 128 + SIGTERM, what a shell reports for a process SIGTERM killed
+INTERRUPTED_EXIT = 130     # 128 + SIGINT: a training or fit loop saved on Ctrl-C
 
 
 class Terminated(SystemExit):

@@ -126,7 +126,7 @@ def test_loader_workers_outlive_a_sigterm_sent_to_the_whole_job(tmp_path):
     script = textwrap.dedent("""
         import sys, time, torch
         from pipeline.train.loop import make_loader
-        from pipeline.train.state import SigtermFlag
+        from pipeline.train.state import StopFlag
 
         class Slow(torch.utils.data.Dataset):
             def __len__(self):
@@ -135,7 +135,7 @@ def test_loader_workers_outlive_a_sigterm_sent_to_the_whole_job(tmp_path):
                 time.sleep(0.05)
                 return torch.tensor(index)
 
-        flag = SigtermFlag()
+        flag = StopFlag()
         for number, sample in enumerate(make_loader(Slow(), list(range(1000)), torch.device("cpu"), 0, workers=2)):
             if number == 0:
                 print("reading", flush=True)
@@ -150,3 +150,58 @@ def test_loader_workers_outlive_a_sigterm_sent_to_the_whole_job(tmp_path):
     out, err = process.communicate(timeout=60)
     assert process.returncode == TERMINATED_EXIT, err
     assert out.strip() == "saved"
+
+
+def test_ctrl_c_saves_like_sigterm_and_a_second_one_interrupts_at_once(settings, packed, tmp_path):
+    """A local run's Ctrl-C (SIGINT) saves at the next window and exits 130, where it lost up to
+    checkpoint_minutes of training; a second Ctrl-C still interrupts at once."""
+    import json
+    import time
+
+    from pipeline.cli import INTERRUPTED_EXIT
+    from pipeline.train.state import StopFlag
+    command = [sys.executable, "-m", "pipeline.train", "--variant", "v02", "--data", str(packed["train"]),
+               "--output", str(tmp_path / "out"), "--resume", str(tmp_path / "resume"), "--device", "cpu",
+               "--settings", json.dumps(settings)]
+    process = subprocess.Popen(command, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "resume" / "losses.csv"
+    while process.poll() is None and not (log.is_file() and len(log.read_text().splitlines()) > 1):
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == INTERRUPTED_EXIT, err
+    saved = torch.load(tmp_path / "resume" / RESUME_NAME, weights_only=False)
+    assert not saved["finished"] and saved["position"]["step"] >= 1
+    assert "Ctrl-C (SIGINT): saved at window" in (tmp_path / "resume" / "history.log").read_text()
+
+    flag = StopFlag()
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert flag.requested and flag.exit_code == INTERRUPTED_EXIT
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        flag.restore()
+
+
+def test_a_loss_gone_non_finite_stops_training_before_anything_is_saved(packed, tmp_path):
+    """A NaN in the packed flow (pack refuses one; a file edited or damaged after packing does
+    not) makes a flow variant's loss NaN: training stops there, naming the window and the terms,
+    and saves neither a resume state nor model.pt holding NaN weights."""
+    import shutil
+
+    import numpy as np
+    data = tmp_path / "train.h5"
+    shutil.copy(packed["train"], data)
+    with h5py.File(data, "r+") as file:
+        flow = file["16x32/flow"]
+        values = flow[()]
+        values[:, 1:, 3, 4, 0] = np.nan          # one pixel of every frame's flow: whatever windows are drawn
+        flow[()] = values
+    v09 = train_settings(merge(load_config([DEFAULT_CONFIG]), TINY), "v09")
+    with pytest.raises(PipelineError, match=r"v09: the loss is not finite at window \d+ .*= nan") as stopped:
+        train_variant("v09", v09, data, tmp_path / "out", tmp_path / "resume", "cpu", progress=False)
+    assert "pipeline.pack --verify" in str(stopped.value)
+    assert not (tmp_path / "resume" / RESUME_NAME).exists() and not (tmp_path / "out" / "model.pt").exists()
+    assert "stopped at window" in (tmp_path / "resume" / "history.log").read_text()

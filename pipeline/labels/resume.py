@@ -2,8 +2,8 @@
 walltime kill as training does (``pipeline.train.loop``).
 
 The fit saves its whole state into ``FOLDER/resume.pt`` every ``checkpoint_minutes`` and on
-SIGTERM, and after SIGTERM exits with status 143 (``pipeline.cli.TERMINATED_EXIT``) so the rule's
-retries resubmit it: the model, the optimiser, the steps taken, the numpy Generator its batches
+SIGTERM or Ctrl-C, and after SIGTERM exits with status 143 (``pipeline.cli.TERMINATED_EXIT``) so
+the rule's retries resubmit it (after Ctrl-C: 130): the model, the optimiser, the steps taken, the numpy Generator its batches
 and augmentation draw from with the permutation it is part-way through
 (``runtime.EpochBatches``), the python, numpy and torch RNG states, the losses so far (the
 summary's final loss averages the last tenth) and the seconds spent. A resubmitted job with the
@@ -35,11 +35,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pipeline.cli import TERMINATED_EXIT
 from pipeline.labels.frames import FrameRef
 from pipeline.labels.runtime import EpochBatches, warmup_poly_lr
 from pipeline.provenance import code_version
-from pipeline.train.state import History, SigtermFlag, fingerprint, load_resume, restore_rng, save_resume
+from pipeline.train.state import History, StopFlag, fingerprint, load_resume, restore_rng, save_resume
 
 __all__ = ["DEFAULT_CHECKPOINT_MINUTES", "FitPosition", "FitResume", "frames_identity", "add_resume_arguments"]
 
@@ -86,7 +85,7 @@ class FitResume:
         self._interval = 60.0 * checkpoint_minutes
         self._started = self._last_save = time.monotonic()
         self._parts: tuple[torch.nn.Module, torch.optim.Optimizer, EpochBatches] | None = None
-        self._terminate: SigtermFlag | None = None
+        self._terminate: StopFlag | None = None
         self._history = History(self.folder, stage) if self.folder is not None else None
 
     @contextmanager
@@ -102,7 +101,7 @@ class FitResume:
         if self._history is not None:
             self._history.begin(f"resumed at step {self.step}" if resumed else "started")
         self._started = self._last_save = time.monotonic()
-        self._terminate = SigtermFlag() if self.folder is not None else None
+        self._terminate = StopFlag() if self.folder is not None else None
         try:
             yield self
         except BaseException as stop:
@@ -123,9 +122,9 @@ class FitResume:
         if self._terminate.requested or time.monotonic() - self._last_save >= self._interval:
             self._save()
             if self._terminate.requested:
-                print(f"{self.stage}: SIGTERM: step {self.step} saved in {self.folder}; a resubmitted job goes on "
-                      "from there", file=sys.stderr)
-                raise SystemExit(TERMINATED_EXIT)
+                print(f"{self.stage}: {self._terminate.name}: step {self.step} saved in {self.folder}; a resubmitted "
+                      "job goes on from there", file=sys.stderr)
+                raise SystemExit(self._terminate.exit_code)
 
     def finish(self) -> None:
         """Save the finished fit's state, marked finished, as training saves after its last stage."""

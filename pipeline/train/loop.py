@@ -50,7 +50,7 @@ from pipeline.train.events import EVENTS_DIR, ScalarLog, copy_events
 from pipeline.train.log_columns import LOG_COLUMNS
 from pipeline.train.schedule import StagePlan, plan_stages
 from pipeline.train.settings import RUNTIME_DEFAULTS, split_runtime
-from pipeline.train.state import (History, Position, SigtermFlag, fingerprint, load_resume, restore_rng,
+from pipeline.train.state import (RESUME_NAME, History, Position, StopFlag, fingerprint, load_resume, restore_rng,
                                   save_resume, seed_rng)
 from pipeline.train.step import Models, Optimizers, train_window
 
@@ -222,7 +222,7 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
     log = _LossLog(resume_dir / LOG_NAME, state["extra"].get("log_rows", 0) if state else 0)
     history = History(resume_dir, variant)
     history.begin(f"resumed at {_where(position)}" if state else "started")
-    terminate = SigtermFlag()    # the loop saves and exits after the current window
+    terminate = StopFlag()    # SIGTERM or Ctrl-C: the loop saves and exits after the current window
     started, last_save = time.monotonic(), time.monotonic()
 
     def save() -> None:
@@ -250,6 +250,7 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
                         batch = expand(batch, settings["label_set"])
                     batch = _as_window(batch)
                     terms = train_window(models, optimizers, batch)
+                    _check_finite(variant, terms, position, sample["snippet"], resume_dir, data_path)
                     position.sample += 1
                     position.step += 1
                     position.stage_step += 1
@@ -260,7 +261,7 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
                         save()
                         last_save = time.monotonic()
                         if terminate.requested:
-                            raise SystemExit(TERMINATED_EXIT)
+                            raise SystemExit(terminate.exit_code)
                     if _stage_done(plan, position):
                         break
                 else:
@@ -328,6 +329,19 @@ def ignore_job_signals(worker_id: int) -> None:  # noqa: ARG001 - DataLoader's w
     workers ignore SIGTERM and SIGINT, and end when the loader is done or the main process is gone."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _check_finite(variant: str, terms: Mapping[str, float], position: Position, snippet: str,
+                  resume_dir: Path, data_path: Path) -> None:
+    """Stop at a non-finite loss, before anything is saved: the step has already put NaN into the
+    weights, and a save would hand them to every later attempt, to model.pt and to synthesis."""
+    bad = {name: value for name, value in terms.items() if not math.isfinite(value)}
+    if bad:
+        raise PipelineError(
+            f"{variant}: the loss is not finite at {_where(position)}, snippet {snippet} "
+            f"({', '.join(f'{name} = {value}' for name, value in bad.items())}); nothing after the last save "
+            f"was kept ({resume_dir / RESUME_NAME}, which a rerun goes on from and would reach this again): "
+            f"check the data (python -m pipeline.pack --verify {data_path}) or lower the learning rate")
 
 
 def _where(position: Position) -> str:

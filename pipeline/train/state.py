@@ -12,7 +12,7 @@ previous one.
 
 The label fits (``pipeline.labels.resume``) keep their state in the same file through the same
 functions: their fingerprint names the stage where training's names the variant, and their
-position is their own dataclass. ``SigtermFlag`` is how both loops hear a walltime kill, and
+position is their own dataclass. ``StopFlag`` is how both loops hear a walltime kill or Ctrl-C, and
 ``History`` where their attempts add up: Snakemake deletes a job's log before every attempt.
 """
 
@@ -33,12 +33,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.cli import TERMINATED_EXIT
+from pipeline.cli import INTERRUPTED_EXIT, TERMINATED_EXIT
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_path
 
 __all__ = ["Position", "fingerprint", "flatten", "differences", "seed_rng", "capture_rng", "restore_rng",
-           "save_resume", "load_resume", "SigtermFlag", "History"]
+           "save_resume", "load_resume", "StopFlag", "History"]
 
 RESUME_NAME = "resume.pt"
 HISTORY_NAME = "history.log"
@@ -162,19 +162,35 @@ def load_resume(folder: Path, expected: dict, position_type: type = Position) ->
     return state
 
 
-class SigtermFlag:
-    """SIGTERM sets ``requested``; the loop saves at its next step boundary and exits with
-    ``pipeline.cli.TERMINATED_EXIT``. ``restore`` puts the previous handler back."""
+class StopFlag:
+    """SIGTERM (a walltime kill, a cancel) or SIGINT (Ctrl-C) sets ``requested``; the loop saves
+    at its next step boundary and exits with ``exit_code``: ``pipeline.cli.TERMINATED_EXIT`` (143)
+    after SIGTERM, so Snakemake retries, and 130 after Ctrl-C. Ctrl-C would otherwise lose up to
+    ``checkpoint_minutes`` of a local run; a second Ctrl-C interrupts at once, as it usually does.
+    ``restore`` puts the previous handlers back."""
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
+        self.signum: int | None = None
+        self._previous = {signum: signal.signal(signum, self._handle) for signum in (signal.SIGTERM, signal.SIGINT)}
 
     def _handle(self, signum, frame) -> None:  # noqa: ARG002
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
         self.requested = True
+        self.signum = self.signum or signum
+
+    @property
+    def name(self) -> str:
+        return "SIGTERM" if self.signum == signal.SIGTERM else "Ctrl-C (SIGINT)"
+
+    @property
+    def exit_code(self) -> int:
+        return TERMINATED_EXIT if self.signum == signal.SIGTERM else INTERRUPTED_EXIT
 
     def restore(self) -> None:
-        signal.signal(signal.SIGTERM, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 class History:
@@ -192,9 +208,10 @@ class History:
         self.add(event)
 
     def stopped(self, stop: BaseException, where: str) -> None:
-        """Record why the attempt ends early: a SIGTERM save (exit 143) or an error."""
-        if isinstance(stop, SystemExit) and stop.code == TERMINATED_EXIT:
-            self.add(f"SIGTERM: saved at {where}; a resubmitted job goes on from there")
+        """Record why the attempt ends early: a save on SIGTERM (exit 143) or Ctrl-C (130), or an error."""
+        if isinstance(stop, SystemExit) and stop.code in (TERMINATED_EXIT, INTERRUPTED_EXIT):
+            signal_name = "SIGTERM" if stop.code == TERMINATED_EXIT else "Ctrl-C (SIGINT)"
+            self.add(f"{signal_name}: saved at {where}; a resubmitted job goes on from there")
         else:
             self.add(f"stopped at {where}: {type(stop).__name__}: {stop}")
 
