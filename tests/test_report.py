@@ -756,6 +756,26 @@ def test_warping_picture_draws_the_real_videos_level(tmp_path, monkeypatch):
         plt.close(fig)
 
 
+def test_an_unmeasured_warping_error_written_as_null_is_drawn_n_a_and_left_blank_in_the_table(tmp_path, drawn):
+    """Synthesis writes null for a figure it could not measure (strict JSON has no NaN); the
+    picture reads it as NaN ("n/a", no bar) and the table leaves the cell blank."""
+    from pipeline.fvd import table as table_stage
+    from pipeline.io import write_json
+    from pipeline.synthesize.warping import warping_summary
+    unmeasured = {"error": float("nan"), "real_error": float("nan"), "mask_kept_share": 0.0}
+    write_json(tmp_path / "v01.json", warping_summary("v01", [unmeasured, unmeasured], {}))
+    write_json(tmp_path / "v11.json", warping_summary("v11", [dict(unmeasured, error=0.05, real_error=0.01)] * 2, {}))
+    assert json.loads((tmp_path / "v01.json").read_text())["warping_error"] is None
+    records = warping.read_warping([tmp_path / "v01.json", tmp_path / "v11.json"])
+    assert np.isnan(records["v01"]["warping_error"]) and np.isnan(records["v01"]["per_video"]).all()
+    order = [{"variant": "v01", "index": "1", "network": "crn"}, {"variant": "v11", "index": "11", "network": "pix2pixhd"}]
+    warping.draw_warping(order, records, "Weights: x", tmp_path / "warping.png", record={})
+    assert any(text.get_text() == "n/a" for text in drawn[-1].axes[0].texts)
+    found = {name: (json.loads((tmp_path / f"{name}.json").read_text()), tmp_path / f"{name}.json")
+             for name in ("v01", "v11")}
+    assert np.isnan(table_stage._optional_number(found, "v01", ["warping_error"]))
+    assert table_stage._optional_number(found, "v11", ["warping_error"]) == pytest.approx(0.05)
+
 def test_bad_inputs_name_the_file(tmp_path):
     from pipeline.errors import PipelineError
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -128,6 +129,8 @@ def _optional_number(found: Mapping[str, tuple[dict, Path]], name: str, keys: Se
     record, path = found[name]
     for key in keys:
         if key in record:
+            if record[key] is None:         # JSON's null: a figure that could not be measured
+                return math.nan
             try:
                 return float(record[key])
             except (TypeError, ValueError) as err:

@@ -22,6 +22,7 @@ import argparse
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,8 +48,15 @@ def read_warping(paths: Sequence[str | Path]) -> dict[str, dict]:
         record = read_json(path)
         if not isinstance(record, dict) or "warping_error" not in record:
             raise PipelineError("not a warping-error JSON (no 'warping_error')", path)
-        records[str(record.get("variant") or path.stem)] = record
+        records[str(record.get("variant") or path.stem)] = {key: _nan_for_null(value) for key, value in record.items()}
     return records
+
+
+def _nan_for_null(value: Any) -> Any:
+    """The JSON's null (a figure that could not be measured) as NaN, in lists too."""
+    if value is None:
+        return math.nan
+    return [_nan_for_null(item) for item in value] if isinstance(value, list) else value
 
 
 def real_level(records: Mapping[str, dict]) -> tuple[float, float] | None:
