@@ -87,11 +87,12 @@ class Recorded(nn.Module):
 
     def __init__(self, criterion: nn.Module):
         super().__init__()
-        self.criterion, self.values = criterion, []
+        self.criterion, self.values, self.args = criterion, [], []
 
     def forward(self, *args):
         value = self.criterion(*args)
         self.values.append(float(value.detach()))
+        self.args.append([arg.detach().clone() for arg in args])
         return value
 
 
@@ -118,6 +119,12 @@ def test_flow_loss_on_every_trained_frame_and_warp_loss_after_the_first(study):
     assert terms["flow"] == pytest.approx(sum(flows) / 3, rel=1e-6)
     assert terms["warp"] == pytest.approx(sum(warps) / 2, rel=1e-6)
     assert "flow_epe" in terms
+    # flow[t] warps frame t-1 onto frame t: the warp loss takes the previous real frame, then the
+    # current one; the flow loss frame t's own reference flow.
+    for t, (previous, current, _) in zip((2, 3), models.criteria["warp"].args):
+        assert torch.equal(previous, window["image"][:, t - 1]) and torch.equal(current, window["image"][:, t])
+    for t, (_, reference) in zip((1, 2, 3), models.criteria["flow"].args):
+        assert torch.equal(reference, window["flow"][:, t])
 
 
 def test_the_encoder_sees_the_image_in_0_1(study):
@@ -300,6 +307,34 @@ def test_the_discriminators_see_real_priors_with_real_frames_and_generated_ones_
     assert torch.equal(fake_for_step[:, -6:], priors([generated[1], generated[0]]))
     assert not torch.equal(fake_for_step[:, -6:], real_for_step[:, -6:])
 
+
+def test_the_temporal_discriminator_sees_generated_priors_with_fakes_and_reference_flows_with_both(study):
+    """vid2vid mode (v14): the temporal discriminator's fake input holds the last two *generated*
+    frames, its real input the last two real ones, and both the reference flows of frames t and
+    t-1 (build.temporal_discriminator_input: image, prior images, flow, prior flow)."""
+    settings = tiny(study, "v14")
+    plan = plan_stages(settings["entry"], settings["train"])[0]
+    window = random_window(4, plan.height, plan.width, num_channels(settings["label_set"]))
+    torch.manual_seed(0)
+    models = build_models(settings["entry"], settings, plan)
+    optimizers = make_optimizers(models, settings["entry"], settings["train"], torch.device("cpu"))
+    generated, seen = [], []
+    models.generator.register_forward_hook(lambda module, args, output: generated.append(output["image"].detach()))
+    models.discriminators["temporal"].register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+    train_window(models, optimizers, window)
+    assert len(generated) == 3 and len(seen) == 4 * 3     # frames 1-3: G on fake and real, D on real and fake
+
+    def priors(frames):
+        return torch.cat([shift_prior(frame.clamp(0, 1), "adj") for frame in frames], 1)
+
+    t = 3                                                 # the third trained frame: priors from frames 2 and 1
+    fake_for_generator, real_for_generator, real_for_step, fake_for_step = seen[4 * (t - 1): 4 * t]
+    assert torch.equal(real_for_step, real_for_generator) and torch.equal(fake_for_step, fake_for_generator)
+    assert torch.equal(real_for_step[:, :3], window["image"][:, t])
+    assert torch.equal(real_for_step[:, 3:9], priors([window["image"][:, 2], window["image"][:, 1]]))
+    assert torch.equal(fake_for_step[:, 3:9], priors([generated[1], generated[0]]))
+    for given in (real_for_step, fake_for_step):
+        assert torch.equal(given[:, 9:11], window["flow"][:, t]) and torch.equal(given[:, 11:13], window["flow"][:, t - 1])
 
 def run_training(variant: str, settings: dict | list[str], packed: dict, work: Path,
                  kill_when=None) -> subprocess.CompletedProcess:
