@@ -205,3 +205,27 @@ def test_a_loss_gone_non_finite_stops_training_before_anything_is_saved(packed, 
     assert "pipeline.pack --verify" in str(stopped.value)
     assert not (tmp_path / "resume" / RESUME_NAME).exists() and not (tmp_path / "out" / "model.pt").exists()
     assert "stopped at window" in (tmp_path / "resume" / "history.log").read_text()
+
+
+def test_a_pack_of_held_out_data_is_refused_before_training(packed, tmp_path):
+    """Training v02 or v07 on the val pack (the test videos) would score them on their own
+    training data: refused, naming the file and the split it holds, before any state is made."""
+    config = merge(load_config([DEFAULT_CONFIG]), TINY)
+    for variant, needs in (("v02", r"gtfine_train \(train\.image_data\)"), ("v07", r"train \(the subset's snippets")):
+        with pytest.raises(PipelineError, match=rf"^{packed['val']}: holds the 'val' split; {variant} trains on {needs}"):
+            train_variant(variant, train_settings(config, variant), packed["val"], tmp_path / "out", tmp_path / "resume",
+                          "cpu", progress=False)
+    assert not (tmp_path / "resume").exists()
+
+
+def test_a_file_that_is_not_a_trained_model_is_named(tmp_path):
+    """synthesize and cluster_features load model.pt: a resume state or a bare state dict given in
+    its place is named with what it lacks, not a KeyError."""
+    from pipeline.train.loop import load_trained
+    torch.save({"fingerprint": {}, "modules": {}, "position": {}}, tmp_path / "resume.pt")
+    torch.save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "weights.pt")
+    with pytest.raises(PipelineError, match=r"resume.pt: not a trained model of pipeline.train: no variant, entry.*"
+                                            r"a resume state: the finished model is results/train/\{variant\}/model.pt"):
+        load_trained(tmp_path / "resume.pt")
+    with pytest.raises(PipelineError, match=r"weights.pt: not a trained model of pipeline.train: no variant"):
+        load_trained(tmp_path / "weights.pt")

@@ -44,6 +44,7 @@ from pipeline.models.build import (build_discriminators, build_feature_encoder, 
                                    optimizer_settings)
 from pipeline.models.crn import HEAD_PREFIXES
 from pipeline.pack.dataset import FrameDataset, WindowDataset, expand
+from pipeline.pack.schema import decode_attr
 from pipeline.pack.verify import open_packed
 from pipeline.provenance import code_version, provenance
 from pipeline.train.events import EVENTS_DIR, ScalarLog, copy_events
@@ -161,6 +162,12 @@ def _dataset(data_path: Path, entry: Mapping, train: Mapping, plan: StagePlan, l
     return FrameDataset(data_path, resolution, label_set=label_set, frames="annotated", expand=on_cpu)
 
 
+# What model.pt holds (_write_outputs), which load_trained checks before building from it.
+MODEL_KEYS = ("variant", "entry", "height", "width", "output_images", "label_set", "model_overrides", "generator",
+              "encoder", "provenance")
+# The packed splits that are training data: the subset's train snippets, and the annotated frame of
+# every train snippet (train.image_data's two choices, the pack's split names).
+TRAINING_SPLITS = ("train", "gtfine_train")
 FRAME_KEYS = ("image", "labels", "label_ids", "instances", "edge", "flow", "flow_valid")
 
 
@@ -193,6 +200,7 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
     entry, train = settings["entry"], {**settings["train"], **runtime}
     data_path, output_dir, resume_dir = Path(data_path), Path(output_dir), Path(resume_dir)
     data_provenance = packed_provenance(data_path)      # a missing or corrupt file stops here, named
+    check_training_split(variant, entry, train, data_path)
     device = pick_device(device)
     set_up_device(train, device)
     precision, why = choose_precision(train, device)
@@ -294,6 +302,22 @@ def packed_provenance(data_path: Path) -> str:
     read once, for the resume fingerprint and for model.pt's record."""
     with open_packed(data_path) as packed:
         return str(packed.attrs.get("provenance", ""))
+
+
+def check_training_split(variant: str, entry: Mapping, train: Mapping, data_path: Path) -> None:
+    """Refuse a pack of held-out data (val, test, heldout: training on them would score a variant on
+    its own training videos) and, for a prior-frame variant, the one-frame gtfine_train pack; an
+    image variant on the training split train.image_data did not choose trains, said on stderr."""
+    with open_packed(data_path) as packed:
+        split = decode_attr(packed.attrs.get("split"))
+    prior = bool(entry["prior"])
+    wanted = "train" if prior else train["image_data"]
+    if split not in TRAINING_SPLITS or (prior and split != wanted):
+        needs = "train (the subset's snippets, for its windows)" if prior else f"{wanted} (train.image_data)"
+        raise PipelineError(f"holds the {split!r} split; {variant} trains on {needs}", data_path)
+    if split != wanted:
+        print(f"{variant}: training on the {split} split of {data_path}, where train.image_data is {wanted}",
+              file=sys.stderr)
 
 
 def data_identity(data_provenance: str) -> dict:
@@ -490,7 +514,7 @@ def _write_outputs(variant, settings, models: Models, plan: StagePlan, data_path
                         data=str(data_path), data_provenance=data_provenance,
                         backbone_weights=models.criteria.provenance(), elapsed_seconds=round(elapsed, 1),
                         steps=position.step, hardware=hardware)
-    checkpoint = {
+    checkpoint = {      # MODEL_KEYS
         "variant": variant, "entry": dict(models.entry), "height": plan.height, "width": plan.width,
         "output_images": plan.output_images, "label_set": settings["label_set"],
         "model_overrides": settings["train"].get("model_overrides", {}),
@@ -524,6 +548,11 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> tuple[
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # noqa: BLE001
         raise PipelineError(f"not a readable model checkpoint ({err.__class__.__name__})", path) from err
+    missing = [key for key in MODEL_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
+    if missing:
+        hint = " (a resume state: the finished model is results/train/{variant}/model.pt)" \
+            if isinstance(checkpoint, dict) and "fingerprint" in checkpoint else ""
+        raise PipelineError(f"not a trained model of pipeline.train: no {', '.join(missing)}{hint}", path)
     entry = checkpoint["entry"]
     overrides = dict(checkpoint["model_overrides"].get("generator", {}))
     if entry["network"] == "crn":
