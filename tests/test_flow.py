@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -342,3 +343,40 @@ def test_dis_tracks_the_synthetic_city_motion(synthetic_city):
     assert result["epe"] < 1.0 and result["epe"] < 0.35 * result["true_length"]
     assert result["warp_error"] < 0.5 * result["warp_error_zero"]
     assert result["warp_error_true"] < 0.3 * result["warp_error_zero"]   # the truth and warp agree
+
+
+def test_each_flow_is_scored_against_the_truth_of_its_own_frame_pair(synthetic_city, tmp_path):
+    """Flow ``t - 1`` of the backend (frames t-1 -> t) is compared with the truth ``flow[t]``: with a
+    hand-made truth whose motion changes every frame, a backend that returns exactly it has EPE 0,
+    and the mean true length is that of frames 1..T-1 (an off-by-one pairing would give neither)."""
+    from pipeline.flow.backends import FlowBackend
+    from pipeline.flow.quality import evaluate_on_truth
+
+    root = tmp_path / "city"
+    shutil.copytree(synthetic_city, root)
+    (truth_path,) = (root / "truth").rglob("*.npz")
+    with np.load(truth_path) as stored:
+        truth = dict(stored)
+    frames, height, width = truth["flow"].shape[:3]
+    steps = np.arange(frames, dtype=np.float32)
+    truth["flow"] = np.broadcast_to(np.stack([steps, -steps / 2], -1)[:, None, None], truth["flow"].shape).copy()
+    truth["valid"] = np.ones((frames, height, width), bool)
+    truth["valid"][:, :8] = False
+    truth["flow"][:, :8] = 1e3                          # invalid pixels: never measured
+    np.savez(truth_path, **truth)
+
+    class Exact(FlowBackend):
+        name = "exact"
+
+        def compute(self, prev_rgb, next_rgb):
+            assert len(prev_rgb) == frames - 1
+            return truth["flow"][1:]
+
+        def describe(self):
+            return {"backend": self.name}
+
+    result = evaluate_on_truth(Exact(), root, "train", "synthberg", frames=frames, annotated_index=3)
+    assert result["pairs"] == frames - 1
+    assert result["epe"] == 0.0
+    assert result["true_length"] == pytest.approx(np.hypot(1, 0.5) * steps[1:].mean(), rel=1e-6)
+    assert result["warp_error"] == pytest.approx(result["warp_error_true"], rel=1e-9)

@@ -149,6 +149,14 @@ def test_score_crops_thesis_number_and_spread() -> None:
     assert json.loads(json.dumps(result)) == result  # JSON-ready
     again = score_crops(real, fake, ["left", "right"], batch_size=16, replicates=40, seed=0)
     assert again["pooled_bootstrap"] == result["pooled_bootstrap"]
+    # Each crop's interval: its own replicates' central 95%, moved to centre on its own pooled FVD, floored at 0.
+    tail = 100 * (1 - result["bootstrap"]["confidence"]) / 2
+    for crop in real:
+        figures = result["crops"][crop]
+        replicates = np.asarray(figures["bootstrap"])
+        low, high = np.percentile(replicates - replicates.mean() + figures["pooled"], [tail, 100 - tail])
+        assert figures["pooled_ci"] == pytest.approx([max(low, 0.0), high], rel=1e-9)
+    assert result["crops"]["left"]["pooled_ci"] != result["crops"]["right"]["pooled_ci"]
 
 
 # --- crops ------------------------------------------------------------------------------------

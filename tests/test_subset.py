@@ -111,6 +111,18 @@ def test_command_reports_bad_input_on_one_line(tmp_path):
     assert not (tmp_path / "s.json").exists()
 
 
+def test_settings_that_are_not_json_are_reported_on_one_line(small_tree, tmp_path):
+    """A malformed --settings (a hand-typed or badly quoted one) is a one-line error, not a traceback."""
+    output = tmp_path / "out" / "subset.json"
+    result = subprocess.run([sys.executable, "-m", "pipeline.data.subset", "--root", str(small_tree),
+                             "--output", str(output), "--parts", str(tmp_path / "out" / "train.json"),
+                             "--settings", "{"], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --settings is not valid JSON")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_each_part_holds_what_its_consumers_read(full_tree):
     """A split's part: its cities' snippets (and its folder, for the held-out split), the settings
     that select it, no root; gtfine_train's: every train city's snippets, no split."""

@@ -13,6 +13,7 @@ import torch
 from pipeline.config import DEFAULT_CONFIG, load_config
 from pipeline.errors import PipelineError
 from pipeline.fvd import SYNTH_KEYS, synthesis_settings
+from pipeline.fvd.videos import read_videos
 from pipeline.io import write_json
 from pipeline.pack.dataset import WindowDataset
 from pipeline.synthesize.video import real_videos, synthesize_videos, to_score_size
@@ -158,6 +159,33 @@ def test_warping_json_carries_the_real_level_and_provenance(packed_city, trained
     made = record["provenance"]
     assert made["stage"] == "synthesize" and made["code_version"] and made["settings"]["frames"] == 4
     assert made["model_provenance"]["variant"] == "v02"        # the weights behind it, for the report's notes
+
+
+def test_warping_json_measures_the_written_videos(packed_city, trained, fvd_settings, tmp_path):
+    """Each video's warping error is that of the synthesised video written beside it, against the
+    real video's flow and mask, recomputed here from the written uint8 frames; the variant's error
+    is their mean, its spread the sample std (N - 1); an untrained model's is not the real level."""
+    output, videos_path = tmp_path / "v02.json", tmp_path / "v02.h5"
+    _run_stage(trained, packed_city, fvd_settings, videos_path, output)
+    record = json.loads(output.read_text())
+    videos, _ = read_videos(videos_path)
+    reference = WindowDataset(packed_city["val"], (16, 32), window=4, start=2)
+    expected = []
+    for index, video in enumerate(videos):
+        real = reference[index]
+        frames = torch.from_numpy(video).permute(0, 3, 1, 2).float() / 255.0
+        expected.append(warping_figures(frames, real["image"], real["flow"]))
+    errors = np.array([figures["error"] for figures in expected])
+    real_errors = np.array([figures["real_error"] for figures in expected])
+    # Rounding to uint8 moves a pixel by <= 0.5 / 255, a warped one too, so their difference by <= 1 / 255.
+    rounding = 1 / 255
+    assert np.all(np.abs(errors - real_errors) > 2 * rounding)      # this untrained model is not the real level
+    assert record["per_video"] == pytest.approx(errors.tolist(), abs=rounding)
+    assert record["real_per_video"] == pytest.approx(real_errors.tolist(), rel=1e-6)
+    assert record["mask_kept_share"] == pytest.approx(np.mean([f["mask_kept_share"] for f in expected]))
+    assert record["warping_error"] == pytest.approx(np.mean(record["per_video"]), rel=1e-9)
+    assert record["warping_error_std"] == pytest.approx(np.std(record["per_video"], ddof=1), rel=1e-9)
+    assert record["real_warping_error"] == pytest.approx(real_errors.mean(), rel=1e-6)
 
 
 def _run_stage(trained, packed_city, fvd_settings, output, warping, *extra: str) -> None:
