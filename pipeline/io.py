@@ -27,6 +27,7 @@ What is guaranteed (Linux, POSIX file systems):
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -41,6 +42,7 @@ __all__ = ["atomic_path", "atomic_dir", "write_json", "read_json"]
 _RANDOM = "[a-z0-9_]{8}"      # tempfile's random part: 8 of "abcdefghijklmnopqrstuvwxyz0123456789_"
 _FILE_SUFFIX = ".tmp"          # atomic_path's suffix when the caller gives none
 _ASIDE = ".old"                # atomic_dir: the old target while the new one is renamed in
+_NEARLY_FULL = 1 << 20         # bytes free under which a failed write is taken for a full disk
 
 
 @contextlib.contextmanager
@@ -52,7 +54,7 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     """
     target = Path(target)
     suffix = suffix or _FILE_SUFFIX
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(target)
     for stale in _leftovers(target, suffix):
         if not stale.is_dir() or stale.is_symlink():
             stale.unlink(missing_ok=True)
@@ -64,8 +66,10 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
         yield tmp_path
         _fsync(tmp_path)
         os.replace(tmp_path, target)
-    except BaseException:
+    except BaseException as err:
+        full = _disk_full(err, target)      # asked before the temporary frees its space
         tmp_path.unlink(missing_ok=True)
+        _raise_if_full(full, err, target)
         raise
 
 
@@ -76,16 +80,62 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     A crash mid-way (a city half labelled) leaves ``target`` as it was (absent, or the old output).
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(target)
     _recover_dir(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
         _move_in(tmp, target)
-    except BaseException:
+    except BaseException as err:
+        full = _disk_full(err, target)
         _remove(tmp)
+        _raise_if_full(full, err, target)
         raise
+
+
+def _make_parent(target: Path) -> None:
+    """The target's folder, made if missing; a file in the way or no permission named at once (an
+    output folder that cannot exist would otherwise fail only when a long job writes its result)."""
+    from pipeline.errors import PipelineError
+
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as err:
+        in_the_way = next((parent for parent in target.parents if parent.exists() and not parent.is_dir()),
+                          err.filename)
+        raise PipelineError(f"cannot be written: {in_the_way} is a file, not a folder", target) from err
+    except PermissionError as err:
+        raise PipelineError(f"cannot be written: no permission to create {err.filename}", target) from err
+
+
+# What a full disk or an exhausted quota raises varies: OSError with its errno (Python), h5py's
+# OSError with the C library's message in its text, torch.save's bare "iostream error".
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+_FULL_TEXTS = tuple(os.strerror(code) for code in _FULL)
+
+
+def _disk_full(err: BaseException, target: Path) -> bool:
+    """Whether a write failed for want of space: said by the error, or seen on the disk."""
+    from pipeline.errors import PipelineError
+
+    if not isinstance(err, Exception) or isinstance(err, PipelineError):
+        return False
+    if getattr(err, "errno", None) in _FULL or any(text in str(err) for text in _FULL_TEXTS):
+        return True
+    with contextlib.suppress(OSError):
+        return shutil.disk_usage(target.parent).free < _NEARLY_FULL
+    return False
+
+
+def _raise_if_full(full: bool, err: BaseException, target: Path) -> None:
+    """Name a write that failed for want of space as such (one line, the target named); what the
+    target held is unchanged, as for any failed write."""
+    from pipeline.errors import PipelineError
+
+    if full:
+        raise PipelineError(f"not written: no space left on the disk (or quota) of {target.parent}; what was "
+                            f"there is unchanged ({type(err).__name__}: {err})", target) from err
 
 
 def _move_in(tmp: Path, target: Path) -> None:

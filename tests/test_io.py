@@ -285,3 +285,36 @@ def test_open_h5_names_a_missing_file_its_maker_and_a_file_cut_short(tmp_path):
     cut.write_bytes(whole.read_bytes()[:1000])
     with pytest.raises(PipelineError, match=rf"^{cut}: not a readable HDF5 file \(truncated or corrupt\?\)"):
         open_h5(cut)
+
+
+def test_a_full_disk_and_a_file_in_the_way_are_named_and_the_old_output_kept(tmp_path, monkeypatch):
+    """No space (errno ENOSPC, h5py's message, or torch.save's bare iostream error on a disk left
+    with nothing free) and a file where the output's folder should be: one line naming the target."""
+    import errno
+    import shutil
+
+    from pipeline import io
+    from pipeline.errors import PipelineError
+    target = tmp_path / "train.h5"
+    target.write_text("old")
+    failures = [OSError(errno.ENOSPC, "No space left on device"),
+                OSError("Can't write data (file write failed: errno = 28, error message = 'No space left on device')")]
+    for failure in failures:
+        with pytest.raises(PipelineError, match=rf"^{target}: not written: no space left on the disk"):
+            with atomic_path(target) as tmp:
+                tmp.write_text("new")
+                raise failure
+    monkeypatch.setattr(io.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(100, 100, 0))
+    with pytest.raises(PipelineError, match=r"no space left .*RuntimeError: basic_ios::clear: iostream error"):
+        with atomic_dir(tmp_path / "labels"):
+            raise RuntimeError("basic_ios::clear: iostream error")
+    monkeypatch.undo()
+    with pytest.raises(RuntimeError, match="unrelated"):       # other failures pass through as they were
+        with atomic_path(target):
+            raise RuntimeError("unrelated")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["train.h5"]
+    in_the_way = tmp_path / "results"
+    in_the_way.write_text("a file")
+    with pytest.raises(PipelineError, match=rf"^{in_the_way}/videos/v01.h5: cannot be written: {in_the_way} is a file"):
+        with atomic_path(in_the_way / "videos" / "v01.h5"):
+            pass
