@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_dir", "write_json", "read_json"]
+__all__ = ["atomic_path", "atomic_dir", "make_parent", "write_json", "read_json", "open_h5"]
 
 _RANDOM = "[a-z0-9_]{8}"      # tempfile's random part: 8 of "abcdefghijklmnopqrstuvwxyz0123456789_"
 _FILE_SUFFIX = ".tmp"          # atomic_path's suffix when the caller gives none
@@ -54,7 +54,7 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     """
     target = Path(target)
     suffix = suffix or _FILE_SUFFIX
-    _make_parent(target)
+    make_parent(target)
     for stale in _leftovers(target, suffix):
         if not stale.is_dir() or stale.is_symlink():
             stale.unlink(missing_ok=True)
@@ -80,7 +80,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     A crash mid-way (a city half labelled) leaves ``target`` as it was (absent, or the old output).
     """
     target = Path(target)
-    _make_parent(target)
+    make_parent(target)
     _recover_dir(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
@@ -94,7 +94,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
         raise
 
 
-def _make_parent(target: Path) -> None:
+def make_parent(target: Path) -> None:
     """The target's folder, made if missing; a file in the way or no permission named at once (an
     output folder that cannot exist would otherwise fail only when a long job writes its result)."""
     from pipeline.errors import PipelineError

@@ -229,3 +229,12 @@ def test_a_file_that_is_not_a_trained_model_is_named(tmp_path):
         load_trained(tmp_path / "resume.pt")
     with pytest.raises(PipelineError, match=r"weights.pt: not a trained model of pipeline.train: no variant"):
         load_trained(tmp_path / "weights.pt")
+
+
+def test_an_output_folder_that_cannot_exist_is_named_before_training(settings, packed, tmp_path):
+    """A file where the output folder should be was found only when the finished run wrote model.pt."""
+    (tmp_path / "results").write_text("a file")
+    with pytest.raises(PipelineError, match=r"out/model.pt: cannot be written: .*/results is a file, not a folder"):
+        train_variant("v02", settings, packed["train"], tmp_path / "results" / "out", tmp_path / "resume", "cpu",
+                      progress=False)
+    assert not (tmp_path / "resume").exists()

@@ -39,7 +39,7 @@ from tqdm import tqdm
 from pipeline.cli import TERMINATED_EXIT      # 128 + SIGTERM: Snakemake sees a failure and retries
 from pipeline.data.labels import num_channels
 from pipeline.errors import PipelineError
-from pipeline.io import atomic_path, write_json
+from pipeline.io import atomic_path, make_parent, write_json
 from pipeline.models.build import (build_discriminators, build_feature_encoder, build_generator, build_losses,
                                    optimizer_settings)
 from pipeline.models.crn import HEAD_PREFIXES
@@ -201,6 +201,7 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
     data_path, output_dir, resume_dir = Path(data_path), Path(output_dir), Path(resume_dir)
     data_provenance = packed_provenance(data_path)      # a missing or corrupt file stops here, named
     check_training_split(variant, entry, train, data_path)
+    make_parent(output_dir / "model.pt")     # not writable: said now, not when the run is done
     device = pick_device(device)
     set_up_device(train, device)
     precision, why = choose_precision(train, device)
