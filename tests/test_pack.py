@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -212,6 +215,76 @@ def test_flow_of_another_aspect_ratio_is_refused(tmp_path):
     assert not (tmp_path / "train.h5").exists()
 
 
+@pytest.mark.parametrize("value", [np.nan, -np.inf])
+def test_non_finite_flow_is_refused(tmp_path, value):
+    """NaN or inf in a flow file was packed (trained a NaN model; only --verify told): the pack stops
+    naming the flow file, the snippet and the frame, and leaves no output, no temporary."""
+    tree = make_pack_tree(tmp_path / "t", {"delta": 1})
+    snippet = tree.snippets[0]
+    with h5py.File(tree.flow[0], "a") as file:
+        file[f"flow/{snippet.id}"][1, 5, 7, 0] = value          # the flow of frame 2
+    message = (f"{tree.flow[0]}: dataset 'flow/{snippet.id}' holds non-finite values (NaN or inf): the flow of "
+               f"frame 2 of snippet {snippet.id} ({snippet.frame_paths[2].name})")
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(PipelineError, match=f"^{re.escape(message)}$"):
+        _pack(tree, out / "train.h5")
+    assert list(out.iterdir()) == []
+
+
+def test_flow_beyond_float16_once_enlarged_is_refused(tmp_path):
+    """Finite float16 flow packed larger than it was computed has its vectors scaled up: 40000
+    pixels at twice the size is 80000, inf as float16. Refused, where it was stored as inf."""
+    tree = make_pack_tree(tmp_path / "t", {"delta": 1}, flow_size=(32, 64), constant_flow=(40000.0, 0.0))
+    settings = {**SETTINGS, "pack": {**SETTINGS["pack"], "resolutions": [[32, 64], [64, 128]]}}
+    snippet = tree.snippets[0]
+    message = (f"{tree.flow[0]}: dataset 'flow/{snippet.id}': the flow of frame 1 of snippet {snippet.id} is "
+               "beyond float16's range at 64x128 (its vectors scale with the size)")
+    with pytest.raises(PipelineError, match=f"^{re.escape(message)}$"):
+        _pack(tree, tmp_path / "train.h5", settings=settings)
+    assert not (tmp_path / "train.h5").exists()
+
+
+def test_a_full_disk_fails_once_and_keeps_the_old_output(tree, packed, tmp_path):
+    """Writes failing mid-pack (a full disk; here a file size limit, which needs no mount) used to
+    print dozens of errors as h5py dropped datasets and then crash HDF5 (segfault, exit 139). Now
+    the first failed write raises, the file closes, the temporary goes and the old output stays."""
+    output = tmp_path / "out" / "train.h5"
+    output.parent.mkdir()
+    output.write_bytes(b"old")
+    limit = packed.stat().st_size // 2
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))    # Python ignores SIGXFSZ: EFBIG
+
+    command = [sys.executable, "-m", "pipeline.pack", "--subset", str(tree.subset), "--split", "train",
+               "--frames-root", str(tree.root), "--semantic", *map(str, tree.semantic), "--instance",
+               *map(str, tree.instance), "--flow", *map(str, tree.flow), "--output", str(output),
+               "--settings", json.dumps(SETTINGS)]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}     # only the pack writes under the limit
+    result = subprocess.run(command, capture_output=True, text=True, preexec_fn=limit_file_size, env=env)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Exception ignored" not in result.stderr and result.stderr.count("Traceback") <= 1, result.stderr
+    assert "File too large" in result.stderr
+    assert list(output.parent.iterdir()) == [output] and output.read_bytes() == b"old"
+
+
+def test_a_failed_final_flush_is_the_oserror_of_a_write(tree, tmp_path, monkeypatch):
+    """A disk full just as the metadata goes out: h5py raises the failed flush as a RuntimeError;
+    pack raises the OSError a failed write is (HDF5's errno, the temporary named) and leaves nothing."""
+    def full(self):
+        raise RuntimeError("Unable to synchronously flush file (file write failed: errno = 28, "
+                           "error message = 'No space left on device')")
+
+    monkeypatch.setattr(h5py.File, "flush", full)
+    with pytest.raises((OSError, PipelineError)) as caught:       # pipeline.io may name a full disk
+        _pack(tree, tmp_path / "train.h5")
+    error = caught.value if isinstance(caught.value, OSError) else caught.value.__cause__
+    assert isinstance(error, OSError) and error.errno == errno.ENOSPC
+    assert error.filename.startswith(str(tmp_path / ".train.h5."))
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("convention", [None, CONVENTION.replace("t-1 onto frame t", "t onto frame t-1")])
 def test_flow_of_unknown_direction_is_refused(tmp_path, convention):
     tree = make_pack_tree(tmp_path / "t", {"delta": 1})
@@ -338,6 +411,11 @@ def test_verify_rejects_wrong_counts_and_values(packed, tmp_path):
     with h5py.File(damaged, "a") as file:
         file["32x64/labels"][1, 2, 0, 0] = 34
     with pytest.raises(PipelineError, match="snippet 1 at 32x64: label id 34"):
+        verify(damaged)
+    shutil.copy(packed, damaged)
+    with h5py.File(damaged, "a") as file:
+        file["16x32/flow"][1, 2, 0, 0, 0] = np.inf
+    with pytest.raises(PipelineError, match="snippet 1 at 16x32: flow of frame 2 holds non-finite values"):
         verify(damaged)
     verify(damaged, values=False)   # structure alone is still fine
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+
 import cv2
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -173,12 +177,35 @@ def test_bad_requests_are_clear(packed, tmp_path):
         FrameDataset(packed, (64, 128))
     with pytest.raises(PipelineError, match="packed file not found"):
         FrameDataset(tmp_path / "missing.h5")
-    with pytest.raises(ValueError, match="window must be 1..8"):
+    with pytest.raises(PipelineError, match=rf"^{re.escape(str(packed))}: holds 8 frames a snippet \(split 'train'\), "
+                                            "too few for the window of 9 consecutive frames asked of it$"):
         WindowDataset(packed, (16, 32), window=9)
+    with pytest.raises(ValueError, match="window must be at least 1"):
+        WindowDataset(packed, (16, 32), window=0)
     with pytest.raises(ValueError, match="unknown label set"):
         FrameDataset(packed, (16, 32), label_set="train20")
     with pytest.raises(IndexError):
         FrameDataset(packed, (16, 32))[5]
+
+
+def test_a_corrupt_chunk_names_the_file_dataset_and_snippet(packed, tmp_path):
+    """Bytes overwritten in a compressed chunk gave a bare "OSError: Can't synchronously read data
+    (filter returned failure during read)" mid-training; now a PipelineError says where."""
+    damaged = tmp_path / "damaged.h5"
+    shutil.copy(packed, damaged)
+    with h5py.File(damaged) as file:
+        chunk = file["16x32/labels"].id.get_chunk_info_by_coord((3, 2, 0, 0))      # snippet 3, frame 2
+    with open(damaged, "r+b") as raw:
+        raw.seek(chunk.byte_offset + chunk.size // 2)
+        raw.write(b"\xff" * (chunk.size - chunk.size // 2))
+    message = (rf"^{re.escape(str(damaged))}: dataset '/16x32/labels', snippet 3: unreadable "
+               r"\(truncated or corrupt chunk\?\): .*filter returned failure")
+    frames = FrameDataset(damaged, (16, 32), frames="all")
+    frames[3 * 8 + 1]                                   # its other chunks still read
+    with pytest.raises(PipelineError, match=message):
+        frames[3 * 8 + 2]
+    with pytest.raises(PipelineError, match=message):   # the in-memory copy reads every chunk at once
+        WindowDataset(damaged, (16, 32), window=2, in_memory=True)
 
 
 def test_one_hot_paths_agree():

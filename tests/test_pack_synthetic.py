@@ -135,3 +135,7 @@ def test_the_image_variants_set_is_every_train_citys_gtfine_frame(tmp_path):
         frame = read_frame(root / "leftImg8bit_sequence" / "train" / city_name / f"{sample['snippet']}_leftImg8bit.png")
         np.testing.assert_array_equal(sample["image"].numpy(), frame)     # compact: uint8 HWC RGB
         assert not sample["flow"].any() and not sample["flow_valid"]
+    # A video variant given the image variants' set by mistake is told what the file holds.
+    with pytest.raises(PipelineError, match=rf"^{packed}: holds 1 frame a snippet \(split 'gtfine_train'\), too "
+                                            "few for the window of 3 consecutive frames asked of it$"):
+        WindowDataset(packed, (64, 128), window=3)

@@ -43,7 +43,7 @@ from pipeline.data.labels import channel_lut, num_channels
 from pipeline.errors import PipelineError
 from pipeline.models.edges import edge_map
 from pipeline.pack.schema import ARRAYS, decode_attr, group_name, parse_resolution
-from pipeline.pack.verify import open_packed
+from pipeline.pack.verify import open_packed, read_snippet
 
 __all__ = ["PackedFile", "FrameDataset", "WindowDataset", "expand", "window_start"]
 
@@ -75,9 +75,10 @@ class PackedFile:
             self.snippets = [_text(s) for s in file["snippets/id"][()]]
             self.cities = [_text(c) for c in file["snippets/city"][()]]
             self.flow_valid = file["flow_valid"][()]
-            self._memory = ({name: file[f"{self.group}/{name}"][()] for name in ARRAYS}
+            self._memory = ({name: _load(file[f"{self.group}/{name}"], self.path) for name in ARRAYS}
                             if in_memory else None)
         self.frames = int(attrs["frames"])
+        self.split = attrs.get("split")
         self.annotated_index = int(attrs["annotated_index"])
         self.label_set = str(attrs["label_set"])
         self.provenance: dict[str, Any] = json.loads(attrs["provenance"])   # labellers, weights, sources
@@ -93,7 +94,8 @@ class PackedFile:
         if self._memory is not None:
             arrays = {name: self._memory[name][snippet, first:stop].copy() for name in ARRAYS}
         else:
-            arrays = {name: dataset[snippet, first:stop] for name, dataset in self._datasets().items()}
+            arrays = {name: read_snippet(dataset, self.path, snippet, slice(first, stop))
+                      for name, dataset in self._datasets().items()}
         return arrays
 
     def _datasets(self) -> dict[str, h5py.Dataset]:
@@ -109,6 +111,15 @@ class PackedFile:
         state = dict(self.__dict__)
         state["_file"], state["_pid"], state["_open"] = None, None, {}
         return state
+
+
+def _load(dataset: h5py.Dataset, path: Path) -> np.ndarray:
+    """A whole packed dataset, read a snippet at a time so that a corrupt chunk's error names its
+    snippet (``read_snippet``); chunks hold one snippet's frames, so this reads each chunk once."""
+    array = np.empty(dataset.shape, dataset.dtype)
+    for index in range(len(dataset)):
+        array[index] = read_snippet(dataset, path, index)
+    return array
 
 
 def _text(value: Any) -> str:
@@ -256,8 +267,13 @@ class WindowDataset(_PackedDataset):
                  window: int = 6, label_set: str | None = None, seed: int = 0, start: int | None = None,
                  expand: bool = True, in_memory: bool = False):
         super().__init__(path, resolution, label_set, expand, in_memory)
-        if not 1 <= window <= self.packed.frames:
-            raise ValueError(f"window must be 1..{self.packed.frames}, got {window}")
+        if window < 1:
+            raise ValueError(f"window must be at least 1, got {window}")
+        if window > self.packed.frames:       # a file packed for another variant (gtfine_train) or frame count
+            frames, split = self.packed.frames, self.packed.split
+            held = f"{frames} frame{'s' if frames != 1 else ''} a snippet"
+            raise PipelineError(f"holds {held}{f' (split {split!r})' if split is not None else ''}, too few "
+                                f"for the window of {window} consecutive frames asked of it", self.packed.path)
         if start is not None and not 0 <= start <= self.packed.frames - window:
             raise ValueError(f"start must be 0..{self.packed.frames - window} for a window of {window}")
         self.window, self.seed, self.start, self.epoch, self.stage = window, seed, start, 0, 0

@@ -22,7 +22,7 @@ from pipeline.io import open_h5
 from pipeline.pack.schema import (ARRAYS, FLOW_DTYPES, ROOT_ATTRS, SCHEMA, SCHEMA_VERSION, decode_attr, group_name,
                                   instance_label_ids)
 
-__all__ = ["verify", "open_packed"]
+__all__ = ["verify", "open_packed", "read_snippet", "first_nonfinite_frame"]
 
 
 def open_packed(path: str | Path) -> h5py.File:
@@ -111,27 +111,38 @@ def _check_group(file: h5py.File, path: Path, resolution: tuple[int, int], count
                                 f"{' or '.join(map(str, allowed))}", path)
 
 
-def _read(dataset: h5py.Dataset, path: Path, index: int) -> np.ndarray:
+def read_snippet(dataset: h5py.Dataset, path: Path, index: int, frames: slice = slice(None)) -> np.ndarray:
+    """Frames ``frames`` of snippet ``index`` of a packed dataset, or a PipelineError naming the file, the
+    dataset and the snippet: of a corrupt chunk HDF5 says only "filter returned failure during read"
+    (verify and the training datasets read through here)."""
     try:
-        return dataset[index]
+        return dataset[index, frames]
     except (OSError, ValueError) as err:
         raise PipelineError(f"dataset {dataset.name!r}, snippet {index}: unreadable (truncated or "
                             f"corrupt chunk?): {err}", path) from err
 
 
+def first_nonfinite_frame(flow: np.ndarray) -> int | None:
+    """The index of the first frame of flow ``[T, ..]`` holding NaN or inf, else None. The one check
+    of flow values: pack runs it on the flow files it reads and on what it stores, verify on a file."""
+    finite = np.isfinite(flow).all(axis=tuple(range(1, flow.ndim)))
+    return None if finite.all() else int(np.argmin(finite))
+
+
 def _check_values(file: h5py.File, path: Path, group: str, index: int) -> None:
     where = f"snippet {index} at {group}"
-    labels = _read(file[f"{group}/labels"], path, index)
+    labels = read_snippet(file[f"{group}/labels"], path, index)
     if labels.max(initial=0) >= NUM_LABEL_IDS:
         raise PipelineError(f"{where}: label id {int(labels.max())} beyond the {NUM_LABEL_IDS} label ids",
                             path)
-    instances = instance_label_ids(_read(file[f"{group}/instances"], path, index))
+    instances = instance_label_ids(read_snippet(file[f"{group}/instances"], path, index))
     if instances.max(initial=0) >= NUM_LABEL_IDS:
         raise PipelineError(f"{where}: instance id with label part {int(instances.max())} beyond "
                             f"the {NUM_LABEL_IDS} label ids", path)
-    flow = _read(file[f"{group}/flow"], path, index)
-    if not np.isfinite(flow).all():
-        raise PipelineError(f"{where}: flow holds non-finite values", path)
+    flow = read_snippet(file[f"{group}/flow"], path, index)
+    frame = first_nonfinite_frame(flow)
+    if frame is not None:
+        raise PipelineError(f"{where}: flow of frame {frame} holds non-finite values", path)
     if np.any(flow[0] != 0):
         raise PipelineError(f"{where}: flow of frame 0 must be zero (it has no previous frame)", path)
-    _read(file[f"{group}/frames"], path, index)   # every chunk readable
+    read_snippet(file[f"{group}/frames"], path, index)   # every chunk readable

@@ -18,22 +18,28 @@ labelIds and instanceIds, one frame a snippet and no flow (never written: it rea
 Bad input stops the pack naming the file: a flow file whose ``convention`` is not
 ``pipeline.flow.convention.CONVENTION`` (or missing), label and instance PNGs of another size than
 their frame, flow of another aspect ratio than the frames (it may be smaller: ``flow.height``/
-``width``), and in a label directory the project's labellers wrote (its provenance.json lists
-``kept_gtfine_frames``) a frame outside that list holding ids other than the 19 train classes'
-label ids (trainIds written as labelIds, say). Hand-supplied label directories (provenance.json
-without that list) and gtFine frames are only checked for ids beyond the 34 label ids, and every
-instance PNG for instance ids (>= 1000) of classes Cityscapes gives no instances.
+``width``), flow holding NaN or inf (or beyond float16 once enlarged to a resolution), and in a
+label directory the project's labellers wrote (its provenance.json lists ``kept_gtfine_frames``)
+a frame outside that list holding ids other than the 19 train classes' label ids (trainIds
+written as labelIds, say). Hand-supplied label directories (provenance.json without that list)
+and gtFine frames are only checked for ids beyond the 34 label ids, and every instance PNG for
+instance ids (>= 1000) of classes Cityscapes gives no instances.
 
 The file is written under a temporary name and renamed (``pipeline.io.atomic_path``), so an
-interrupted pack leaves nothing at the output path. Its attributes (``pipeline.pack.schema``)
-carry the schema version, resolutions, the label table and the provenance: the settings, code
-and package versions, the source paths, and the label and flow stages' own provenance with a
-summary of which labellers and flow backend ran and whether their weights were real.
+interrupted or failed pack (a full disk: one OSError, see ``_abandon``) leaves nothing at the
+output path. Its attributes (``pipeline.pack.schema``) carry the schema version, resolutions, the
+label table and the provenance: the settings, code and package versions, the source paths, and
+the label and flow stages' own provenance with a summary of which labellers and flow backend ran
+and whether their weights were real.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
+import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -55,6 +61,7 @@ from pipeline.pack.schema import (
     ARRAYS, DEFAULT_COMPRESSION, FLOW_DTYPES, SCHEMA, SCHEMA_VERSION, array_codecs, codec_options, group_name,
     instance_label_ids, parse_resolution,
 )
+from pipeline.pack.verify import first_nonfinite_frame
 from pipeline.provenance import code_version, provenance
 
 __all__ = ["GTFINE_SPLIT", "PackInputs", "pack", "city_paths"]
@@ -166,17 +173,51 @@ def pack(subset_path: str | Path, split: str, inputs: PackInputs, output: str | 
     record = provenance("pack", settings, code_version("pipeline.pack"), None,
                         split=split, subset=str(subset_path), sources=inputs.sources(), **label_records)
     output = Path(output)
-    with atomic_path(output, suffix=".h5") as tmp, h5py.File(tmp, "w") as file:
-        _create(file, snippets, layout, split, label_set, record, snippets[0].annotated_index)
-        with ThreadPoolExecutor(max(1, threads)) as pool:
-            bar = tqdm(snippets, desc=f"pack {split}", unit="snippet",
-                       disable=None if progress is None else not progress)
-            for index, snippet in enumerate(bar):
-                _write_snippet(file, index, snippet, inputs, layout, pool)
-                if on_snippet is not None:
-                    on_snippet(index)
-        file.attrs["complete"] = True
+    with atomic_path(output, suffix=".h5") as tmp:
+        # No raw-data chunk cache: each chunk goes to the file when written, so a full disk fails
+        # the write that meets it, here. With the cache it failed as h5py dropped a dataset and
+        # flushed its cache, where h5py only prints the error and HDF5 keeps a half-closed dataset
+        # whose next close crashes (segfault). Whole chunks are written: the cache saved no I/O.
+        file = h5py.File(tmp, "w", rdcc_nbytes=0)
+        try:
+            _create(file, snippets, layout, split, label_set, record, snippets[0].annotated_index)
+            with ThreadPoolExecutor(max(1, threads)) as pool:
+                bar = tqdm(snippets, desc=f"pack {split}", unit="snippet",
+                           disable=None if progress is None else not progress)
+                for index, snippet in enumerate(bar):
+                    _write_snippet(file, index, snippet, inputs, layout, pool)
+                    if on_snippet is not None:
+                        on_snippet(index)
+            file.attrs["complete"] = True
+            _flush(file, tmp)
+            file.close()
+        except BaseException:
+            _abandon(file, tmp)
+            raise
     return output
+
+
+def _flush(file: h5py.File, tmp: Path) -> None:
+    """Write out HDF5's metadata before closing: should the disk be full, this fails with nothing
+    closed yet (a failed close leaves HDF5 half-closed objects, see :func:`_abandon`). h5py raises a
+    failed flush as a RuntimeError, a failed write as an OSError: raised as the OSError that a write
+    would be (errno from HDF5's message), so callers see a full disk one way."""
+    try:
+        file.flush()
+    except RuntimeError as err:
+        found = re.search(r"errno = (\d+)", str(err))
+        code = int(found.group(1)) if found else errno.EIO
+        raise OSError(code, os.strerror(code), str(tmp)) from err
+
+
+def _abandon(file: h5py.File, tmp: Path) -> None:
+    """Close the file of a failed pack before ``atomic_path`` removes it; left open, h5py retries
+    the close whenever it drops it, printing errors or crashing HDF5. Closing writes HDF5's metadata,
+    which a full disk refuses too: the temporary, discarded anyway, is emptied first to leave room.
+    The error to report is the one being raised, so one here is dropped."""
+    with contextlib.suppress(OSError, RuntimeError):       # h5py raises either of a failed close
+        os.truncate(tmp, 0)
+        file.close()
 
 
 def _split_snippets(subset: dict, split: str, subset_path: str | Path) -> list[Snippet]:
@@ -379,6 +420,7 @@ def _write_snippet(file: h5py.File, index: int, snippet: Snippet, inputs: PackIn
     if not inputs.gtfine:
         with _open_flow(inputs.flow[snippet.city]) as flow_file:
             flow = _flow_dataset(flow_file, snippet, inputs.flow[snippet.city])[()]
+        _check_finite_flow(flow, snippet, inputs.flow[snippet.city])
     jobs = [(t, path, flow[t - 1] if t > 0 else None) for t, path in enumerate(snippet.frame_paths)]
     per_frame = list(pool.map(lambda job: _frame_arrays(snippet, inputs, layout, *job), jobs))
     for resolution in layout.resolutions:
@@ -386,7 +428,28 @@ def _write_snippet(file: h5py.File, index: int, snippet: Snippet, inputs: PackIn
         for name in ARRAYS:
             if name == "flow" and inputs.gtfine:
                 continue      # only frame 0, whose flow is zero: unwritten chunks read as the fill value 0
-            group[name][index] = np.stack([arrays[resolution][name] for arrays in per_frame])
+            stacked = np.stack([arrays[resolution][name] for arrays in per_frame])
+            if name == "flow":
+                _check_finite_flow(stacked, snippet, inputs.flow[snippet.city], resolution)
+            group[name][index] = stacked
+
+
+def _check_finite_flow(flow: np.ndarray, snippet: Snippet, path: Path,
+                       resolution: tuple[int, int] | None = None) -> None:
+    """Refuse NaN or inf in a snippet's flow: packed, it trains a NaN model (the warp and the flow
+    losses read it) and only ``--verify`` would tell. ``flow`` is the flow file's dataset (frames
+    1..T-1), or with ``resolution`` the snippet's flow as stored (frames 0..T-1), which finite flow
+    makes non-finite only by overflowing float16 when enlarging scales its vectors up."""
+    frame = first_nonfinite_frame(flow)
+    if frame is None:
+        return
+    name = f"flow/{snippet.id}"
+    if resolution is None:
+        frame += 1          # the file holds no flow of frame 0
+        raise PipelineError(f"dataset {name!r} holds non-finite values (NaN or inf): the flow of frame {frame} "
+                            f"of snippet {snippet.id} ({snippet.frame_paths[frame].name})", path)
+    raise PipelineError(f"dataset {name!r}: the flow of frame {frame} of snippet {snippet.id} is beyond "
+                        f"{flow.dtype}'s range at {_size(resolution)} (its vectors scale with the size)", path)
 
 
 def _frame_arrays(snippet: Snippet, inputs: PackInputs, layout: _Layout, t: int, frame_path: Path,
@@ -406,7 +469,8 @@ def _frame_arrays(snippet: Snippet, inputs: PackInputs, layout: _Layout, t: int,
                      "instances": resize_labels(instances, size)}
         if not inputs.gtfine:      # gtfine_train writes no flow (see _write_snippet)
             flow_at = np.zeros((*size, 2), np.float32) if flow is None else resize_flow(flow, size)
-            out[size]["flow"] = flow_at.astype(layout.flow_dtype)
+            with np.errstate(over="ignore"):     # overflow is refused by name in _write_snippet
+                out[size]["flow"] = flow_at.astype(layout.flow_dtype)
     return out
 
 
