@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -25,7 +24,8 @@ from pipeline.data.labels import num_channels
 from pipeline.errors import PipelineError
 from pipeline.models.prior import shift_prior
 from pipeline.train.loop import (TERMINATED_EXIT, _grow, _hardware, _regrow_optimizers, build_models,
-                                 choose_precision, compile_models, load_trained, make_optimizers, train_variant)
+                                 choose_precision, compile_models, make_optimizers, train_variant)
+from pipeline.train.checkpoint import load_trained
 from pipeline.train.schedule import lr_factor, optimizer_steps, plan_stages, uses_decay
 from pipeline.train.settings import RUNTIME_DEFAULTS, train_runtime, train_settings
 from pipeline.train.step import random_window, train_window

@@ -221,7 +221,7 @@ def test_a_pack_of_held_out_data_is_refused_before_training(packed, tmp_path):
 def test_a_file_that_is_not_a_trained_model_is_named(tmp_path):
     """synthesize and cluster_features load model.pt: a resume state or a bare state dict given in
     its place is named with what it lacks, not a KeyError."""
-    from pipeline.train.loop import load_trained
+    from pipeline.train.checkpoint import load_trained
     torch.save({"fingerprint": {}, "modules": {}, "position": {}}, tmp_path / "resume.pt")
     torch.save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "weights.pt")
     with pytest.raises(PipelineError, match=r"resume.pt: not a trained model of pipeline.train: no variant, entry.*"

@@ -476,7 +476,6 @@ def person(noise: Noise, height: float, shirt: np.ndarray, trousers: np.ndarray,
     head_y, head_r = height - 0.115, 0.11
 
     def paint(a, b, fa, fb):
-        n = a.size
         legs = (b < hip) & (np.abs(np.abs(a) - 0.085) < 0.07 + 0.02 * (b < 0.05))
         torso_half = 0.16 + 0.035 * np.clip((b - hip) / (shoulder - hip), 0, 1)
         torso = (b >= hip - 0.02) & (b < shoulder) & (np.abs(a) < torso_half)

@@ -35,13 +35,14 @@ from torch import nn
 
 from pipeline.cli import add_frames_root_argument, add_settings_arguments, read_settings, run_main
 from pipeline.data.labels import IGNORE_TRAIN_ID, TRAIN_LABEL_IDS
+from pipeline.device import pick_device
 from pipeline.errors import PipelineError
 from pipeline.labels.checkpoint import save_checkpoint
 from pipeline.labels.frames import FrameRef
 from pipeline.labels.gtfine import annotated_frames, sample_store, segmentation_sample
 from pipeline.labels.resume import (DEFAULT_CHECKPOINT_MINUTES, FitResume, add_resume_arguments, frames_identity,
                                     run_fit)
-from pipeline.labels.runtime import EpochBatches, autocast, fit_steps, pick_device, seed_everything
+from pipeline.labels.runtime import EpochBatches, autocast, fit_steps, seed_everything
 from pipeline.labels.semantic import NUM_CLASSES, build_segmenter, normalise
 from pipeline.pack.resize import resize_labels
 from pipeline.provenance import code_version, provenance

@@ -26,10 +26,10 @@ import torch
 from pipeline.cli import add_city_arguments, add_settings_arguments, read_settings, run_main
 from pipeline.data.cityscapes import read_label_png
 from pipeline.data.subset import load_subset, subset_snippets
+from pipeline.device import pick_device
 from pipeline.errors import PipelineError
 from pipeline.labels.detections import Detections, paint_instances
 from pipeline.labels.frames import FrameRef, city_frames, label_city
-from pipeline.labels.runtime import pick_device
 from pipeline.provenance import code_version, provenance
 
 __all__ = ["Detector", "InstanceLabeller", "instance_labeller", "main"]

@@ -2,9 +2,9 @@
 walltime kill as training does (``pipeline.train.loop``).
 
 The fit saves its whole state into ``FOLDER/resume.pt`` every ``checkpoint_minutes`` and on
-SIGTERM or Ctrl-C, and after SIGTERM exits with status 143 (``pipeline.cli.TERMINATED_EXIT``) so
-the rule's retries resubmit it (after Ctrl-C: 130): the model, the optimiser, the steps taken, the numpy Generator its batches
-and augmentation draw from with the permutation it is part-way through
+SIGTERM or Ctrl-C, and after SIGTERM exits with status 143 (``pipeline.cli.TERMINATED_EXIT``, 130
+after Ctrl-C) so the rule's retries resubmit it: the model, the optimiser, the steps taken, the
+numpy Generator its batches and augmentation draw from with the permutation it is part-way through
 (``runtime.EpochBatches``), the python, numpy and torch RNG states, the losses so far (the
 summary's final loss averages the last tenth) and the seconds spent. A resubmitted job with the
 same settings, frames and code goes on from there and ends with the weights of an unbroken run

@@ -11,14 +11,9 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-__all__ = ["pick_device", "seed_everything", "autocast", "batched", "warmup_poly_lr", "fit_steps", "EpochBatches"]
+__all__ = ["seed_everything", "autocast", "batched", "warmup_poly_lr", "fit_steps", "EpochBatches"]
 
 T = TypeVar("T")
-
-
-def pick_device() -> torch.device:
-    """The device of a labelling run: the first GPU where there is one, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def seed_everything(seed: int) -> np.random.Generator:

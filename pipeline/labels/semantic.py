@@ -31,10 +31,10 @@ from torch import nn
 from pipeline.cli import add_city_arguments, add_settings_arguments, read_settings, run_main
 from pipeline.data.labels import NUM_TRAIN_IDS, TRAIN_LABEL_IDS, train_id_to_label_id
 from pipeline.data.subset import load_subset, subset_snippets
+from pipeline.device import pick_device
 from pipeline.errors import PipelineError
 from pipeline.labels.checkpoint import check_meta, checkpoint_record, load_into, read_checkpoint
 from pipeline.labels.frames import city_frames, label_city
-from pipeline.labels.runtime import pick_device
 from pipeline.provenance import code_version, provenance
 
 __all__ = [

@@ -22,6 +22,7 @@ import argparse
 from collections.abc import Sequence
 
 from pipeline.cli import add_settings_arguments, read_settings, run_main
+from pipeline.device import pick_device
 from pipeline.errors import PipelineError
 from pipeline.fvd.videos import write_video_stream, write_videos
 from pipeline.io import atomic_path, write_json
@@ -29,7 +30,6 @@ from pipeline.provenance import code_version, provenance
 from pipeline.synthesize.draws import read_draw_choice
 from pipeline.synthesize.video import candidate_videos, real_videos, synthesize_videos
 from pipeline.synthesize.warping import warping_summary
-from pipeline.train.loop import pick_device
 
 
 def main(argv: Sequence[str] | None = None) -> None:

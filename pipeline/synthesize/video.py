@@ -17,7 +17,7 @@ from pipeline.pack.dataset import WindowDataset
 from pipeline.pack.resize import resize_image
 from pipeline.synthesize.draws import DrawSeeding
 from pipeline.synthesize.warping import warping_figures
-from pipeline.train.loop import load_trained
+from pipeline.train.checkpoint import load_trained
 
 __all__ = ["video_count", "to_score_size", "real_videos", "synthesize_videos", "candidate_videos"]
 

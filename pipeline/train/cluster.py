@@ -20,12 +20,14 @@ import torch
 from tqdm import tqdm
 
 from pipeline.cli import add_settings_arguments, read_settings, run_main
+from pipeline.device import pick_device
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_path
 from pipeline.models.encoder import cluster_features, region_means
 from pipeline.pack.dataset import FrameDataset
 from pipeline.provenance import code_version, provenance
-from pipeline.train.loop import load_trained, make_loader, pick_device
+from pipeline.train.checkpoint import load_trained
+from pipeline.train.loop import make_loader
 from pipeline.train.settings import check_cluster_settings, cluster_settings
 
 __all__ = ["feature_bank"]

@@ -26,7 +26,6 @@ import signal
 import sys
 import time
 from collections.abc import Mapping
-from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from tqdm import tqdm
 
 from pipeline.cli import TERMINATED_EXIT      # 128 + SIGTERM: Snakemake sees a failure and retries
 from pipeline.data.labels import num_channels
+from pipeline.device import pick_device
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_path, make_parent, write_json
 from pipeline.models.build import (build_discriminators, build_feature_encoder, build_generator, build_losses,
@@ -53,11 +53,12 @@ from pipeline.train.schedule import StagePlan, plan_stages
 from pipeline.train.settings import RUNTIME_DEFAULTS, split_runtime
 from pipeline.train.state import (RESUME_NAME, History, Position, StopFlag, fingerprint, load_resume, restore_rng,
                                   save_resume, seed_rng)
+from pipeline.train.checkpoint import save_trained
 from pipeline.train.step import Models, Optimizers, train_window
 
 __all__ = ["train_variant", "build_models", "move_models", "set_up_device", "compile_models", "make_optimizers",
-           "fast_path", "choose_precision", "BF16_CAPABILITY", "load_trained", "packed_provenance", "data_identity",
-           "make_loader", "pick_device", "TERMINATED_EXIT"]
+           "fast_path", "choose_precision", "BF16_CAPABILITY", "packed_provenance", "data_identity",
+           "make_loader", "TERMINATED_EXIT"]
 
 LOG_NAME = "losses.csv"
 
@@ -162,9 +163,6 @@ def _dataset(data_path: Path, entry: Mapping, train: Mapping, plan: StagePlan, l
     return FrameDataset(data_path, resolution, label_set=label_set, frames="annotated", expand=on_cpu)
 
 
-# What model.pt holds (_write_outputs), which load_trained checks before building from it.
-MODEL_KEYS = ("variant", "entry", "height", "width", "output_images", "label_set", "model_overrides", "generator",
-              "encoder", "provenance")
 # The packed splits that are training data: the subset's train snippets, and the annotated frame of
 # every train snippet (train.image_data's two choices, the pack's split names).
 TRAINING_SPLITS = ("train", "gtfine_train")
@@ -326,13 +324,6 @@ def data_identity(data_provenance: str) -> dict:
     hashed. Snakemake reruns train when the file changes; the old run's state must not then hand
     back its weights (finished) or go on with the new data (killed)."""
     return {"pack_provenance_sha256": hashlib.sha256(data_provenance.encode()).hexdigest()[:16]}
-
-
-def pick_device(name: str | torch.device = "auto") -> torch.device:
-    """``auto``: the first GPU where there is one, else the CPU; otherwise the device named."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def make_loader(dataset, order: list[int], device: torch.device, seed: int, workers: int | None = None
@@ -515,55 +506,12 @@ def _write_outputs(variant, settings, models: Models, plan: StagePlan, data_path
                         data=str(data_path), data_provenance=data_provenance,
                         backbone_weights=models.criteria.provenance(), elapsed_seconds=round(elapsed, 1),
                         steps=position.step, hardware=hardware)
-    checkpoint = {      # MODEL_KEYS
-        "variant": variant, "entry": dict(models.entry), "height": plan.height, "width": plan.width,
-        "output_images": plan.output_images, "label_set": settings["label_set"],
-        "model_overrides": settings["train"].get("model_overrides", {}),
-        "generator": _cpu_state(models.generator),
-        "encoder": _cpu_state(models.encoder) if models.encoder is not None else None,
-        "provenance": record,
-    }
     output_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(output_dir / LOG_NAME, suffix=".csv") as tmp:
         tmp.write_bytes((resume_dir / LOG_NAME).read_bytes())
     copy_events(resume_dir / EVENTS_DIR, output_dir / EVENTS_DIR)
     write_json(output_dir / "summary.json", {"variant": variant, "training_seconds": round(elapsed, 1),
                                              "steps": position.step, "provenance": record})
-    target = output_dir / "model.pt"
-    with atomic_path(target, suffix=".pt") as tmp:     # last: model.pt marks the run complete
-        torch.save(checkpoint, tmp)
+    target = output_dir / "model.pt"          # last: model.pt marks the run complete
+    save_trained(target, variant, models, plan, settings, record)
     return target
-
-
-def _cpu_state(module: torch.nn.Module) -> dict:
-    module = getattr(module, "_orig_mod", module)
-    return {k: v.detach().cpu() for k, v in module.state_dict().items()}
-
-
-def load_trained(path: str | Path, device: str | torch.device = "cpu") -> tuple[Models, dict]:
-    """A trained variant's generator and encoder (eval mode) and its checkpoint record."""
-    path = Path(path)
-    if not path.is_file():
-        raise PipelineError("trained model not found (run the train rule)", path)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001
-        raise PipelineError(f"not a readable model checkpoint ({err.__class__.__name__})", path) from err
-    missing = [key for key in MODEL_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
-    if missing:
-        hint = " (a resume state: the finished model is results/train/{variant}/model.pt)" \
-            if isinstance(checkpoint, dict) and "fingerprint" in checkpoint else ""
-        raise PipelineError(f"not a trained model of pipeline.train: no {', '.join(missing)}{hint}", path)
-    entry = checkpoint["entry"]
-    overrides = dict(checkpoint["model_overrides"].get("generator", {}))
-    if entry["network"] == "crn":
-        overrides["output_images"] = checkpoint["output_images"]
-    labels = num_channels(checkpoint["label_set"])
-    generator = build_generator(entry, labels, checkpoint["height"], checkpoint["width"], **overrides)
-    generator.load_state_dict(checkpoint["generator"])
-    encoder = build_feature_encoder(entry, **checkpoint["model_overrides"].get("encoder", {}))
-    if encoder is not None:
-        encoder.load_state_dict(checkpoint["encoder"])
-    models = Models(entry, generator.to(device).eval(), torch.nn.ModuleDict(),
-                    encoder.to(device).eval() if encoder is not None else None)
-    return models, checkpoint

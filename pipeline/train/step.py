@@ -182,7 +182,7 @@ def _generator_inputs(models: Models, frame: Mapping[str, torch.Tensor], priors:
 def _train_frame(models: Models, optimizers: Optimizers, frame: dict, previous: dict | None,
                  fake_priors: PriorFrames | None, real_priors: PriorFrames | None,
                  has_prior: bool) -> tuple[list[str], torch.Tensor]:
-    entry, criteria = models.entry, models.criteria
+    criteria = models.criteria
     autocast = optimizers.autocast or contextlib.nullcontext
     real = frame["image"]
     if models.cuda_graphs:
