@@ -278,33 +278,40 @@ def test_compiled_windows_after_the_first_reuse_its_graphs(study, variant):
     assert len(generator_graphs) == 1
 
 
-def test_the_discriminators_see_real_priors_with_real_frames_and_generated_ones_with_fakes(study):
-    """No teacher forcing (thesis-code.md 6): the generator and the fake branch get the last two
-    *generated* frames as priors, the real branch the last two real frames; newest first."""
-    settings = tiny(study, "v08")
+def discriminator_feed(study, variant: str, discriminator: str, frames: int):
+    """One window of ``variant`` trained: its settings, the window, every generated image and every
+    input of ``discriminator`` (models.discriminators[...]), in call order."""
+    settings = tiny(study, variant)
     plan = plan_stages(settings["entry"], settings["train"])[0]
-    window = random_window(3, plan.height, plan.width, num_channels(settings["label_set"]))
+    window = random_window(frames, plan.height, plan.width, num_channels(settings["label_set"]))
     torch.manual_seed(0)
     models = build_models(settings["entry"], settings, plan)
     optimizers = make_optimizers(models, settings["entry"], settings["train"], torch.device("cpu"))
     generated, seen = [], []
     models.generator.register_forward_hook(lambda module, args, output: generated.append(output["image"].detach()))
-    models.discriminators["image"].register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+    models.discriminators[discriminator].register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
     train_window(models, optimizers, window)
+    return settings, window, generated, seen
+
+
+def adj_priors(frames):
+    """The prior inputs of ``frames`` in the "adj" mode, newest first: each shifted by -0.5."""
+    return torch.cat([shift_prior(frame.clamp(0, 1), "adj") for frame in frames], 1)
+
+def test_the_discriminators_see_real_priors_with_real_frames_and_generated_ones_with_fakes(study):
+    """No teacher forcing (thesis-code.md 6): the generator and the fake branch get the last two
+    *generated* frames as priors, the real branch the last two real frames; newest first."""
+    settings, window, generated, seen = discriminator_feed(study, "v08", "image", frames=3)
     assert len(generated) == 3 and len(seen) == 4 * 3     # per frame: G on fake and real, D on real and fake
-
-    def priors(frames):     # "adj" priors: newest first, shifted by -0.5
-        return torch.cat([shift_prior(frame.clamp(0, 1), "adj") for frame in frames], 1)
-
     frame = 2
     fake_for_generator, real_for_generator, real_for_step, fake_for_step = seen[4 * frame: 4 * frame + 4]
     real = window["image"][:, frame]
     assert torch.equal(real_for_step, real_for_generator)
     labels = num_channels(settings["label_set"])      # input: labels, edge, image, prior labels, prior images
     assert torch.equal(real_for_step[:, labels + 1: labels + 4], real)
-    assert torch.equal(real_for_step[:, -6:], priors([window["image"][:, 1], window["image"][:, 0]]))
+    assert torch.equal(real_for_step[:, -6:], adj_priors([window["image"][:, 1], window["image"][:, 0]]))
     assert torch.equal(fake_for_step, fake_for_generator)
-    assert torch.equal(fake_for_step[:, -6:], priors([generated[1], generated[0]]))
+    assert torch.equal(fake_for_step[:, -6:], adj_priors([generated[1], generated[0]]))
     assert not torch.equal(fake_for_step[:, -6:], real_for_step[:, -6:])
 
 
@@ -312,27 +319,14 @@ def test_the_temporal_discriminator_sees_generated_priors_with_fakes_and_referen
     """vid2vid mode (v14): the temporal discriminator's fake input holds the last two *generated*
     frames, its real input the last two real ones, and both the reference flows of frames t and
     t-1 (build.temporal_discriminator_input: image, prior images, flow, prior flow)."""
-    settings = tiny(study, "v14")
-    plan = plan_stages(settings["entry"], settings["train"])[0]
-    window = random_window(4, plan.height, plan.width, num_channels(settings["label_set"]))
-    torch.manual_seed(0)
-    models = build_models(settings["entry"], settings, plan)
-    optimizers = make_optimizers(models, settings["entry"], settings["train"], torch.device("cpu"))
-    generated, seen = [], []
-    models.generator.register_forward_hook(lambda module, args, output: generated.append(output["image"].detach()))
-    models.discriminators["temporal"].register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
-    train_window(models, optimizers, window)
+    _, window, generated, seen = discriminator_feed(study, "v14", "temporal", frames=4)
     assert len(generated) == 3 and len(seen) == 4 * 3     # frames 1-3: G on fake and real, D on real and fake
-
-    def priors(frames):
-        return torch.cat([shift_prior(frame.clamp(0, 1), "adj") for frame in frames], 1)
-
     t = 3                                                 # the third trained frame: priors from frames 2 and 1
     fake_for_generator, real_for_generator, real_for_step, fake_for_step = seen[4 * (t - 1): 4 * t]
     assert torch.equal(real_for_step, real_for_generator) and torch.equal(fake_for_step, fake_for_generator)
     assert torch.equal(real_for_step[:, :3], window["image"][:, t])
-    assert torch.equal(real_for_step[:, 3:9], priors([window["image"][:, 2], window["image"][:, 1]]))
-    assert torch.equal(fake_for_step[:, 3:9], priors([generated[1], generated[0]]))
+    assert torch.equal(real_for_step[:, 3:9], adj_priors([window["image"][:, 2], window["image"][:, 1]]))
+    assert torch.equal(fake_for_step[:, 3:9], adj_priors([generated[1], generated[0]]))
     for given in (real_for_step, fake_for_step):
         assert torch.equal(given[:, 9:11], window["flow"][:, t]) and torch.equal(given[:, 11:13], window["flow"][:, t - 1])
 
