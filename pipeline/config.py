@@ -366,12 +366,26 @@ def check_consistency(config: Mapping, sources: Mapping[tuple[str, ...], str] | 
       in its log).
     """
     keys = _Keys(config, sources)
+    problems = _snippet_problems(config, keys)
+    if config["data"]["source"] == "synthetic":
+        problems += _synthetic_problems(config, keys)
+    packed = [tuple(size) for size in config["pack"]["resolutions"]]
+    problems += _packed_stage_problems(config, packed, keys)
+    problems += _stage_problems(config["train"], config["variants"], keys)
+    problems += _fvd_problems(config["fvd"], packed, keys)
+    problems += _index_problems(config["variants"], config["fvd"], keys)
+    if problems:
+        raise PipelineError("inconsistent config:\n" + "\n".join(f"  - {problem}" for problem in problems))
+
+
+def _snippet_problems(config: Mapping, keys: _Keys) -> list[str]:
+    """What must fit in a snippet: its annotated frame, the test videos with the prior-frame
+    variants' warm-up, the training windows; and the test videos in the test snippets."""
     data, subset, fvd, train = config["data"], config["subset"], config["fvd"], config["train"]
     snippet = data["frames_per_snippet"]
     variants = config["variants"]
     prior = sorted(name for name, entry in variants.items() if entry["prior"])
     problems = []
-
     if data["source"] == "cityscapes" and (snippet, data["annotated_frame"]) != (30, 19):
         problems.append(f"{keys('data.frames_per_snippet')} and {keys('data.annotated_frame')} with "
                         f"{keys('data.source')}: Cityscapes snippets are 30 frames with the gtFine frame at "
@@ -404,33 +418,42 @@ def check_consistency(config: Mapping, sources: Mapping[tuple[str, ...], str] | 
     if videos > subset["test_sequences"]:
         problems.append(f"{keys('fvd.batches')} x {keys('fvd.batch_size')} = {videos} test videos, more than "
                         f"{keys('subset.test_sequences')} test snippets (one video a snippet)")
+    return problems
 
-    if data["source"] == "synthetic":
-        problems += _synthetic_problems(config, keys)
 
-    packed = [tuple(size) for size in config["pack"]["resolutions"]]
-    shown_packed = keys("pack.resolutions", "[" + ", ".join(_size(*size) for size in packed) + "]")
-    networks = sorted({entry["network"] for entry in variants.values()})
-    for network in networks:
+def _packed_stage_problems(config: Mapping, packed: list[tuple[int, int]], keys: _Keys) -> list[str]:
+    """Each training stage of a network some variant uses reads the packed frames at its size."""
+    variants, train = config["variants"], config["train"]
+    problems = []
+    for network in sorted({entry["network"] for entry in variants.values()}):
         for index, stage in enumerate(train[network]["stages"]):
             if (stage["height"], stage["width"]) not in packed:
                 users = sorted(name for name, entry in variants.items() if entry["network"] == network)
                 problems.append(f"train.{network}.stages[{index}] = {_size(stage['height'], stage['width'])}"
-                                f"{keys.source(f'train.{network}.stages')} is not a size {shown_packed} packs: "
-                                f"training {', '.join(users)} reads the packed frames at each stage's size "
+                                f"{keys.source(f'train.{network}.stages')} is not a size {_shown(packed, keys)} "
+                                f"packs: training {', '.join(users)} reads the packed frames at each stage's size "
                                 "(synthesis at the last one's)")
-    problems += _stage_problems(train, variants, keys)
+    return problems
+
+
+def _fvd_problems(fvd: Mapping, packed: list[tuple[int, int]], keys: _Keys) -> list[str]:
+    """The scoring size is packed and no taller than wide; the real I3D gets enough frames."""
+    problems = []
     if (fvd["height"], fvd["width"]) not in packed:
-        problems.append(f"{keys('fvd.height')} x {keys('fvd.width')} is not a size {shown_packed} packs: the "
-                        "real test videos are read from the packed test split at the scoring size")
+        problems.append(f"{keys('fvd.height')} x {keys('fvd.width')} is not a size {_shown(packed, keys)} packs: "
+                        "the real test videos are read from the packed test split at the scoring size")
     if fvd["width"] < fvd["height"]:
         problems.append(f"{keys('fvd.width')} < {keys('fvd.height')}: FVD scores square crops of side "
                         "fvd.height (fvd.crops), which need frames at least as wide as tall")
-
     if fvd["i3d"] and fvd["frames"] < I3D_MIN_FRAMES:
         problems.append(f"{keys('fvd.frames')} with the real I3D ({keys('fvd.i3d')}): the I3D embedding needs "
                         f"at least {I3D_MIN_FRAMES} frames a video (it halves time three times, then pools 2)")
+    return problems
 
+
+def _index_problems(variants: Mapping, fvd: Mapping, keys: _Keys) -> list[str]:
+    """Every variant its own index (a row of table 5.1), and fvd.comparisons only variants' indices."""
+    problems = []
     by_index: dict[int, list[str]] = {}
     for name, entry in sorted(variants.items()):
         by_index.setdefault(entry["index"], []).append(name)
@@ -445,9 +468,11 @@ def check_consistency(config: Mapping, sources: Mapping[tuple[str, ...], str] | 
         problems.append(f"{keys('fvd.comparisons')} names {', '.join(map(str, compared))}, not the index of a "
                         f"variant (the variants' indices: {', '.join(map(str, sorted(by_index)))}): each pair is "
                         "two variants.<name>.index values")
+    return problems
 
-    if problems:
-        raise PipelineError("inconsistent config:\n" + "\n".join(f"  - {problem}" for problem in problems))
+
+def _shown(packed: list[tuple[int, int]], keys: _Keys) -> str:
+    return keys("pack.resolutions", "[" + ", ".join(_size(*size) for size in packed) + "]")
 
 
 def _stage_problems(train: Mapping, variants: Mapping, keys: _Keys) -> list[str]:
