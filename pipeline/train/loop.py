@@ -206,94 +206,133 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
     print(f"{variant}: {precision} ({why})", file=sys.stderr)
     code = code_version("pipeline.train")
     expected = fingerprint(variant, {**settings, "data": data_identity(data_provenance)}, code)
-    plans = plan_stages(entry, train)
     state = load_resume(resume_dir, expected)
     if state is None:       # a fresh start logs afresh (a finished run of other settings left its log)
         (resume_dir / LOG_NAME).unlink(missing_ok=True)
-    position = state["position"] if state else Position()
-    seed_rng(train["seed"])      # every generator resume.pt keeps; a resume then restores them
-    models = build_models(entry, settings, plans[0])
-    for plan in plans[1:position.stage + 1]:
-        models.generator = models.generator.grow(plan.output_images)
-    move_models(models, device)
-    compile_models(models, train, device)
-    optimizers = make_optimizers(models, entry, train, device)
-    elapsed = 0.0
-    if state:
-        for name, module in models.trained().items():
-            module.load_state_dict(state["modules"][name])
-        for name, optimizer in optimizers.all().items():
-            optimizer.load_state_dict(state["optimizers"][name])
-        restore_rng(state["rng"])
-        elapsed = state["extra"].get("elapsed", 0.0)
-    log = _LossLog(resume_dir / LOG_NAME, state["extra"].get("log_rows", 0) if state else 0)
+    run = _Training(variant, settings, train, data_path, resume_dir, device, expected, state, progress)
     history = History(resume_dir, variant)
-    history.begin(f"resumed at {_where(position)}" if state else "started")
+    history.begin(f"resumed at {_where(run.position)}" if state else "started")
     terminate = StopFlag()    # SIGTERM or Ctrl-C: the loop saves and exits after the current window
-    started, last_save = time.monotonic(), time.monotonic()
-
-    def save() -> None:
-        save_resume(resume_dir, expected, position, models.trained(), optimizers.all(),
-                    extra={"elapsed": elapsed + time.monotonic() - started, "log_rows": log.rows},
-                    finished=position.stage >= len(plans))
-
     try:
-        while position.stage < len(plans):
-            plan = plans[position.stage]
-            dataset = _dataset(data_path, entry, train, plan, settings["label_set"], device.type == "cpu")
-            samples_total = max(1, math.ceil(plan.epochs * len(dataset)))
-            epochs = math.ceil(samples_total / len(dataset))
-            bar = tqdm(total=samples_total, initial=position.epoch * len(dataset) + position.sample,
-                       desc=f"{variant} stage {plan.index} {plan.height}x{plan.width}", disable=progress is False)
-            while position.epoch < epochs and not _stage_done(plan, position):
-                lr = _set_lr(optimizers, plan, position.epoch, train, entry)
-                if hasattr(dataset, "set_epoch"):
-                    dataset.set_epoch(position.epoch, position.stage)
-                in_epoch = min(len(dataset), samples_total - position.epoch * len(dataset))
-                order = _order(train["seed"], position.stage, position.epoch, len(dataset))[position.sample:in_epoch]
-                for sample in make_loader(dataset, order, device, train["seed"]):
-                    batch = _to(_batched(sample), device)
-                    if not dataset.expand:
-                        batch = expand(batch, settings["label_set"])
-                    batch = _as_window(batch)
-                    terms = train_window(models, optimizers, batch)
-                    _check_finite(variant, terms, position, sample["snippet"], resume_dir, data_path)
-                    position.sample += 1
-                    position.step += 1
-                    position.stage_step += 1
-                    log.write(position, plan, lr, sample["snippet"], terms)
-                    bar.update(1)
-                    if terminate.requested or time.monotonic() - last_save > 60 * train["checkpoint_minutes"]:
-                        log.flush()
-                        save()
-                        last_save = time.monotonic()
-                        if terminate.requested:
-                            raise SystemExit(terminate.exit_code)
-                    if _stage_done(plan, position):
-                        break
-                else:
-                    position.epoch += 1
-                    position.sample = 0
-            bar.close()
-            _next_stage(position)
-            if position.stage < len(plans):
-                before_growth = models.named_generator_parameters()
-                models.generator = _grow(models, optimizers, plans[position.stage], train, device)
-                compile_models(models, train, device, only=("generator",))
-                optimizers = _regrow_optimizers(models, optimizers, before_growth, entry, train, device)
-            log.flush()
-            save()
+        run.all_stages(terminate)
     except BaseException as stop:
-        history.stopped(stop, _where(position))
+        history.stopped(stop, _where(run.position))
         raise
     finally:
         terminate.restore()
-        log.close()
-    elapsed += time.monotonic() - started
-    model = _write_outputs(variant, settings, models, plans[-1], data_path, data_provenance, output_dir, resume_dir,
-                           elapsed, code, position, _hardware(models, train, device, runtime))
-    history.add(f"finished: {position.step} windows, {elapsed / 3600:.2f} h of training")
+        run.log.close()
+    elapsed = run.elapsed()
+    model = _write_outputs(variant, settings, run.models, run.plans[-1], data_path, data_provenance, output_dir,
+                           resume_dir, elapsed, code, run.position, _hardware(run.models, train, device, runtime))
+    history.add(f"finished: {run.position.step} windows, {elapsed / 3600:.2f} h of training")
     return model
+
+
+class _Training:
+    """One attempt at training a variant: its models and optimisers, built afresh or restored from
+    ``state`` (a resume.pt), the position in its stages and the loss log, and how it goes on: a
+    stage's epochs window by window, the generator's growth between stages, and the saves (on the
+    timer, on SIGTERM or Ctrl-C, after each stage) that a later attempt resumes from exactly."""
+
+    def __init__(self, variant: str, settings: Mapping[str, Any], train: Mapping[str, Any], data_path: Path,
+                 resume_dir: Path, device: torch.device, expected: dict, state: dict | None, progress: bool | None):
+        self.variant, self.settings, self.train, self.entry = variant, settings, train, settings["entry"]
+        self.data_path, self.resume_dir, self.device, self.expected = data_path, resume_dir, device, expected
+        self.progress = progress
+        self.plans = plan_stages(self.entry, train)
+        self.position = state["position"] if state else Position()
+        seed_rng(train["seed"])      # every generator resume.pt keeps; a resume then restores them
+        self.models = build_models(self.entry, settings, self.plans[0])
+        for plan in self.plans[1:self.position.stage + 1]:
+            self.models.generator = self.models.generator.grow(plan.output_images)
+        move_models(self.models, device)
+        compile_models(self.models, train, device)
+        self.optimizers = make_optimizers(self.models, self.entry, train, device)
+        self.elapsed_before = 0.0
+        if state:
+            for name, module in self.models.trained().items():
+                module.load_state_dict(state["modules"][name])
+            for name, optimizer in self.optimizers.all().items():
+                optimizer.load_state_dict(state["optimizers"][name])
+            restore_rng(state["rng"])
+            self.elapsed_before = state["extra"].get("elapsed", 0.0)
+        self.log = _LossLog(resume_dir / LOG_NAME, state["extra"].get("log_rows", 0) if state else 0)
+        self.started = self.last_save = time.monotonic()
+
+    def elapsed(self) -> float:
+        """Seconds of training over every attempt so far."""
+        return self.elapsed_before + time.monotonic() - self.started
+
+    def save(self) -> None:
+        self.log.flush()
+        save_resume(self.resume_dir, self.expected, self.position, self.models.trained(), self.optimizers.all(),
+                    extra={"elapsed": self.elapsed(), "log_rows": self.log.rows},
+                    finished=self.position.stage >= len(self.plans))
+        self.last_save = time.monotonic()
+
+    def all_stages(self, terminate: StopFlag) -> None:
+        """Train the remaining stages, growing the generator between them; saved after each."""
+        while self.position.stage < len(self.plans):
+            self.stage(self.plans[self.position.stage], terminate)
+            _next_stage(self.position)
+            if self.position.stage < len(self.plans):
+                self.grow(self.plans[self.position.stage])
+            self.save()
+
+    def stage(self, plan: StagePlan, terminate: StopFlag) -> None:
+        """The stage's epochs from the saved position on, a window a step (``plan.epochs`` may be a
+        fraction: the prior-frame variants' 60%, or a test's few samples)."""
+        position, train = self.position, self.train
+        dataset = _dataset(self.data_path, self.entry, train, plan, self.settings["label_set"],
+                           self.device.type == "cpu")
+        samples_total = max(1, math.ceil(plan.epochs * len(dataset)))
+        epochs = math.ceil(samples_total / len(dataset))
+        bar = tqdm(total=samples_total, initial=position.epoch * len(dataset) + position.sample,
+                   desc=f"{self.variant} stage {plan.index} {plan.height}x{plan.width}",
+                   disable=self.progress is False)
+        while position.epoch < epochs and not _stage_done(plan, position):
+            lr = _set_lr(self.optimizers, plan, position.epoch, train, self.entry)
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(position.epoch, position.stage)
+            in_epoch = min(len(dataset), samples_total - position.epoch * len(dataset))
+            order = _order(train["seed"], position.stage, position.epoch, len(dataset))[position.sample:in_epoch]
+            for sample in make_loader(dataset, order, self.device, train["seed"]):
+                self.step(sample, plan, lr, dataset.expand)
+                bar.update(1)
+                self.save_if_due(terminate)
+                if _stage_done(plan, position):
+                    break
+            else:
+                position.epoch += 1
+                position.sample = 0
+        bar.close()
+
+    def step(self, sample: dict, plan: StagePlan, lr: float, expanded: bool) -> None:
+        """Train on one window (a frame for an image variant) and log its losses."""
+        batch = _to(_batched(sample), self.device)
+        if not expanded:
+            batch = expand(batch, self.settings["label_set"])
+        terms = train_window(self.models, self.optimizers, _as_window(batch))
+        _check_finite(self.variant, terms, self.position, sample["snippet"], self.resume_dir, self.data_path)
+        self.position.sample += 1
+        self.position.step += 1
+        self.position.stage_step += 1
+        self.log.write(self.position, plan, lr, sample["snippet"], terms)
+
+    def save_if_due(self, terminate: StopFlag) -> None:
+        """Save every ``checkpoint_minutes``, and on SIGTERM or Ctrl-C save, then exit."""
+        if terminate.requested or time.monotonic() - self.last_save > 60 * self.train["checkpoint_minutes"]:
+            self.save()
+            if terminate.requested:
+                raise SystemExit(terminate.exit_code)
+
+    def grow(self, plan: StagePlan) -> None:
+        """The next stage's generator: one refinement module more, the trained ones carried over."""
+        before_growth = self.models.named_generator_parameters()
+        self.models.generator = _grow(self.models, self.optimizers, plan, self.train, self.device)
+        compile_models(self.models, self.train, self.device, only=("generator",))
+        self.optimizers = _regrow_optimizers(self.models, self.optimizers, before_growth, self.entry, self.train,
+                                             self.device)
 
 
 def packed_provenance(data_path: Path) -> str:
