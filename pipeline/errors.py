@@ -13,4 +13,5 @@ class PipelineError(Exception):
 
     def __init__(self, message: str, path: str | Path | None = None):
         self.path = None if path is None else Path(path)
+        self.message = message
         super().__init__(f"{self.path}: {message}" if path is not None else message)

@@ -70,6 +70,7 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
         full = _disk_full(err, target)      # asked before the temporary frees its space
         tmp_path.unlink(missing_ok=True)
         _raise_if_full(full, err, target)
+        _raise_for_target(err, tmp_path, target)
         raise
 
 
@@ -91,6 +92,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
         full = _disk_full(err, target)
         _remove(tmp)
         _raise_if_full(full, err, target)
+        _raise_for_target(err, tmp, target)
         raise
 
 
@@ -113,6 +115,8 @@ def make_parent(target: Path) -> None:
 # OSError with the C library's message in its text, torch.save's bare "iostream error".
 _FULL = {errno.ENOSPC, errno.EDQUOT}
 _FULL_TEXTS = tuple(os.strerror(code) for code in _FULL)
+# torch.save's failed writes: its zip writer's check, and the C++ stream's error.
+_TORCH_WRITE_ERRORS = ("inline_container", "PytorchStreamWriter", "iostream error")
 
 
 def _disk_full(err: BaseException, target: Path) -> bool:
@@ -123,9 +127,24 @@ def _disk_full(err: BaseException, target: Path) -> bool:
         return False
     if getattr(err, "errno", None) in _FULL or any(text in str(err) for text in _FULL_TEXTS):
         return True
-    with contextlib.suppress(OSError):
-        return shutil.disk_usage(target.parent).free < _NEARLY_FULL
+    # A write error that does not say why, on a disk seen full: only errors of writing count (a
+    # labeller's CUDA out-of-memory in an atomic_dir body is not a full disk, whatever is free).
+    says_nothing = isinstance(err, OSError) or (isinstance(err, RuntimeError)
+                                                and any(text in str(err) for text in _TORCH_WRITE_ERRORS))
+    if says_nothing:
+        with contextlib.suppress(OSError):
+            return shutil.disk_usage(target.parent).free < _NEARLY_FULL
     return False
+
+
+def _raise_for_target(err: BaseException, tmp: Path, target: Path) -> None:
+    """An error an inner atomic write raised about a path in this one's temporary (synthesis writes
+    its videos to a temporary, a label folder its provenance into one) names the output instead:
+    the temporary is gone, and its hidden name would send the reader looking for it."""
+    from pipeline.errors import PipelineError
+
+    if isinstance(err, PipelineError) and err.path is not None and (err.path == tmp or tmp in err.path.parents):
+        raise PipelineError(err.message, target) from err
 
 
 def _raise_if_full(full: bool, err: BaseException, target: Path) -> None:

@@ -318,3 +318,25 @@ def test_a_full_disk_and_a_file_in_the_way_are_named_and_the_old_output_kept(tmp
     with pytest.raises(PipelineError, match=rf"^{in_the_way}/videos/v01.h5: cannot be written: {in_the_way} is a file"):
         with atomic_path(in_the_way / "videos" / "v01.h5"):
             pass
+
+
+def test_only_write_errors_are_taken_for_a_full_disk_and_inner_errors_name_the_output(tmp_path, monkeypatch):
+    """On a nearly full disk a labeller's CUDA out-of-memory inside an atomic_dir is still itself;
+    an inner atomic write's error (synthesis writes its videos into a temporary) names the output,
+    not the temporary already gone."""
+    import errno
+    import shutil
+
+    from pipeline import io
+    from pipeline.errors import PipelineError
+    monkeypatch.setattr(io.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(100, 100, 0))
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):
+        with atomic_dir(tmp_path / "labels"):
+            raise RuntimeError("CUDA out of memory")
+    monkeypatch.undo()
+    videos = tmp_path / "v02.h5"
+    with pytest.raises(PipelineError, match=rf"^{videos}: not written: no space left") as raised:
+        with atomic_path(videos, suffix=".h5") as outer_tmp:
+            with atomic_path(outer_tmp):
+                raise OSError(errno.ENOSPC, "No space left on device")
+    assert raised.value.path == videos and sorted(tmp_path.iterdir()) == []

@@ -238,3 +238,20 @@ def test_an_output_folder_that_cannot_exist_is_named_before_training(settings, p
         train_variant("v02", settings, packed["train"], tmp_path / "results" / "out", tmp_path / "resume", "cpu",
                       progress=False)
     assert not (tmp_path / "resume").exists()
+
+
+def test_a_job_started_with_sigint_ignored_keeps_ignoring_it():
+    """A job started in the background (``cmd &``) inherits SIGINT ignored: the terminal's Ctrl-C
+    is not for it, and StopFlag leaves it so (SIGTERM still saves)."""
+    script = textwrap.dedent("""
+        import os, signal
+        from pipeline.train.state import StopFlag
+        flag = StopFlag()
+        os.kill(os.getpid(), signal.SIGINT)
+        print(flag.requested, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        print(flag.requested, flag.exit_code, flush=True)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert result.stdout.split() == ["False", "True", str(TERMINATED_EXIT)], result.stderr

@@ -46,8 +46,8 @@ class Snippet:
         return frame_stem(self.city, self.seq, number)
 
     def label_name(self, number: int, kind: str) -> str:
-        """Frame ``number``'s pseudo-label PNG, named as gtFine names its own: ``kind`` is
-        ``labelIds`` or ``instanceIds``."""
+        """Frame ``number``'s pseudo-label PNG, ``{stem}_{kind}.png`` (gtFine's less its
+        ``_gtFine``): ``kind`` is ``labelIds`` or ``instanceIds``."""
         return f"{self.frame_stem(number)}_{kind}.png"
 
     @property

@@ -92,7 +92,7 @@ class FitResume:
     def running(self, model: torch.nn.Module, optimiser: torch.optim.Optimizer,
                 batches: EpochBatches) -> Iterator[FitResume]:
         """Restore the saved state into these (where there is one), then save them while the fit
-        runs: on the timer and on SIGTERM (``step_done``) and at its end (``finish``)."""
+        runs: on the timer and on SIGTERM or Ctrl-C (``step_done``) and at its end (``finish``)."""
         self._parts = (model, optimiser, batches)
         resumed = self._state is not None
         if resumed:
@@ -114,8 +114,8 @@ class FitResume:
                 self._terminate = None
 
     def step_done(self) -> None:
-        """One optimiser step more: save when the interval has passed or SIGTERM came, and after
-        SIGTERM exit with status 143. Between saves it costs a clock read (nothing without a folder)."""
+        """One optimiser step more: save when the interval has passed or SIGTERM or Ctrl-C came, and
+        after either exit (143, 130). Between saves it costs a clock read (nothing without a folder)."""
         self.step += 1
         if self._terminate is None:
             return
@@ -159,8 +159,8 @@ def run_fit(name: str, model: nn.Module, optimiser: torch.optim.Optimizer, batch
             loss_of: Callable[[list[int]], torch.Tensor], grad_clip: float | None = None) -> dict[str, Any]:
     """The fits' loop: ``steps`` optimiser steps, each on a batch of frame indices whose loss
     ``loss_of`` computes, at a learning rate warmed up linearly over ``warmup_fraction`` of the
-    steps then decayed (poly); the state saved on ``resume``'s timer and on SIGTERM, and a resumed
-    fit going on from its step. Returns the fit's summary for its checkpoint."""
+    steps then decayed (poly); the state saved on ``resume``'s timer and on SIGTERM or Ctrl-C,
+    and a resumed fit going on from its step. Returns the fit's summary for its checkpoint."""
     warmup = max(1, round(warmup_fraction * steps))
     with (resume.running(model, optimiser, batches),
           tqdm(total=steps, initial=resume.step, desc=name, unit="step", disable=None) as progress):
@@ -185,9 +185,9 @@ def run_fit(name: str, model: nn.Module, optimiser: torch.optim.Optimizer, batch
 def add_resume_arguments(parser: argparse.ArgumentParser) -> None:
     """``--resume FOLDER`` and ``--checkpoint-minutes``, the same for both fits."""
     parser.add_argument("--resume", metavar="FOLDER",
-                        help="save the fit's state here every --checkpoint-minutes and on SIGTERM (then exit 143), "
-                             "and go on from the state found here; not an output (the rule passes "
-                             "results/resume/<stage>)")
+                        help="save the fit's state here every --checkpoint-minutes and on SIGTERM or Ctrl-C "
+                             "(then exit 143 or 130), and go on from the state found here; not an output (the "
+                             "rule passes results/resume/<stage>)")
     parser.add_argument("--checkpoint-minutes", type=float, default=DEFAULT_CHECKPOINT_MINUTES, metavar="MINUTES",
                         help=f"how often --resume saves (default {DEFAULT_CHECKPOINT_MINUTES:g}); "
                              "the fit's result does not depend on it")

@@ -26,7 +26,7 @@ and gtFine frames are only checked for ids beyond the 34 label ids, and every in
 instance ids (>= 1000) of classes Cityscapes gives no instances.
 
 The file is written under a temporary name and renamed (``pipeline.io.atomic_path``), so an
-interrupted or failed pack (a full disk: one OSError, see ``_abandon``) leaves nothing at the
+interrupted or failed pack (a full disk: one error naming the output, see ``_abandon``) leaves nothing at the
 output path. Its attributes (``pipeline.pack.schema``) carry the schema version, resolutions, the
 label table and the provenance: the settings, code and package versions, the source paths, and
 the label and flow stages' own provenance with a summary of which labellers and flow backend ran
@@ -201,7 +201,7 @@ def _flush(file: h5py.File, tmp: Path) -> None:
     """Write out HDF5's metadata before closing: should the disk be full, this fails with nothing
     closed yet (a failed close leaves HDF5 half-closed objects, see :func:`_abandon`). h5py raises a
     failed flush as a RuntimeError, a failed write as an OSError: raised as the OSError that a write
-    would be (errno from HDF5's message), so callers see a full disk one way."""
+    would be (errno from HDF5's message), which ``pipeline.io.atomic_path`` names as a full disk."""
     try:
         file.flush()
     except RuntimeError as err:

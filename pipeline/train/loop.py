@@ -395,7 +395,8 @@ def _check_finite(variant: str, terms: Mapping[str, float], position: Position, 
         raise PipelineError(
             f"{variant}: the loss is not finite at {_where(position)}, snippet {snippet} "
             f"({', '.join(f'{name} = {value}' for name, value in bad.items())}); nothing after the last save "
-            f"was kept ({resume_dir / RESUME_NAME}, which a rerun goes on from and would reach this again): "
+            f"was kept ({resume_dir / RESUME_NAME} if there is one: a rerun goes on from it and would reach this "
+            "again): "
             f"check the data (python -m pipeline.pack --verify {data_path}) or lower the learning rate")
 
 

@@ -172,7 +172,11 @@ class StopFlag:
     def __init__(self) -> None:
         self.requested = False
         self.signum: int | None = None
-        self._previous = {signum: signal.signal(signum, self._handle) for signum in (signal.SIGTERM, signal.SIGINT)}
+        # SIGINT only where Ctrl-C would interrupt: a job started in the background (``cmd &``)
+        # inherits SIGINT ignored, so the terminal's Ctrl-C is not meant for it.
+        handled = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT)
+                                      is signal.default_int_handler else [])
+        self._previous = {signum: signal.signal(signum, self._handle) for signum in handled}
 
     def _handle(self, signum, frame) -> None:  # noqa: ARG002
         if self.requested and signum == signal.SIGINT:
