@@ -232,6 +232,21 @@ def test_non_finite_flow_is_refused(tmp_path, value):
     assert list(out.iterdir()) == []
 
 
+def test_a_corrupt_chunk_of_a_flow_file_is_named(tmp_path):
+    """A flow file damaged in a copy gave pack a bare "filter returned failure during read": now the
+    file and the dataset are named, and no output is left."""
+    tree = make_pack_tree(tmp_path / "t", {"delta": 1})
+    snippet = tree.snippets[0]
+    with h5py.File(tree.flow[0]) as file:
+        chunk = file[f"flow/{snippet.id}"].id.get_chunk_info_by_coord((1, 0, 0, 0))
+    with open(tree.flow[0], "r+b") as raw:
+        raw.seek(chunk.byte_offset + chunk.size // 2)
+        raw.write(b"\xff" * (chunk.size - chunk.size // 2))
+    message = rf"^{re.escape(str(tree.flow[0]))}: dataset 'flow/{snippet.id}' is unreadable \(truncated or corrupt"
+    with pytest.raises(PipelineError, match=message):
+        _pack(tree, tmp_path / "train.h5")
+    assert not (tmp_path / "train.h5").exists()
+
 def test_flow_beyond_float16_once_enlarged_is_refused(tmp_path):
     """Finite float16 flow packed larger than it was computed has its vectors scaled up: 40000
     pixels at twice the size is 80000, inf as float16. Refused, where it was stored as inf."""

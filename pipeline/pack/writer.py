@@ -279,6 +279,15 @@ def _flow_dataset(file: h5py.File, snippet: Snippet, path: Path) -> h5py.Dataset
     return dataset
 
 
+def _read_flow(dataset: h5py.Dataset, path: Path) -> np.ndarray:
+    """A snippet's flow; of a corrupt chunk HDF5 says only "filter returned failure during read"."""
+    try:
+        return dataset[()]
+    except OSError as err:
+        raise PipelineError(f"dataset {dataset.name.lstrip('/')!r} is unreadable (truncated or corrupt chunk?): "
+                            f"{err}", path) from err
+
+
 def _size(shape: Sequence[int]) -> str:
     return f"{shape[0]}x{shape[1]}"
 
@@ -419,7 +428,7 @@ def _write_snippet(file: h5py.File, index: int, snippet: Snippet, inputs: PackIn
     flow = None
     if not inputs.gtfine:
         with _open_flow(inputs.flow[snippet.city]) as flow_file:
-            flow = _flow_dataset(flow_file, snippet, inputs.flow[snippet.city])[()]
+            flow = _read_flow(_flow_dataset(flow_file, snippet, inputs.flow[snippet.city]), inputs.flow[snippet.city])
         _check_finite_flow(flow, snippet, inputs.flow[snippet.city])
     jobs = [(t, path, flow[t - 1] if t > 0 else None) for t, path in enumerate(snippet.frame_paths)]
     per_frame = list(pool.map(lambda job: _frame_arrays(snippet, inputs, layout, *job), jobs))
