@@ -22,7 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.models.blocks import init_conv_, reflect_conv
+from pipeline.models.blocks import reflect_conv
+from pipeline.models.pix2pixhd import Pix2PixHDDecoderHalf, Pix2PixHDEncoderHalf
 
 __all__ = [
     "FeatureEncoder", "instance_average", "region_means", "kmeans", "cluster_features",
@@ -78,22 +79,15 @@ def instance_average(features: torch.Tensor, instances: torch.Tensor) -> torch.T
 
 
 class FeatureEncoder(nn.Module):
-    """pix2pixHD's encoder (nef 16, 4 downsamplings, 3 output channels) + instance pooling."""
+    """pix2pixHD's encoder (nef 16, 4 downsamplings, 3 output channels) + instance pooling: its
+    generator's two halves without residual blocks, then a 7x7 conv to the features."""
 
     def __init__(self, nef: int = 16, downsamplings: int = 4, out_channels: int = 3, width_divisor: int = 1):
         super().__init__()
         nef = max(1, nef // width_divisor)
-        layers: list[nn.Module] = [reflect_conv(3, nef, 7), nn.InstanceNorm2d(nef), nn.ReLU(True)]
-        for i in range(downsamplings):
-            channels = nef * 2 ** i
-            layers += [init_conv_(nn.Conv2d(channels, channels * 2, 3, stride=2, padding=1)),
-                       nn.InstanceNorm2d(channels * 2), nn.ReLU(True)]
-        for i in range(downsamplings, 0, -1):
-            channels = nef * 2 ** i
-            up = nn.ConvTranspose2d(channels, channels // 2, 3, stride=2, padding=1, output_padding=1)
-            layers += [init_conv_(up), nn.InstanceNorm2d(channels // 2), nn.ReLU(True)]
-        layers += [reflect_conv(nef, out_channels, 7), nn.Tanh()]
-        self.body = nn.Sequential(*layers)
+        self.body = nn.Sequential(Pix2PixHDEncoderHalf(3, nef, downsamplings, blocks=0),
+                                  Pix2PixHDDecoderHalf(nef, downsamplings, blocks=0),
+                                  reflect_conv(nef, out_channels, 7), nn.Tanh())
         self.out_channels = out_channels
 
     def forward(self, image: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
