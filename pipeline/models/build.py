@@ -92,9 +92,12 @@ def input_channels(entry: Mapping[str, Any], label_channels: int) -> dict[str, i
     }
 
 
-def build_generator(entry: Mapping[str, Any], label_channels: int, height: int, width: int,
-                    **overrides: Any) -> nn.Module:
-    """The variant's generator at (height, width); a CRN has log2(height) - 1 modules."""
+def build_generator(entry: Mapping[str, Any], label_channels: int, height: int, width: int, *,
+                    stage_output_images: int | None = None, **overrides: Any) -> nn.Module:
+    """The variant's generator at (height, width); a CRN has log2(height) - 1 modules.
+
+    ``stage_output_images``: the training stage's number of output images (a CRN's second stage
+    may have its own, ``output_images_stage2``); pix2pixHD makes one whatever the stage."""
     network = entry["network"]
     _check_name("network", network, GENERATORS)
     # Also for entries that bypassed the config; a trained one has no index (train_settings drops it).
@@ -103,6 +106,8 @@ def build_generator(entry: Mapping[str, Any], label_channels: int, height: int, 
     spec = input_spec(entry, label_channels)
     if network == "crn":
         settings = {"output_images": entry["output_images"], **overrides}
+        if stage_output_images is not None:
+            settings["output_images"] = stage_output_images
         return CRN(spec, height, width, norm=entry["norm"], residual=bool(entry["residual"]),
                    twin=bool(entry["twin"]), **settings)
     return GlobalGenerator(spec, twin=bool(entry["twin"]), **overrides)

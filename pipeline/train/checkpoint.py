@@ -58,11 +58,10 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> tuple[
             if isinstance(checkpoint, dict) and "fingerprint" in checkpoint else ""
         raise PipelineError(f"not a trained model of pipeline.train: no {', '.join(missing)}{hint}", path)
     entry = checkpoint["entry"]
-    overrides = dict(checkpoint["model_overrides"].get("generator", {}))
-    if entry["network"] == "crn":
-        overrides["output_images"] = checkpoint["output_images"]
     labels = num_channels(checkpoint["label_set"])
-    generator = build_generator(entry, labels, checkpoint["height"], checkpoint["width"], **overrides)
+    generator = build_generator(entry, labels, checkpoint["height"], checkpoint["width"],
+                                stage_output_images=checkpoint["output_images"],
+                                **checkpoint["model_overrides"].get("generator", {}))
     generator.load_state_dict(checkpoint["generator"])
     encoder = build_feature_encoder(entry, **checkpoint["model_overrides"].get("encoder", {}))
     if encoder is not None:

@@ -67,12 +67,10 @@ def build_models(entry: Mapping[str, Any], settings: Mapping[str, Any], plan: St
     """Generator, encoder, discriminators and criteria of a variant at a stage's size."""
     overrides = settings["train"].get("model_overrides", {})
     labels = num_channels(settings["label_set"])
-    generator_overrides = dict(overrides.get("generator", {}))
-    if entry["network"] == "crn":
-        generator_overrides["output_images"] = plan.output_images
     return Models(
         entry=entry,
-        generator=build_generator(entry, labels, plan.height, plan.width, **generator_overrides),
+        generator=build_generator(entry, labels, plan.height, plan.width, stage_output_images=plan.output_images,
+                                  **overrides.get("generator", {})),
         criteria=build_losses(entry, settings["losses"], settings["weights"]),
         encoder=build_feature_encoder(entry, **overrides.get("encoder", {})),
         discriminators=build_discriminators(entry, labels, **overrides.get("discriminator", {})),
