@@ -152,7 +152,7 @@ def test_loader_workers_outlive_a_sigterm_sent_to_the_whole_job(tmp_path):
     assert out.strip() == "saved"
 
 
-def test_ctrl_c_saves_like_sigterm_and_a_second_one_interrupts_at_once(settings, packed, tmp_path):
+def test_ctrl_c_saves_like_sigterm_and_a_second_one_interrupts_at_once(packed, tmp_path):
     """A local run's Ctrl-C (SIGINT) saves at the next window and exits 130, where it lost up to
     checkpoint_minutes of training; a second Ctrl-C still interrupts at once."""
     import json
@@ -160,14 +160,19 @@ def test_ctrl_c_saves_like_sigterm_and_a_second_one_interrupts_at_once(settings,
 
     from pipeline.cli import INTERRUPTED_EXIT
     from pipeline.train.state import StopFlag
+    # A first stage of minutes, so that the Ctrl-C lands in it however loaded the machine.
+    long = merge(TINY, {"train": {"crn": {"stages": [{"height": 16, "width": 32, "epochs": 2000},
+                                                     {"height": 32, "width": 64, "epochs": 1}]}}})
+    settings = train_settings(merge(load_config([DEFAULT_CONFIG]), long), "v02")
     command = [sys.executable, "-m", "pipeline.train", "--variant", "v02", "--data", str(packed["train"]),
                "--output", str(tmp_path / "out"), "--resume", str(tmp_path / "resume"), "--device", "cpu",
                "--settings", json.dumps(settings)]
     process = subprocess.Popen(command, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    log = tmp_path / "resume" / "losses.csv"
-    while process.poll() is None and not (log.is_file() and len(log.read_text().splitlines()) > 1):
+    history = tmp_path / "resume" / "history.log"
+    while process.poll() is None and not history.is_file():     # written as the loop starts
         time.sleep(0.02)
+    time.sleep(1.0)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == INTERRUPTED_EXIT, err
