@@ -167,19 +167,26 @@ def test_ctrl_c_saves_like_sigterm_and_a_second_one_interrupts_at_once(packed, t
     command = [sys.executable, "-m", "pipeline.train", "--variant", "v02", "--data", str(packed["train"]),
                "--output", str(tmp_path / "out"), "--resume", str(tmp_path / "resume"), "--device", "cpu",
                "--settings", json.dumps(settings)]
+    # As from a terminal: a test run started in the background (as CI may be) ignores SIGINT,
+    # which a child inherits, and StopFlag then leaves it ignored.
     process = subprocess.Popen(command, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     history = tmp_path / "resume" / "history.log"
-    while process.poll() is None and not history.is_file():     # written as the loop starts
-        time.sleep(0.02)
-    time.sleep(1.0)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
+    try:
+        while process.poll() is None and not history.is_file():     # written as the loop starts
+            time.sleep(0.02)
+        time.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
     assert process.returncode == INTERRUPTED_EXIT, err
     saved = torch.load(tmp_path / "resume" / RESUME_NAME, weights_only=False)
     assert not saved["finished"] and saved["position"]["step"] >= 1
     assert "Ctrl-C (SIGINT): saved at window" in (tmp_path / "resume" / "history.log").read_text()
 
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)   # as from a terminal (see above)
     flag = StopFlag()
     try:
         os.kill(os.getpid(), signal.SIGINT)
@@ -188,6 +195,7 @@ def test_ctrl_c_saves_like_sigterm_and_a_second_one_interrupts_at_once(packed, t
             os.kill(os.getpid(), signal.SIGINT)
     finally:
         flag.restore()
+        signal.signal(signal.SIGINT, inherited)
 
 
 def test_a_loss_gone_non_finite_stops_training_before_anything_is_saved(packed, tmp_path):
