@@ -69,8 +69,7 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     except BaseException as err:
         full = _disk_full(err, target)      # asked before the temporary frees its space
         tmp_path.unlink(missing_ok=True)
-        _raise_if_full(full, err, target)
-        _raise_for_target(err, tmp_path, target)
+        _raise_named(full, err, tmp_path, target)
         raise
 
 
@@ -91,8 +90,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     except BaseException as err:
         full = _disk_full(err, target)
         _remove(tmp)
-        _raise_if_full(full, err, target)
-        _raise_for_target(err, tmp, target)
+        _raise_named(full, err, tmp, target)
         raise
 
 
@@ -137,24 +135,19 @@ def _disk_full(err: BaseException, target: Path) -> bool:
     return False
 
 
-def _raise_for_target(err: BaseException, tmp: Path, target: Path) -> None:
-    """An error an inner atomic write raised about a path in this one's temporary (synthesis writes
-    its videos to a temporary, a label folder its provenance into one) names the output instead:
-    the temporary is gone, and its hidden name would send the reader looking for it."""
-    from pipeline.errors import PipelineError
-
-    if isinstance(err, PipelineError) and err.path is not None and (err.path == tmp or tmp in err.path.parents):
-        raise PipelineError(err.message, target) from err
-
-
-def _raise_if_full(full: bool, err: BaseException, target: Path) -> None:
-    """Name a write that failed for want of space as such (one line, the target named); what the
-    target held is unchanged, as for any failed write."""
+def _raise_named(full: bool, err: BaseException, tmp: Path, target: Path) -> None:
+    """A failed write said in one line naming ``target``: one that failed for want of space
+    (``full``; what the target held is unchanged, as for any failed write), and an error an inner
+    atomic write raised about a path in this one's temporary (synthesis writes its videos to a
+    temporary, a label folder its provenance into one), whose hidden name, gone now, would send
+    the reader looking for it. Any other error goes on as it was."""
     from pipeline.errors import PipelineError
 
     if full:
         raise PipelineError(f"not written: no space left on the disk (or quota) of {target.parent}; what was "
                             f"there is unchanged ({type(err).__name__}: {err})", target) from err
+    if isinstance(err, PipelineError) and err.path is not None and (err.path == tmp or tmp in err.path.parents):
+        raise PipelineError(err.message, target) from err
 
 
 def _move_in(tmp: Path, target: Path) -> None:

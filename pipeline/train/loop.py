@@ -57,7 +57,7 @@ from pipeline.train.checkpoint import save_trained
 from pipeline.train.step import Models, Optimizers, train_window
 
 __all__ = ["train_variant", "build_models", "move_models", "set_up_device", "compile_models", "make_optimizers",
-           "fast_path", "choose_precision", "BF16_CAPABILITY", "packed_provenance", "data_identity",
+           "fast_path", "choose_precision", "BF16_CAPABILITY", "packed_header", "data_identity",
            "make_loader", "TERMINATED_EXIT"]
 
 LOG_NAME = "losses.csv"
@@ -195,8 +195,8 @@ def train_variant(variant: str, settings: Mapping[str, Any], data_path: str | Pa
     runtime = {**RUNTIME_DEFAULTS, **found_runtime, **(runtime or {})}
     entry, train = settings["entry"], {**settings["train"], **runtime}
     data_path, output_dir, resume_dir = Path(data_path), Path(output_dir), Path(resume_dir)
-    data_provenance = packed_provenance(data_path)      # a missing or corrupt file stops here, named
-    check_training_split(variant, entry, train, data_path)
+    data_provenance, split = packed_header(data_path)      # a missing or corrupt file stops here, named
+    check_training_split(variant, entry, train, data_path, split)
     make_parent(output_dir / "model.pt")     # not writable: said now, not when the run is done
     device = pick_device(device)
     set_up_device(train, device)
@@ -333,19 +333,18 @@ class _Training:
                                              self.device)
 
 
-def packed_provenance(data_path: Path) -> str:
-    """The packed file's provenance record (the labels, flow and settings it came from, and when):
-    read once, for the resume fingerprint and for model.pt's record."""
+def packed_header(data_path: Path) -> tuple[str, str | None]:
+    """The packed file's provenance record (the labels, flow and settings it came from, and when),
+    for the resume fingerprint and model.pt's record, and the split it holds: read once."""
     with open_packed(data_path) as packed:
-        return str(packed.attrs.get("provenance", ""))
+        return str(packed.attrs.get("provenance", "")), decode_attr(packed.attrs.get("split"))
 
 
-def check_training_split(variant: str, entry: Mapping, train: Mapping, data_path: Path) -> None:
-    """Refuse a pack of held-out data (val, test, heldout: training on them would score a variant on
-    its own training videos) and, for a prior-frame variant, the one-frame gtfine_train pack; an
-    image variant on the training split train.image_data did not choose trains, said on stderr."""
-    with open_packed(data_path) as packed:
-        split = decode_attr(packed.attrs.get("split"))
+def check_training_split(variant: str, entry: Mapping, train: Mapping, data_path: Path, split: str | None) -> None:
+    """Refuse a pack (``data_path``, holding ``split``) of held-out data (val, test, heldout: training
+    on them would score a variant on its own training videos) and, for a prior-frame variant, the
+    one-frame gtfine_train pack; an image variant on the training split train.image_data did not
+    choose trains, said on stderr."""
     prior = bool(entry["prior"])
     wanted = "train" if prior else train["image_data"]
     if split not in TRAINING_SPLITS or (prior and split != wanted):

@@ -162,6 +162,10 @@ def load_resume(folder: Path, expected: dict, position_type: type = Position) ->
     return state
 
 
+# What a loop's exit status after a save says stopped it (StopFlag, History).
+STOP_NAMES = {TERMINATED_EXIT: "SIGTERM", INTERRUPTED_EXIT: "Ctrl-C (SIGINT)"}
+
+
 class StopFlag:
     """SIGTERM (a walltime kill, a cancel) or SIGINT (Ctrl-C) sets ``requested``; the loop saves
     at its next step boundary and exits with ``exit_code``: ``pipeline.cli.TERMINATED_EXIT`` (143)
@@ -185,12 +189,12 @@ class StopFlag:
         self.signum = self.signum or signum
 
     @property
-    def name(self) -> str:
-        return "SIGTERM" if self.signum == signal.SIGTERM else "Ctrl-C (SIGINT)"
-
-    @property
     def exit_code(self) -> int:
         return TERMINATED_EXIT if self.signum == signal.SIGTERM else INTERRUPTED_EXIT
+
+    @property
+    def name(self) -> str:
+        return STOP_NAMES[self.exit_code]
 
     def restore(self) -> None:
         for signum, previous in self._previous.items():
@@ -213,9 +217,8 @@ class History:
 
     def stopped(self, stop: BaseException, where: str) -> None:
         """Record why the attempt ends early: a save on SIGTERM (exit 143) or Ctrl-C (130), or an error."""
-        if isinstance(stop, SystemExit) and stop.code in (TERMINATED_EXIT, INTERRUPTED_EXIT):
-            signal_name = "SIGTERM" if stop.code == TERMINATED_EXIT else "Ctrl-C (SIGINT)"
-            self.add(f"{signal_name}: saved at {where}; a resubmitted job goes on from there")
+        if isinstance(stop, SystemExit) and stop.code in STOP_NAMES:
+            self.add(f"{STOP_NAMES[stop.code]}: saved at {where}; a resubmitted job goes on from there")
         else:
             self.add(f"stopped at {where}: {type(stop).__name__}: {stop}")
 
