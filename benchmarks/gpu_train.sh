@@ -5,7 +5,8 @@
 # SECONDS: the whole script's budget (default 540); VARIANTS: default all, in an order that times
 # the most telling ones first. PYTHON names the interpreter (default python3); STAGES=first times
 # the first stage only; MODES (e.g. "fp32 fast_all") limits the modes timed; BENCH_ARGS go to the
-# timing run (e.g. --profile 12).
+# timing run (e.g. --profile 12); TESTS, a command (e.g. the GPU tests) run beside the compiling
+# processes, within their time, so it never shares the GPU with the timing (its output: tests.log).
 set -uo pipefail
 out=${1:?usage: gpu_train.sh OUTDIR [SECONDS [VARIANT...]]}
 budget=${2:-540}
@@ -32,6 +33,9 @@ for i in "${!groups[@]}"; do
     TORCHINDUCTOR_COMPILE_THREADS=3 timeout "$warm" "$python" benchmarks/bench_train.py --full --warm-only --stages "${STAGES:-all}" \
         ${MODES:+--modes $MODES} --variants ${groups[$i]} >"$out/warm_$i.log" 2>&1 &
 done
+if [[ -n ${TESTS:-} ]]; then
+    timeout "$warm" bash -c "$TESTS" >"$out/tests.log" 2>&1 &
+fi
 wait
 echo "cache filled in $(( SECONDS - start )) s"
 
