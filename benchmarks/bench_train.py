@@ -135,6 +135,8 @@ def measure(name: str, settings: dict, plan: StagePlan, device, labels: int, arg
                 _sync(device)
             else:
                 record[mode] = time_step(models, optimizers, window, args.repeats)
+                # Printed as it comes: a run stopped at its time limit keeps what it measured.
+                print(f"{name} stage {plan.index} {mode}: {record[mode]:.4f} s/step", flush=True)
             if args.profile and mode == modes[-1]:
                 profile(models, optimizers, window, args.profile)
         except Exception as error:  # noqa: BLE001 -- one failing mode must not cost the others' timings
