@@ -30,15 +30,17 @@ else
 fi
 warm=$(( budget * 2 / 5 ))
 for i in "${!groups[@]}"; do
-    TORCHINDUCTOR_COMPILE_THREADS=3 timeout "$warm" "$python" benchmarks/bench_train.py --full --warm-only --stages "${STAGES:-all}" \
+    TORCHINDUCTOR_COMPILE_THREADS=3 timeout -k 5 "$warm" "$python" benchmarks/bench_train.py --full --warm-only --stages "${STAGES:-all}" \
         ${MODES:+--modes $MODES} --variants ${groups[$i]} >"$out/warm_$i.log" 2>&1 &
 done
 if [[ -n ${TESTS:-} ]]; then
-    timeout "$warm" bash -c "$TESTS" >"$out/tests.log" 2>&1 &
+    # -k: training saves and exits at the next window on SIGTERM, a test then fails and pytest
+    # goes on to the next one; the kill ends the lot.
+    timeout -k 5 "$warm" bash -c "$TESTS" >"$out/tests.log" 2>&1 &
 fi
 wait
 echo "cache filled in $(( SECONDS - start )) s"
 
 left=$(( budget - (SECONDS - start) ))
-timeout "$left" "$python" benchmarks/bench_train.py --full --stages "${STAGES:-all}" --repeats 3 --deadline $(( left - 70 )) \
+timeout -k 5 "$left" "$python" benchmarks/bench_train.py --full --stages "${STAGES:-all}" --repeats 3 --deadline $(( left - 70 )) \
     --json "$out/train.jsonl" --variants "${order[@]}" ${MODES:+--modes $MODES} ${BENCH_ARGS:-} 2>&1 | tee "$out/bench_train.log"

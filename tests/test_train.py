@@ -458,7 +458,8 @@ def test_outputs_record_provenance_and_reload(study, packed, tmp_path):
     assert checkpoint["provenance"]["hardware"] == {
         "device": "cpu", "precision": "fp32", "precision_reason": "cpu: fp32 (deterministic)", "compiled": [],
         "cuda_graphs": False, "torch": torch.__version__,
-        "runtime": {"checkpoint_minutes": 30, "compile": "auto", "compile_scope": "all", "compile_mode": "default"}}
+        "runtime": {"checkpoint_minutes": 30, "compile": "auto", "compile_scope": "all",
+                    "compile_mode": "reduce-overhead"}}
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["training_seconds"] > 0 and summary["steps"] == 2 * 4
     header = (tmp_path / "out" / "losses.csv").read_text().splitlines()[0].split(",")
@@ -531,7 +532,7 @@ def test_a_resume_follows_what_training_computes_not_how_it_runs(study, packed, 
         train_variant("v03", tiny(study, "v03", crn_epochs=(1, 1)), packed["train"], tmp_path / "out", resume, "cpu")
 
     # How it runs, and v02's column of the table: resumed, with the new checkpoint interval.
-    how = config_files("how.yaml", {"train": {"checkpoint_minutes": 7, "compile_mode": "reduce-overhead",
+    how = config_files("how.yaml", {"train": {"checkpoint_minutes": 7, "compile_mode": "default",
                                               "compile_scope": "generator"},
                                     "variants": {"v02": {"thesis_fvd": 1234.5}}})
     resumed = run_training("v02", ["--config", *how], packed, tmp_path)

@@ -429,15 +429,16 @@ def compile_models(models: Models, train: Mapping, device: torch.device, only: t
     in ``train.compile_mode`` (``options`` go to ``torch.compile`` too). In place
     (``Module.compile``): the objects, their parameters and their state_dict keys stay as they
     are, so optimisers and checkpoints see no wrapper."""
-    wanted = train.get("compile", "auto")
+    train = {**RUNTIME_DEFAULTS, **train}
+    wanted = train["compile"]
     if not (wanted == "on" or (wanted == "auto" and device.type == "cuda")):
         return
-    modules = models.compilable(train.get("compile_scope", "all"))
+    modules = models.compilable(train["compile_scope"])
     # Dynamo keeps its graphs per code object: the image and temporal discriminators share one
     # forward, each called with and without grad and (under autocast) on fp32 and bf16 inputs,
     # which passes the default limit of 8, past which it silently runs eagerly.
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
-    options = {"mode": train.get("compile_mode", "default"), **options}
+    options = {"mode": train["compile_mode"], **options}
     for name, module in modules.items():
         if only is None or name in only:
             module.compile(**options)
