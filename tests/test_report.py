@@ -790,6 +790,18 @@ def test_bad_inputs_name_the_file(tmp_path):
     (tmp_path / "b.tsv").write_text("x\ty\n1\t2\n")
     with pytest.raises(PipelineError, match="benchmark"):
         timing.benchmark_seconds(tmp_path / "b.tsv")
+    # An FVD table with no rows (or not the table) is refused by the page and the chart alike,
+    # rather than drawn as an empty page.
+    from pipeline.report import table
+
+    (tmp_path / "fvd_table.csv").write_text(",".join(fvd_chart.TABLE_COLUMNS) + "\n")
+    (tmp_path / "other.csv").write_text("variant,fvd\nv01,1.0\n")
+    for csv_file, problem in (("fvd_table.csv", "FVD table has no rows"), ("other.csv", "FVD table lacks columns")):
+        for draw in (lambda out: table.main(["--table", str(tmp_path / csv_file), "--output", str(out)]),
+                     lambda out: fvd_chart.main(["--table", str(tmp_path / csv_file), "--output", str(out)])):
+            with pytest.raises(PipelineError, match=problem) as error:
+                draw(tmp_path / "page")
+            assert error.value.path == tmp_path / csv_file and not (tmp_path / "page").exists()
 
 
 # ---- what the pictures show (drawn in memory, no workdir) -------------------------------------

@@ -139,12 +139,20 @@ def upscale(image: np.ndarray, factor: int) -> np.ndarray:
     return np.repeat(np.repeat(image, factor, axis=-3), factor, axis=-2)
 
 
-def read_csv_rows(path: str | Path) -> list[dict[str, str]]:
+def read_csv_rows(path: str | Path, required: Sequence[str] = (), what: str = "CSV file") -> list[dict[str, str]]:
+    """A CSV file's rows; with ``required`` columns, at least one row and those columns, or a
+    named error (an empty table would make an empty page, exit 0)."""
     path = Path(path)
     if not path.is_file():
         raise PipelineError("file not found", path)
     with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
+        rows = list(csv.DictReader(handle))
+    if required and not rows:
+        raise PipelineError(f"the {what} has no rows", path)
+    missing = [column for column in required if column not in rows[0]] if required else []
+    if missing:
+        raise PipelineError(f"the {what} lacks columns {missing}", path)
+    return rows
 
 
 def number(text: str | None) -> float:

@@ -25,7 +25,6 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from pipeline.cli import run_main
-from pipeline.errors import PipelineError
 from pipeline.report.figures import (figure, mark_missing, network_colour, number, read_csv_rows,
                                      report_record, save_figure, title)
 from pipeline.report.provenance import load_record, notes_line, weight_notes
@@ -41,12 +40,7 @@ TABLE_COLUMNS = ("variant", "index", "network", "fvd", "fvd_pooled", "fvd_pooled
 
 def chart_rows(table_path: str | Path) -> list[dict]:
     """The table's rows with the chart's columns as numbers, in table order."""
-    rows = read_csv_rows(table_path)
-    if not rows:
-        raise PipelineError("the FVD table has no rows", table_path)
-    missing = [column for column in TABLE_COLUMNS if column not in rows[0]]
-    if missing:
-        raise PipelineError(f"the FVD table lacks columns {missing}", table_path)
+    rows = read_csv_rows(table_path, TABLE_COLUMNS, "FVD table")
     numeric = TABLE_COLUMNS[3:]
     return [{"variant": row["variant"], "index": row["index"], "network": row["network"],
              **{key: number(row[key]) for key in numeric}} for row in rows]

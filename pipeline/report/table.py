@@ -20,6 +20,7 @@ from pathlib import Path
 from pipeline.cli import run_main
 from pipeline.io import atomic_path
 from pipeline.report.figures import provenance_html, read_csv_rows, report_record
+from pipeline.report.fvd_chart import TABLE_COLUMNS
 from pipeline.report.provenance import load_record, notes_line, weight_notes
 
 __all__ = ["html_table", "table_page", "main"]
@@ -65,7 +66,7 @@ def table_page(table: str | Path, comparisons: str | Path | None, notes: str, re
              "videos, batch_size and frames are equal (the thesis: 128 videos of 16 frames in batches of 16); "
              "thesis_fvd: the thesis's figure; weights: what behind the row was random or trained here. Download: "
              f"{_download(table)}" + (f", {_download(Path(comparisons))}" if comparisons else "") + "</p>",
-             html_table(read_csv_rows(table))]
+             html_table(read_csv_rows(table, TABLE_COLUMNS, "FVD table"))]
     if comparisons:
         parts += ["<h3>Pairwise comparisons (thesis 5.2)</h3><p>change = b - a. The pooled change's interval "
                   "and sign_kept_share_over_test_videos (the share of bootstrap resamples in which it keeps "
