@@ -167,9 +167,22 @@ def test_kept_optimizer_state_follows_each_parameter_through_growth(study):
     assert any(name.startswith("encoder.") for name in old_moments)
 
 
-def _gradients(networks: dict[str, nn.Module]) -> dict[str, list[torch.Tensor]]:
-    return {name: [p.grad.clone() for p in module.parameters() if p.grad is not None]
-            for name, module in networks.items()}
+def record_step_gradients(optimizers) -> dict[nn.Parameter, torch.Tensor]:
+    """Each parameter's gradient as its optimiser steps with it (a step leaves none behind)."""
+    seen = {}
+
+    def record(optimizer, args, kwargs):  # noqa: ARG001 - Optimizer.register_step_pre_hook's call
+        seen.update({p: p.grad.clone() for group in optimizer.param_groups for p in group["params"]
+                     if p.grad is not None})
+
+    for optimizer in optimizers.all().values():
+        optimizer.register_step_pre_hook(record)
+    return seen
+
+
+def _gradients(networks: dict[str, nn.Module], stepped: dict[nn.Parameter, torch.Tensor]
+               ) -> dict[str, list[torch.Tensor]]:
+    return {name: [stepped[p] for p in module.parameters() if p in stepped] for name, module in networks.items()}
 
 
 def _norm(gradients: list[torch.Tensor]) -> float:
@@ -186,7 +199,7 @@ def test_gradient_norms_are_clipped_per_network_and_the_encoder_is_not(study):
     """thesis-code.md 4, 7 (Video_Framework.py): clip_grad_norm_(generator.parameters(), 30),
     then each discriminator's own parameters: the encoder, in the generator's optimiser, is not
     clipped, and the image (both scales together) and temporal discriminators are clipped apart.
-    One trained frame of v14 with and without a clip: the gradients the steps left behind."""
+    One trained frame of v14 with and without a clip: the gradients each step took."""
     clip = 1e-3
     found = {}
     for grad_clip in (None, clip):
@@ -194,8 +207,9 @@ def test_gradient_norms_are_clipped_per_network_and_the_encoder_is_not(study):
         train = dict(settings["train"], grad_clip=grad_clip)
         optimizers = make_optimizers(models, settings["entry"], train, torch.device("cpu"))
         window = random_window(2, plans[0].height, plans[0].width, num_channels(settings["label_set"]))
+        stepped = record_step_gradients(optimizers)
         train_window(models, optimizers, window)   # a flow variant: frame 1 is the one trained
-        found[grad_clip] = _gradients(_trained_networks(models))
+        found[grad_clip] = _gradients(_trained_networks(models), stepped)
     free, clipped = found[None], found[clip]
     assert set(free) == {"generator", "encoder", "discriminator.image", "discriminator.temporal"}
     for name, gradients in free.items():
@@ -219,9 +233,10 @@ def test_growth_clips_the_grown_generator(study):
     before_growth = models.named_generator_parameters()
     models.generator = _grow(models, optimizers, plans[1], train, cpu)
     optimizers = _regrow_optimizers(models, optimizers, before_growth, settings["entry"], train, cpu)
+    stepped = record_step_gradients(optimizers)
     train_window(models, optimizers, random_window(2, plans[1].height, plans[1].width,
                                                    num_channels(settings["label_set"])))
-    gradients = _gradients(_trained_networks(models))
+    gradients = _gradients(_trained_networks(models), stepped)
     assert _norm(gradients["generator"]) == pytest.approx(clip, rel=1e-4)
     assert _norm(gradients["discriminator.image"]) == pytest.approx(clip, rel=1e-4)
 
@@ -276,6 +291,54 @@ def test_compiled_windows_after_the_first_reuse_its_graphs(study, variant):
     assert terms and all(math.isfinite(value) for value in terms.values())
     generator_graphs = torch._dynamo.eval_frame._debug_get_cache_entry_list(type(models.generator).forward.__code__)
     assert len(generator_graphs) == 1
+
+
+@pytest.mark.parametrize("variant", ["v06", "v14"])
+def test_no_gradient_outlives_its_step(study, variant):
+    """The generator's backward also reaches the discriminators (through the fake frame's score).
+    Under CUDA graphs a gradient is a graph output that the next frame's replay overwrites: added
+    to a discriminator gradient kept from the frame before, it is an error on a GPU
+    (pytorch/pytorch#169545), or wrong memory once replayed. After a window no parameter holds one."""
+    settings, plans, models = tiny_models(study, variant)
+    entry = settings["entry"]
+    optimizers = make_optimizers(models, entry, settings["train"], torch.device("cpu"))
+    frames = (3 if entry["prior"] else 1) + (1 if entry["flow"] else 0)
+    before = copy_parameters(models.discriminators)
+    train_window(models, optimizers, random_window(frames, plans[0].height, plans[0].width,
+                                                   num_channels(settings["label_set"])))
+    assert any(not torch.equal(old, new) for old, new in zip(before, copy_parameters(models.discriminators)))
+    held = [name for name, optimizer in optimizers.all().items()
+            for group in optimizer.param_groups for parameter in group["params"] if parameter.grad is not None]
+    assert not held
+
+
+def copy_parameters(module: nn.Module) -> list[torch.Tensor]:
+    return [parameter.detach().clone() for parameter in module.parameters()]
+
+
+def test_a_new_size_compiles_static_graphs_not_shape_generic_ones(study):
+    """The CRN's second stage doubles the size. The modules kept from the first stage (criteria,
+    discriminators) must compile again for the new size, not shape-generic, as dynamo's automatic
+    dynamic shapes would (their kernels are slower on a GPU, in the costliest stage)."""
+    torch._dynamo.reset()
+    symbolic = []
+
+    def record(graph, example_inputs, **options):  # noqa: ARG001 - torch.compile passes its mode
+        values = [node.meta.get("example_value") for node in graph.graph.find_nodes(op="placeholder")]
+        symbolic.append(any(isinstance(value, torch.SymInt) or (isinstance(value, torch.Tensor) and any(
+            isinstance(size, torch.SymInt) for size in value.shape)) for value in values))
+        return graph.forward
+
+    settings = tiny(study, "v11")
+    train = dict(settings["train"], compile="on", compile_scope="all")
+    plan = plan_stages(settings["entry"], train)[0]
+    models = build_models(settings["entry"], settings, plan)
+    compile_models(models, train, torch.device("cpu"), backend=record)
+    optimizers = make_optimizers(models, settings["entry"], train, torch.device("cpu"))
+    for scale in (1, 2):
+        train_window(models, optimizers, random_window(1, plan.height * scale, plan.width * scale,
+                                                       num_channels(settings["label_set"])))
+    assert len(symbolic) > 4 and not any(symbolic)
 
 
 def discriminator_feed(study, variant: str, discriminator: str, frames: int):

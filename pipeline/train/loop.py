@@ -438,7 +438,10 @@ def compile_models(models: Models, train: Mapping, device: torch.device, only: t
     # forward, each called with and without grad and (under autocast) on fp32 and bf16 inputs,
     # which passes the default limit of 8, past which it silently runs eagerly.
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
-    options = {"mode": train["compile_mode"], **options}
+    # Static shapes: the CRN's second stage doubles the size, and dynamo's automatic dynamic
+    # shapes would then recompile the modules kept from the first stage shape-generic (slower
+    # kernels for the costliest stage); two sizes are two static compiles.
+    options = {"mode": train["compile_mode"], "dynamic": False, **options}
     for name, module in modules.items():
         if only is None or name in only:
             module.compile(**options)

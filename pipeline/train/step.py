@@ -123,13 +123,19 @@ def _frame(window: Mapping[str, torch.Tensor], t: int) -> dict[str, torch.Tensor
 
 def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float | None,
           groups: tuple[tuple[nn.Parameter, ...], ...]) -> None:
-    """Backward, clip the gradient norm of each group of parameters on its own, one step."""
+    """Backward, clip the gradient norm of each group of parameters on its own, one step.
+
+    No gradient outlives its step. The generator's backward also reaches the discriminators'
+    parameters (through the fake frame's score); under CUDA graphs a gradient is a graph output
+    that the next frame's replay overwrites, so a discriminator gradient kept from the last frame
+    and added to there is an error (pytorch/pytorch#169545) or, replayed, wrong memory."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if clip:
         for parameters in groups:
             torch.nn.utils.clip_grad_norm_(parameters, clip)
     optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def train_window(models: Models, optimizers: Optimizers, window: Mapping[str, torch.Tensor]) -> dict[str, float]:
