@@ -234,6 +234,8 @@ def open_h5(path: str | Path, kind: str = "HDF5 file", hint: str = "") -> Any:
     from pipeline.errors import PipelineError
 
     path = Path(path)
+    if path.is_dir():
+        raise PipelineError(f"a folder, not a {kind}", path)
     if not path.is_file():
         raise PipelineError(f"{kind} not found{f' ({hint})' if hint else ''}", path)
     try:

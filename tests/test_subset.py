@@ -168,3 +168,8 @@ def test_a_part_reads_its_frames_from_the_root_given(small_tree, tmp_path):
     assert {s.root for s in subset_snippets(load_subset(tmp_path / "train.json", moved), "train", "beta")} == {moved}
     gtfine = tmp_path / "gtfine_train.json"
     assert {s.root for s in gtfine_train_snippets(load_subset(gtfine, moved), gtfine)} == {moved}
+    # Another split's part given for gtfine_train: named as the wrong file, not as an old one.
+    train = tmp_path / "train.json"
+    with pytest.raises(PipelineError, match=r"train.json: the subset's 'train' part lists no gtfine_train snippets: "
+                                            r"pass results/data/subset/gtfine_train.json"):
+        gtfine_train_snippets(load_subset(train, moved), train)

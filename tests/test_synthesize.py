@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -185,6 +186,24 @@ def test_warping_json_measures_the_written_videos(packed_city, trained, fvd_sett
     assert record["warping_error"] == pytest.approx(np.mean(record["per_video"]), rel=1e-9)
     assert record["warping_error_std"] == pytest.approx(np.std(record["per_video"], ddof=1), rel=1e-9)
     assert record["real_warping_error"] == pytest.approx(real_errors.mean(), rel=1e-6)
+
+
+def test_training_data_and_what_is_no_pack_are_refused(packed_city, trained, fvd_settings, tmp_path):
+    """FVD and the warping error score videos of data no variant trained on: a training pack is
+    refused (as training refuses held-out ones), for the real videos and a variant's alike; so are
+    an HDF5 file that is no pack and a folder, each named."""
+    with h5py.File(tmp_path / "flow.h5", "w") as flow:
+        flow["flow"] = np.zeros((1, 2, 2, 2), np.float16)
+    variant = ["--model", str(trained["v02"]), "--warping", str(tmp_path / "v02.json")]
+    for data, problem in ((packed_city["train"], "holds the 'train' split, training data: synthesis takes the test"),
+                          (tmp_path / "flow.h5", "not a packed file: it records no split"),
+                          (packed_city["train"].parent, "a folder, not a packed file")):
+        for mode in (["--real"], variant):
+            with pytest.raises(PipelineError, match=problem) as error:
+                synthesize_stage.main([*mode, "--data", str(data), "--output", str(tmp_path / "v.h5"),
+                                       "--device", "cpu", "--settings", json.dumps(fvd_settings)])
+            assert error.value.path == data
+    assert not (tmp_path / "v.h5").exists() and not (tmp_path / "v02.json").exists()
 
 
 def _run_stage(trained, packed_city, fvd_settings, output, warping, *extra: str) -> None:

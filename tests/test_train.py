@@ -12,6 +12,7 @@ import time
 from functools import partial
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -561,6 +562,14 @@ def test_bad_inputs_are_named(study, packed, tmp_path):
     corrupt.write_bytes(packed["train"].read_bytes()[:5000])
     with pytest.raises(PipelineError, match="corrupt.h5"):
         train_variant("v02", settings, corrupt, tmp_path / "o", tmp_path / "r", "cpu")
+    # A flow file, or the folder of the packs, given for the pack: said so, not "the None split".
+    with h5py.File(tmp_path / "flow.h5", "w") as flow:
+        flow["flow"] = np.zeros((1, 2, 2, 2), np.float16)
+    for data, problem in ((tmp_path / "flow.h5", "not a packed file: it records no split"),
+                          (packed["train"].parent, "a folder, not a packed file")):
+        with pytest.raises(PipelineError, match=problem) as error:
+            train_variant("v02", settings, data, tmp_path / "o", tmp_path / "r", "cpu")
+        assert error.value.path == data
     with pytest.raises(PipelineError, match="variant 'v99' is not one of the config's variants"):
         train_settings(study, "v99")
 

@@ -231,7 +231,11 @@ def subset_snippets(subset: dict, split: str, city: str) -> list[Snippet]:
 def gtfine_train_snippets(subset: dict, path: str | Path) -> list[Snippet]:
     """Every annotated train snippet of the dataset, city by city (what the labellers' fits read)."""
     if GTFINE_TRAIN not in subset:
-        raise PipelineError("the subset lists no gtfine_train snippets (written by an older "
+        part = subset.get("provenance", {}).get("part")
+        if part is not None:        # another split's part: the file given is the wrong one
+            raise PipelineError(f"the subset's {part!r} part lists no {GTFINE_TRAIN} snippets: pass "
+                                f"results/data/subset/{GTFINE_TRAIN}.json", path)
+        raise PipelineError(f"the subset lists no {GTFINE_TRAIN} snippets (written by an older "
                             "select_subset: run it again)", path)
     return [snippet for city, ids in sorted(subset[GTFINE_TRAIN].items())
             for snippet in _snippets(subset, "train", city, ids)]

@@ -32,7 +32,7 @@ import numpy as np
 __all__ = [
     "SCHEMA", "SCHEMA_VERSION", "ARRAYS", "CODECS", "DEFAULT_COMPRESSION", "ROOT_ATTRS",
     "FLOW_DTYPES", "group_name", "parse_resolution", "codec_options", "array_codecs", "decode_attr",
-    "instance_label_ids",
+    "instance_label_ids", "TRAINING_SPLITS",
 ]
 
 SCHEMA = "pipeline.pack"
@@ -45,6 +45,10 @@ ARRAYS: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
     "instances": (np.dtype(np.uint16), ()),
     "flow": (np.dtype(np.float16), (2,)),
 }
+# The splits (the ``split`` attribute) that are training data: the subset's train snippets, and the
+# annotated frame of every train snippet (train.image_data's two choices). Training takes only
+# these; synthesis, whose videos FVD and the warping error score, refuses them.
+TRAINING_SPLITS = ("train", "gtfine_train")
 ROOT_ATTRS = (
     "schema", "schema_version", "split", "frames", "annotated_index", "snippet_count",
     "resolutions", "label_table", "label_set", "compression", "chunk_frames", "provenance",

@@ -22,12 +22,23 @@ from pipeline.io import open_h5
 from pipeline.pack.schema import (ARRAYS, FLOW_DTYPES, ROOT_ATTRS, SCHEMA, SCHEMA_VERSION, decode_attr, group_name,
                                   instance_label_ids)
 
-__all__ = ["verify", "open_packed", "read_snippet", "first_nonfinite_frame"]
+__all__ = ["verify", "open_packed", "packed_header", "read_snippet", "first_nonfinite_frame"]
 
 
 def open_packed(path: str | Path) -> h5py.File:
     """Open a packed file read-only, or raise a PipelineError naming it."""
     return open_h5(path, "packed file", "run the pack rule")
+
+
+def packed_header(path: str | Path) -> tuple[str, str]:
+    """A packed file's provenance record (the labels, flow and settings it came from) and the split
+    it holds, read in one open; an HDF5 file with no split (a flow file, say) is not a packed file."""
+    with open_packed(path) as packed:
+        split = decode_attr(packed.attrs.get("split"))
+        if not isinstance(split, str):
+            raise PipelineError("not a packed file: it records no split (packed files come from the pack rule)",
+                                path)
+        return str(packed.attrs.get("provenance", "")), split
 
 
 def verify(path: str | Path, values: bool = True, progress: bool | None = None) -> dict[str, Any]:

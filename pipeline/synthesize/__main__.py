@@ -26,6 +26,8 @@ from pipeline.device import pick_device
 from pipeline.errors import PipelineError
 from pipeline.fvd.videos import write_video_stream, write_videos
 from pipeline.io import atomic_path, write_json
+from pipeline.pack.schema import TRAINING_SPLITS
+from pipeline.pack.verify import packed_header
 from pipeline.provenance import code_version, provenance
 from pipeline.synthesize.draws import read_draw_choice
 from pipeline.synthesize.video import candidate_videos, real_videos, synthesize_videos
@@ -49,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_settings_arguments(parser)
     args = parser.parse_args(argv)
     settings = read_settings(args, lambda config: config["fvd"])
+    check_held_out(args.data)
     code = code_version("pipeline.synthesize")
     if args.real:
         videos, record = real_videos(args.data, settings, heldout=args.heldout)
@@ -75,6 +78,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     with atomic_path(args.warping, suffix=".json") as warping_tmp, atomic_path(args.output, suffix=".h5") as videos_tmp:
         write_videos(videos_tmp, videos, record)
         write_json(warping_tmp, summary)
+
+
+def check_held_out(data_path: str) -> None:
+    """FVD and the warping error score videos of data no variant trained on: a training pack is
+    refused (training refuses the held-out ones)."""
+    _, split = packed_header(data_path)
+    if split in TRAINING_SPLITS:
+        raise PipelineError(f"holds the {split!r} split, training data: synthesis takes the test split "
+                            "(results/data/{subset.test_split}.h5) or, with --heldout, heldout.h5", data_path)
 
 
 if __name__ == "__main__":

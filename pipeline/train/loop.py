@@ -44,8 +44,8 @@ from pipeline.models.build import (build_discriminators, build_feature_encoder, 
                                    optimizer_settings)
 from pipeline.models.crn import HEAD_PREFIXES
 from pipeline.pack.dataset import FrameDataset, WindowDataset, expand
-from pipeline.pack.schema import decode_attr
-from pipeline.pack.verify import open_packed
+from pipeline.pack.schema import TRAINING_SPLITS
+from pipeline.pack.verify import packed_header
 from pipeline.provenance import code_version, provenance
 from pipeline.train.events import EVENTS_DIR, ScalarLog, copy_events
 from pipeline.train.log_columns import LOG_COLUMNS
@@ -57,7 +57,7 @@ from pipeline.train.checkpoint import save_trained
 from pipeline.train.step import Models, Optimizers, train_window
 
 __all__ = ["train_variant", "build_models", "move_models", "set_up_device", "compile_models", "make_optimizers",
-           "fast_path", "choose_precision", "BF16_CAPABILITY", "packed_header", "data_identity",
+           "fast_path", "choose_precision", "BF16_CAPABILITY", "data_identity",
            "make_loader", "TERMINATED_EXIT"]
 
 LOG_NAME = "losses.csv"
@@ -161,9 +161,6 @@ def _dataset(data_path: Path, entry: Mapping, train: Mapping, plan: StagePlan, l
     return FrameDataset(data_path, resolution, label_set=label_set, frames="annotated", expand=on_cpu)
 
 
-# The packed splits that are training data: the subset's train snippets, and the annotated frame of
-# every train snippet (train.image_data's two choices, the pack's split names).
-TRAINING_SPLITS = ("train", "gtfine_train")
 FRAME_KEYS = ("image", "labels", "label_ids", "instances", "edge", "flow", "flow_valid")
 
 
@@ -333,14 +330,7 @@ class _Training:
                                              self.device)
 
 
-def packed_header(data_path: Path) -> tuple[str, str | None]:
-    """The packed file's provenance record (the labels, flow and settings it came from, and when),
-    for the resume fingerprint and model.pt's record, and the split it holds: read once."""
-    with open_packed(data_path) as packed:
-        return str(packed.attrs.get("provenance", "")), decode_attr(packed.attrs.get("split"))
-
-
-def check_training_split(variant: str, entry: Mapping, train: Mapping, data_path: Path, split: str | None) -> None:
+def check_training_split(variant: str, entry: Mapping, train: Mapping, data_path: Path, split: str) -> None:
     """Refuse a pack (``data_path``, holding ``split``) of held-out data (val, test, heldout: training
     on them would score a variant on its own training videos) and, for a prior-frame variant, the
     one-frame gtfine_train pack; an image variant on the training split train.image_data did not
