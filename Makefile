@@ -21,7 +21,7 @@ help:
 	@echo "  help              this list (a bare make)"
 	@echo "  demo              the whole graph on the synthetic city -> demo/results/fvd_table.csv and report.html"
 	@echo "  test              the test suite (pytest)"
-	@echo "  lint              snakemake --lint on the workflow with config/demo.yaml"
+	@echo "  lint              snakemake --lint on the workflow with the study's config.yaml"
 	@echo "  bench             every benchmarks/bench_*.py"
 	@echo "  envs              regenerate envs/*.yaml (cluster conda environments) from the lock file"
 	@echo "  clean-demo        delete the demo's folder (demo/), never results/"
@@ -38,7 +38,7 @@ $(STAMP): requirements/lock.txt requirements/constraints.txt pyproject.toml
 # folder of its own (results, logs, Snakemake's records), so it never reruns or overwrites the
 # study's results/ beside it, and clean-demo cannot delete them.
 DEMO := demo
-DEMO_RUN := $(BIN)/snakemake --cores $(CORES) --directory $(DEMO) --configfile $(abspath config/demo.yaml)
+DEMO_RUN := $(BIN)/snakemake --cores $(CORES) --show-failed-logs --directory $(DEMO) --configfile $(abspath config/demo.yaml)
 demo: $(STAMP)
 	$(DEMO_RUN)
 	$(DEMO_RUN) --report results/report.html
@@ -47,7 +47,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
-	$(BIN)/snakemake --lint --configfile config/demo.yaml
+	$(BIN)/snakemake --lint
 
 bench: $(STAMP)
 	for bench in benchmarks/bench_*.py; do $(BIN)/python $$bench || exit 1; done

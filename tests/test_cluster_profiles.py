@@ -29,6 +29,19 @@ def test_profile_is_found_by_name_and_parses(name, tmp_path):
     assert "select_subset" in done.stdout
 
 
+def test_a_failed_job_shows_its_error_line_under_the_local_profile(tmp_path):
+    """Every rule sends its stage's output to its log: the profiles show a failed job's log, so
+    the stage's one-line error reaches the console, not only the log's path."""
+    (tmp_path / "bad.yaml").write_text(f"data:\n  cityscapes_root: {tmp_path / 'nowhere'}\n")
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run(
+        [str(BIN / "snakemake"), "--profile", "local", "--cores", "1", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+         "results/data/subset.json", "--configfile", str(tmp_path / "bad.yaml")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert f"error: {tmp_path / 'nowhere'}: Cityscapes root not found" in done.stdout + done.stderr
+
+
 def test_no_profile_is_applied_without_being_named():
     for folder in ("default", "profiles/default"):
         assert not (REPO / folder).exists(), f"{folder} would be applied to every run, --profile lengau included"

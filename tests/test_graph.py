@@ -16,6 +16,14 @@ def test_lint_is_clean(repo):
     assert "Congratulations, your workflow is in a good condition" in result.stdout + result.stderr
 
 
+def test_the_demo_in_the_study_folder_is_warned(repo, tmp_path):
+    """The demo keeps its results/ apart from the study's (demo/): run from the repository root
+    without --directory, it says so; in a folder of its own, nothing."""
+    demo = str(repo / "config" / "demo.yaml")
+    assert "--directory demo" in run_snakemake("--list-rules", "--configfile", demo).stderr
+    assert "warning" not in run_snakemake("--list-rules", "--configfile", demo, "-d", str(tmp_path)).stderr
+
+
 def job_counts(dry_run_output: str) -> dict[str, int]:
     """The 'Job stats' table of a dry run as {rule: count}."""
     table = dry_run_output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
