@@ -274,6 +274,18 @@ def profile_settings(monkeypatch, site_file: Path) -> dict:
         return yte.process_yaml(stream, require_use_yte=True)
 
 
+def test_the_profile_says_when_the_site_file_is_not_ready(tmp_path, monkeypatch, capsys):
+    """Read as the run starts (a dry run too): the shipped placeholder project is said then, not
+    at the first submission after the local rules have run; a filled-in site file says nothing."""
+    profile_settings(monkeypatch, REPO / "lengau" / "site.yaml")
+    assert "site.yaml: set project to your CHPC programme code" in capsys.readouterr().err
+    filled = tmp_path / "site.yaml"
+    filled.write_text(yaml.safe_dump({**yaml.safe_load((REPO / "lengau" / "site.yaml").read_text()),
+                                      "project": "CSCI1166"}))
+    profile_settings(monkeypatch, filled)
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_a_job_runs_python_from_the_submitting_environment_whatever_the_workdir(tmp_path, monkeypatch):
     """`snakemake --profile lengau -d WORK` (the README's demo): submit.py runs in WORK, so PBS's
     $PBS_O_WORKDIR is WORK, which has no .venv. A job starts with a bare PATH; the rules' bare
