@@ -231,10 +231,9 @@ def write_tree(root: Path, frames: int, height: int, width: int, snippets: int =
 def test_stage_writes_every_pair_at_the_flow_size_and_reads_back(tmp_path):
     subset = write_tree(tmp_path / "city", frames=4, height=96, width=192)
     output = tmp_path / "flow" / "train" / "testcity.h5"
-    settings = {"backend": "dis", "checkpoint": None, "height": 48, "width": 96,
-                "batch_size": 2, "dtype": "float16"}
+    settings = {"backend": "dis", "checkpoint": None, "height": 48, "width": 96, "dtype": "float16"}
     main(["--subset", str(subset), "--split", "train", "--city", "testcity",
-          "--output", str(output), "--settings", json.dumps(settings)])
+          "--output", str(output), "--settings", json.dumps(settings), "--batch-size", "2"])
     with h5py.File(output) as file:
         assert sorted(file["flow"]) == ["testcity_000000_000003", "testcity_000001_000003"]
         assert file["flow/testcity_000000_000003"].dtype == np.float16
@@ -246,14 +245,46 @@ def test_stage_writes_every_pair_at_the_flow_size_and_reads_back(tmp_path):
     assert attrs["backend"] == "dis" and attrs["weights_real"] is True
     assert attrs["height"] == 48 and attrs["dtype"] == "float16" and "frame t-1 onto frame t" in attrs["convention"]
     assert attrs["provenance"]["settings"] == settings and attrs["provenance"]["backend"]["preset"] == "medium"
+    assert attrs["provenance"]["batch_size"] == 2
     assert not list(output.parent.glob(".*"))   # no temporary left behind
+
+
+def test_the_batch_size_changes_no_flow_and_is_recorded(tmp_path):
+    """flow.batch_size reaches the job as --batch-size (the rule's resource), not in its --settings:
+    any batch writes the same flow, and the provenance records the one used; a hand run with
+    --config takes the merged config's, and one with neither is refused."""
+    import yaml
+    from pipeline.config import DEFAULT_CONFIG
+
+    subset = write_tree(tmp_path / "city", frames=5, height=32, width=64, snippets=1)
+    settings = {"backend": "dis", "checkpoint": None, "height": 32, "width": 64, "dtype": "float32"}
+    city = ["--subset", str(subset), "--split", "train", "--city", "testcity"]
+    flows = {}
+    for batch_size in (1, 3):                   # 4 pairs: 3 gives a last batch of 1
+        output = tmp_path / f"flow{batch_size}.h5"
+        main([*city, "--output", str(output), "--settings", json.dumps(settings), "--batch-size", str(batch_size)])
+        flows[batch_size] = read_flow(output, "testcity_000000_000004")
+        assert read_flow_attrs(output)["provenance"]["batch_size"] == batch_size
+    assert flows[1].shape == (4, 32, 64, 2) and np.abs(flows[1]).max() > 0
+    assert np.array_equal(flows[1], flows[3])
+
+    override = tmp_path / "override.yaml"
+    override.write_text(yaml.safe_dump({"flow": {**settings, "batch_size": 2}}))
+    main([*city, "--output", str(tmp_path / "config.h5"), "--config", str(DEFAULT_CONFIG), str(override)])
+    assert read_flow_attrs(tmp_path / "config.h5")["provenance"]["batch_size"] == 2
+    with pytest.raises(PipelineError, match=r"no batch size: give --batch-size \(the rule passes flow.batch_size\)"):
+        main([*city, "--output", str(tmp_path / "none.h5"), "--settings", json.dumps(settings)])
+    with pytest.raises(PipelineError, match="must be a positive integer, got 0"):
+        main([*city, "--output", str(tmp_path / "none.h5"), "--settings", json.dumps(settings), "--batch-size", "0"])
+    assert not (tmp_path / "none.h5").exists()
 
 
 def test_read_flow_names_the_file_for_missing_snippets_and_corrupt_files(tmp_path):
     subset = write_tree(tmp_path / "city", frames=2, height=32, width=64, snippets=1)
     output = tmp_path / "c.h5"
     main(["--subset", str(subset), "--split", "train", "--city", "testcity", "--output", str(output),
-          "--settings", json.dumps({"backend": "dis", "height": 32, "width": 64, "dtype": "float32"})])
+          "--settings", json.dumps({"backend": "dis", "height": 32, "width": 64, "dtype": "float32"}),
+          "--batch-size", "1"])
     with pytest.raises(PipelineError, match="no flow for snippet 'testcity_000009_000001'") as err:
         read_flow(output, "testcity_000009_000001")
     assert str(output) in str(err.value)
@@ -273,7 +304,7 @@ def test_stage_failure_leaves_no_output(tmp_path):
     output = tmp_path / "out.h5"
     with pytest.raises(PipelineError, match="unreadable image") as err:
         main(["--subset", str(subset), "--split", "train", "--city", "testcity", "--output", str(output),
-              "--settings", json.dumps({"backend": "dis", "height": 32, "width": 64})])
+              "--settings", json.dumps({"backend": "dis", "height": 32, "width": 64}), "--batch-size", "2"])
     assert str(missing) in str(err.value)
     assert not output.exists() and not list(tmp_path.glob(".out.h5*"))
 
@@ -285,7 +316,8 @@ def test_cli_reports_bad_input_on_one_line(tmp_path):
     missing = tmp_path / "subset.json"
     result = subprocess.run([sys.executable, "-m", "pipeline.flow", "--subset", str(missing), "--split",
                              "train", "--city", "x", "--output", str(tmp_path / "x.h5"),
-                             "--settings", json.dumps({"backend": "dis", "height": 8, "width": 8})],
+                             "--settings", json.dumps({"backend": "dis", "height": 8, "width": 8}),
+                             "--batch-size", "2"],
                             capture_output=True, text=True)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.strip().splitlines()[-1] == f"error: {missing}: file not found"

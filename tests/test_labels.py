@@ -364,6 +364,7 @@ def test_semantic_and_instance_stages_write_every_frame(tiny_city: Path):
     assert label.dtype == np.uint8 and label.shape == (24, 40) and np.all(label == 26)
     record = json.loads((out / "provenance.json").read_text())
     assert record["frames"] == 60 and record["kept_gtfine"] == 0 and record["weights"]["sha256"]
+    assert record["batch_size"] == 4          # no --batch-size: that of the --settings holding it
 
     model = build_mask_rcnn(32, 64)
     torch.save(model.state_dict(), tiny_city / "inst.pt")
@@ -411,7 +412,69 @@ def test_a_label_job_is_given_what_it_reads():
     assert "config" in label_settings(config, "instance", "val")["instance"]          # detectron2
     torchvision = merge(config, {"labels": {"instance": {"backend": "torchvision"}}})
     assert set(label_settings(torchvision, "instance", "heldout")["instance"]) == {
-        "backend", "checkpoint", "score_threshold", "batch_size", "min_size", "max_size"}
+        "backend", "checkpoint", "score_threshold", "min_size", "max_size"}
+    # The batch size is how a job runs, not what it writes: the rule's resource, not its settings.
+    smaller = merge(config, {"labels": {"semantic": {"batch_size": 1}, "instance": {"batch_size": 1}}})
+    for kind in ("semantic", "instance"):
+        assert "batch_size" not in label_settings(config, kind, "train")[kind]
+        assert label_settings(smaller, kind, "train") == label_settings(config, kind, "train")
+
+
+def test_the_batch_size_changes_no_label_and_is_recorded(tmp_path: Path):
+    """labels.<kind>.batch_size reaches a job as --batch-size (the rule's resource), not in its
+    --settings: any batch writes the same labels, and the provenance records the one used."""
+    root = tmp_path / "cityscapes"
+    for split, city in (("train", "delta"), ("val", "gamma")):          # 8-frame snippets
+        write_snippet(root, split, city, 0, 5, size=(24, 40), frames=8, index=5)
+    subset = select_subset(root, {"train_cities": None, "test_split": "val", "test_sequences": 1}, 8, 5)
+    write_json(tmp_path / "subset.json", subset)
+    torch.manual_seed(0)
+    torch.save(build_segmenter(ENCODER).state_dict(), tmp_path / "seg.pt")    # random: labels vary
+    torch.save(build_mask_rcnn(32, 64).state_dict(), tmp_path / "inst.pt")
+    config = {"labels": _settings(tmp_path, keep_gtfine=False)}
+    settings = {kind: json.dumps(label_settings(config, kind, "train")) for kind in ("semantic", "instance")}
+    city = ["--subset", str(tmp_path / "subset.json"), "--split", "train", "--city", "delta"]
+    written = {}
+    for batch_size in (1, 3):                  # 3: a last batch of 2
+        sem, inst = tmp_path / f"semantic{batch_size}", tmp_path / f"instance{batch_size}"
+        semantic_cli.main([*city, "--checkpoint", str(tmp_path / "seg.pt"), "--output", str(sem),
+                           "--settings", settings["semantic"], "--batch-size", str(batch_size)])
+        instance_cli.main([*city, "--semantic", str(sem), "--checkpoint", str(tmp_path / "inst.pt"),
+                           "--output", str(inst), "--settings", settings["instance"], "--batch-size", str(batch_size)])
+        written[batch_size] = {path.name: read_label_png(path)
+                               for folder in (sem, inst) for path in folder.glob("*.png")}
+        for folder, kind in ((sem, "semantic"), (inst, "instance")):
+            record = json.loads((folder / "provenance.json").read_text())
+            assert record["batch_size"] == batch_size and "batch_size" not in record["settings"][kind]
+    assert len(written[1]) == 16 and written[1].keys() == written[3].keys()
+    assert len({label.tobytes() for name, label in written[1].items() if "labelIds" in name}) > 1
+    for name, label in written[1].items():
+        assert np.array_equal(label, written[3][name]), name
+
+    with pytest.raises(PipelineError, match=r"no batch size: give --batch-size \(the rule passes "
+                                            r"labels.semantic.batch_size\)"):
+        semantic_cli.main([*city, "--checkpoint", str(tmp_path / "seg.pt"), "--output", str(tmp_path / "none"),
+                           "--settings", settings["semantic"]])
+    with pytest.raises(PipelineError, match="must be a positive integer, got 0"):
+        instance_cli.main([*city, "--semantic", str(tmp_path / "semantic1"), "--checkpoint", str(tmp_path / "inst.pt"),
+                           "--output", str(tmp_path / "none"), "--settings", settings["instance"], "--batch-size", "0"])
+    assert not (tmp_path / "none").exists()
+
+
+def test_a_hand_run_takes_the_batch_size_of_its_config(tiny_city: Path):
+    """``--config`` in place of the rule's --settings: the batch size is the merged config's."""
+    import yaml
+    from pipeline.config import DEFAULT_CONFIG
+
+    torch.save(_constant_segmenter(13).state_dict(), tiny_city / "seg.pt")
+    override = tiny_city / "override.yaml"
+    override.write_text(yaml.safe_dump({"labels": {"semantic": {
+        "encoder": ENCODER, "input_height": 32, "input_width": 48, "batch_size": 3}}}))
+    out = tiny_city / "semantic"
+    semantic_cli.main(["--subset", str(tiny_city / "subset.json"), "--split", "val", "--city", "gamma",
+                       "--checkpoint", str(tiny_city / "seg.pt"), "--output", str(out),
+                       "--config", str(DEFAULT_CONFIG), str(override)])
+    assert json.loads((out / "provenance.json").read_text())["batch_size"] == 3
 
 
 def test_a_fit_is_given_what_its_weights_depend_on():

@@ -94,7 +94,10 @@ def test_nothing_reruns_without_a_change(ran):
     "change, reruns",
     [
         ({"labels": {"instance": {"score_threshold": 0.3}}}, {"label_instance", "pack"}),
-        ({"labels": {"semantic": {"batch_size": 3}}}, {"label_semantic", "label_instance", "pack"}),
+        # Inference batch sizes are how a job runs, not what it writes: resources, not params.
+        ({"labels": {"semantic": {"batch_size": 3}}}, set()),
+        ({"labels": {"instance": {"batch_size": 3}}}, set()),
+        ({"flow": {"batch_size": 2}}, set()),
         ({"flow": {"dtype": "float32"}}, {"reference_flow", "pack"}),
         ({"pack": {"compression": "lz4"}}, {"pack"}),
         # The per-city stages after the select_subset checkpoint are planned once it has rerun:
@@ -108,11 +111,29 @@ def test_nothing_reruns_without_a_change(ran):
         # select_subset tracks the root normalised; the other rules take it as a resource.
         ({"data": {"synthetic_root": "results/synthetic_city/"}}, set()),
     ],
-    ids=["instance", "semantic", "flow", "pack", "subset", "instance-fit", "draw-choice-off", "label-set",
-         "root-spelling"],
+    ids=["instance", "semantic-batch", "instance-batch", "flow-batch", "flow", "pack", "subset", "instance-fit",
+         "draw-choice-off", "label-set", "root-spelling"],
 )
 def test_a_change_reruns_its_stage_and_what_follows(ran, change, reruns):
     assert set(dry_run(ran, change)) == reruns
+
+
+@pytest.mark.slow
+def test_label_and_flow_jobs_record_the_batch_size_their_resource_gave(ran):
+    """The batch sizes reach the jobs as --batch-size (a resource), not in --settings, and each
+    output's provenance records the one it ran with."""
+    import h5py
+
+    config = load_config([REPO / "config.yaml", ran / "demo.yaml", ran / "tiny.yaml"])
+    for kind in ("semantic", "instance"):
+        folder = next((ran / "results/labels" / kind / "train").iterdir())
+        record = json.loads((folder / "provenance.json").read_text())
+        assert record["batch_size"] == config["labels"][kind]["batch_size"], folder
+        assert "batch_size" not in record["settings"][kind]
+    flow = next((ran / "results/flow/train").glob("*.h5"))
+    with h5py.File(flow) as file:
+        record = json.loads(file.attrs["provenance"])
+    assert record["batch_size"] == config["flow"]["batch_size"] and "batch_size" not in record["settings"]
 
 
 def copy_workdir(work, destination):

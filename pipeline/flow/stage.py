@@ -3,7 +3,8 @@
 The thesis ran FlowNet2 inside every training step on the real frames (thesis-code.md section 6);
 here it is computed once per city and stored. For each snippet, frames are resized (INTER_AREA)
 to ``flow.height x flow.width``, the pairs (t-1, t) for t = 1..T-1 go through the backend in
-batches of ``flow.batch_size``, and the flows are written to ``results/flow/{split}/{city}.h5``:
+batches of ``flow.batch_size`` (``--batch-size``), and the flows are written to
+``results/flow/{split}/{city}.h5``:
 
 - ``flow/{snippet_id}``: ``[T-1, H, W, 2]`` in pixels at the flow size, ``flow.dtype``; entry
   ``i`` warps frame ``i`` onto frame ``i + 1`` (:mod:`pipeline.flow.warp`'s convention; frame 0
@@ -22,7 +23,11 @@ loss is an L1 on it, so this is nothing; and with gzip(1)+shuffle a pair takes 3
 of 763 KiB (float32). float32 is there for a study that wants the backend's bits.
 
 Usage: ``python -m pipeline.flow --subset results/data/subset/S.json --split S --city C
---frames-root ROOT --output results/flow/S/C.h5 --settings JSON`` (settings = config ``flow``).
+--frames-root ROOT --output results/flow/S/C.h5 --settings JSON --batch-size N`` (settings = config
+``flow`` less ``batch_size``). The rule passes ``flow.batch_size`` as a resource, not in ``--settings``:
+it changes how the job runs, not the flow (Snakemake reruns a job for a changed param, not for a
+changed resource). Without ``--batch-size`` the batch size is that of ``--config`` or of a
+``--settings`` holding it; the provenance records the one used.
 """
 
 from __future__ import annotations
@@ -63,11 +68,12 @@ def _batches(count: int, batch_size: int) -> Iterator[slice]:
         yield slice(start, min(start + batch_size, count))
 
 
-def snippet_flow(backend: FlowBackend, frames: np.ndarray, batch_size: int,
+def snippet_flow(backend: FlowBackend, frames: np.ndarray, batch_size: int | None,
                  progress: tqdm | None = None) -> np.ndarray:
-    """Flow ``[T-1, H, W, 2]`` float32 of consecutive frames ``[T, H, W, 3]``: entry i is t = i+1."""
+    """Flow ``[T-1, H, W, 2]`` float32 of consecutive frames ``[T, H, W, 3]``: entry i is t = i+1.
+    ``batch_size`` pairs go through the backend at once (None: all of them)."""
     flows = []
-    for batch in _batches(len(frames) - 1, batch_size):
+    for batch in _batches(len(frames) - 1, batch_size or max(len(frames) - 1, 1)):
         prev = frames[batch.start:batch.stop]
         nxt = frames[batch.start + 1:batch.stop + 1]
         flows.append(backend(prev, nxt))
@@ -78,13 +84,13 @@ def snippet_flow(backend: FlowBackend, frames: np.ndarray, batch_size: int,
 
 
 def write_city_flow(snippets: Sequence[Snippet], backend: FlowBackend, settings: dict[str, Any],
-                    output: str | Path, record: dict[str, Any]) -> None:
-    """Compute every snippet's flow and write the city's HDF5 file atomically."""
+                    output: str | Path, record: dict[str, Any], batch_size: int | None = None) -> None:
+    """Compute every snippet's flow and write the city's HDF5 file atomically, ``batch_size`` pairs
+    a backend call (None: a snippet's pairs at once); the flow is the same whatever the batch."""
     height, width = int(settings["height"]), int(settings["width"])
     dtype_name = settings.get("dtype", "float16")
     if dtype_name not in DTYPES:
         raise PipelineError(f"flow.dtype must be one of {sorted(DTYPES)}, got {dtype_name!r}")
-    batch_size = int(settings.get("batch_size", 4))
     total = sum(s.frames - 1 for s in snippets)
     with atomic_path(output, suffix=".h5") as tmp, h5py.File(tmp, "w") as file, \
             tqdm(total=total, unit="pair", desc=f"flow {Path(output).stem}", dynamic_ncols=True) as bar:
@@ -112,15 +118,17 @@ def _write_attrs(file: h5py.File, backend: FlowBackend, height: int, width: int,
 
 def reference_flow(subset_path: str | Path, split: str, city: str, output: str | Path,
                    settings: dict[str, Any], device: torch.device | str | None = None,
-                   allow_random: bool = False, frames_root: str | Path | None = None) -> None:
+                   allow_random: bool = False, frames_root: str | Path | None = None,
+                   batch_size: int | None = None) -> None:
     """The stage: flow for every snippet of ``split``/``city`` of the subset, into ``output``
-    (frames from ``frames_root``, default the subset's root)."""
+    (frames from ``frames_root``, default the subset's root), ``batch_size`` pairs a backend call
+    (None: a snippet's pairs at once); the provenance records it."""
     snippets = subset_snippets(load_subset(subset_path, frames_root), split, city)
     backend = make_backend(settings, device=device, allow_random=allow_random)
     record = provenance("reference_flow", settings, code_version("pipeline.flow"), None,
                         split=split, city=city, subset=str(subset_path), backend=backend.describe(),
-                        weights_real=backend.weights_real)
-    write_city_flow(snippets, backend, settings, output, record)
+                        weights_real=backend.weights_real, batch_size=batch_size)
+    write_city_flow(snippets, backend, settings, output, record, batch_size)
 
 
 def _open(path: str | Path) -> h5py.File:
@@ -168,10 +176,25 @@ def main(argv: Sequence[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_city_arguments(parser)
     parser.add_argument("--output", required=True, help="results/flow/{split}/{city}.h5")
+    parser.add_argument("--batch-size", type=int, help="pairs a backend call (flow.batch_size; the rule's "
+                                                       "resource); default: that of --config or --settings")
     add_settings_arguments(parser)
     args = parser.parse_args(argv)
     settings = read_settings(args, lambda config: config["flow"])
-    reference_flow(args.subset, args.split, args.city, args.output, settings, frames_root=args.frames_root)
+    reference_flow(args.subset, args.split, args.city, args.output, settings, frames_root=args.frames_root,
+                   batch_size=_batch_size(args.batch_size, settings))
+
+
+def _batch_size(given: int | None, settings: dict[str, Any]) -> int:
+    """``--batch-size``, else the settings' own (a hand run's ``--config``, or a ``--settings``
+    holding it). No default here (the config schema holds it): with neither, an error."""
+    batch_size = given if given is not None else settings.get("batch_size")
+    if batch_size is None:
+        raise PipelineError("no batch size: give --batch-size (the rule passes flow.batch_size)")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise PipelineError(f"the batch size (flow.batch_size, --batch-size) must be a positive integer, "
+                            f"got {batch_size!r}")
+    return batch_size
 
 
 if __name__ == "__main__":

@@ -10,7 +10,12 @@ Usage::
     python -m pipeline.labels.instance --subset results/data/subset/train.json --split train \\
         --city aachen --frames-root ROOT --semantic results/labels/semantic/train/aachen \\
         [--checkpoint FILE] --output results/labels/instance/train/aachen \\
-        --settings JSON        # config['labels'] (only keep_gtfine and instance are read)
+        --settings JSON --batch-size N   # config['labels'] (only keep_gtfine and instance are read)
+
+``--batch-size``: frames a batch; the rule passes ``labels.instance.batch_size`` as a resource, not in
+``--settings``, as it changes how the job runs, not the labels (Snakemake reruns a job for a changed
+param, not for a changed resource). Without it the batch size is that of ``--config`` or of a
+``--settings`` holding it; the provenance records the one used.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from pipeline.device import pick_device
 from pipeline.errors import PipelineError
 from pipeline.labels.detections import Detections, paint_instances
 from pipeline.labels.frames import FrameRef, city_frames, label_city
+from pipeline.labels.settings import inference_batch_size
 from pipeline.provenance import code_version, provenance
 
 __all__ = ["Detector", "InstanceLabeller", "instance_labeller", "main"]
@@ -101,13 +107,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--semantic", required=True, help="this city's label_semantic directory")
     parser.add_argument("--checkpoint", help="weights (overrides labels.instance.checkpoint)")
     parser.add_argument("--output", required=True, help="directory of instanceIds PNGs to write")
+    parser.add_argument("--batch-size", type=int, help="frames a batch (labels.instance.batch_size; the rule's "
+                                                       "resource); default: that of --config or --settings")
     add_settings_arguments(parser)
     args = parser.parse_args(argv)
     settings = read_settings(args, lambda config: config["labels"])
     try:
         instance, keep_gtfine = settings["instance"], settings["keep_gtfine"]
+        batch_size = inference_batch_size(args.batch_size, instance, "labels.instance.batch_size")
         labeller, weights = instance_labeller(instance, args.checkpoint)
-        batch_size = instance["batch_size"]
     except KeyError as err:
         raise PipelineError(f"--settings lacks labels key {err}") from err
     semantic = Path(args.semantic)
@@ -116,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     snippets = subset_snippets(load_subset(args.subset, args.frames_root), args.split, args.city)
     record = provenance("label_instance", settings, code_version("pipeline.labels.instance"), None,
                         split=args.split, city=args.city, weights=weights, device=str(labeller.device),
-                        semantic=str(semantic))
+                        semantic=str(semantic), batch_size=batch_size)
 
     def label_batch(images: np.ndarray, batch: list[FrameRef]) -> np.ndarray:
         return labeller(images, _semantic_of(semantic, batch, images.shape[1:3]))

@@ -12,7 +12,12 @@ Usage::
 
     python -m pipeline.labels.semantic --subset results/data/subset/train.json --split train \\
         --city aachen --frames-root ROOT [--checkpoint FILE] --output results/labels/semantic/train/aachen \\
-        --settings JSON        # config['labels'] (only keep_gtfine and semantic are read)
+        --settings JSON --batch-size N   # config['labels'] (only keep_gtfine and semantic are read)
+
+``--batch-size``: frames a batch; the rule passes ``labels.semantic.batch_size`` as a resource, not in
+``--settings``, as it changes how the job runs, not the labels (Snakemake reruns a job for a changed
+param, not for a changed resource). Without it the batch size is that of ``--config`` or of a
+``--settings`` holding it; the provenance records the one used.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from pipeline.device import pick_device
 from pipeline.errors import PipelineError
 from pipeline.labels.checkpoint import check_meta, checkpoint_record, load_into, read_checkpoint
 from pipeline.labels.frames import city_frames, label_city
+from pipeline.labels.settings import inference_batch_size
 from pipeline.provenance import code_version, provenance
 
 __all__ = [
@@ -151,18 +157,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_city_arguments(parser)
     parser.add_argument("--checkpoint", help="weights (overrides labels.semantic.checkpoint)")
     parser.add_argument("--output", required=True, help="directory of labelIds PNGs to write")
+    parser.add_argument("--batch-size", type=int, help="frames a batch (labels.semantic.batch_size; the rule's "
+                                                       "resource); default: that of --config or --settings")
     add_settings_arguments(parser)
     args = parser.parse_args(argv)
     settings = read_settings(args, lambda config: config["labels"])
     try:
         semantic, keep_gtfine = settings["semantic"], settings["keep_gtfine"]
+        batch_size = inference_batch_size(args.batch_size, semantic, "labels.semantic.batch_size")
         labeller, weights = semantic_labeller(semantic, args.checkpoint)
-        batch_size = semantic["batch_size"]
     except KeyError as err:
         raise PipelineError(f"--settings lacks labels key {err}") from err
     snippets = subset_snippets(load_subset(args.subset, args.frames_root), args.split, args.city)
     record = provenance("label_semantic", settings, code_version("pipeline.labels.semantic"), None,
-                        split=args.split, city=args.city, weights=weights, device=str(labeller.device))
+                        split=args.split, city=args.city, weights=weights, device=str(labeller.device),
+                        batch_size=batch_size)
     label_city(city_frames(snippets), lambda images, _: labeller(images), args.output, "labelIds",
                batch_size, keep_gtfine, args.split, record, desc=f"semantic {args.split}/{args.city}")
 

@@ -6,6 +6,11 @@ also what Snakemake compares, so a job is given exactly what it reads and a chan
 else reruns nothing (for a label job: the fits' ``fit`` settings, detectron2's ``config`` under the
 torchvision backend, and ``keep_gtfine`` on a split that never keeps gtFine; for a fit: the
 inference-only settings).
+
+The inference batch size (``labels.<kind>.batch_size``, ``INFERENCE_KEYS``) is in neither: it
+changes how a label job runs, not the labels it writes, so the rule passes it as a resource
+(``--batch-size {resources.batch_size}``), which Snakemake does not compare, and a smaller batch
+for a smaller GPU relabels nothing; the job records it in its provenance.
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["FIT_KEYS", "KEEP_GTFINE_SPLIT", "fit_settings", "keeps_gtfine", "label_settings"]
+from pipeline.errors import PipelineError
+
+__all__ = ["FIT_KEYS", "INFERENCE_KEYS", "KEEP_GTFINE_SPLIT", "fit_settings", "inference_batch_size", "keeps_gtfine",
+           "label_settings"]
 
 KEEP_GTFINE_SPLIT = "train"  # the only split whose annotated frames may keep their gtFine labels
 # What fitting each labeller reads of labels.<kind>: the weights depend on these alone, so a change
@@ -22,6 +30,8 @@ FIT_KEYS: dict[str, tuple[str, ...]] = {
     "semantic": ("encoder", "encoder_depth", "fit", "input_height", "input_width"),
     "instance": ("fit", "min_size", "max_size"),
 }
+# How a label job runs, not what it writes: not in its settings (a resource of the rule instead).
+INFERENCE_KEYS = ("batch_size",)
 
 
 def keeps_gtfine(keep_gtfine: bool, split: str) -> bool:
@@ -40,9 +50,23 @@ def fit_settings(config: Mapping[str, Any], kind: str) -> dict[str, Any]:
 def label_settings(config: Mapping[str, Any], kind: str, split: str) -> dict[str, Any]:
     """The ``--settings`` of label_``kind`` (``semantic`` or ``instance``) on ``split``:
     ``labels.<kind>`` less ``fit`` (the fit rule's: a fitted model reaches the job as its
-    checkpoint input) and, but for detectron2, less its ``config``; ``keep_gtfine`` as it applies
-    to the split."""
-    section = {key: value for key, value in config["labels"][kind].items() if key != "fit"}
+    checkpoint input), less the batch size (``INFERENCE_KEYS``: the rule's resource) and, but for
+    detectron2, less its ``config``; ``keep_gtfine`` as it applies to the split."""
+    left_out = {"fit", *INFERENCE_KEYS}
+    section = {key: value for key, value in config["labels"][kind].items() if key not in left_out}
     if kind == "instance" and section.get("backend") != "detectron2":
         section.pop("config", None)
     return {kind: section, "keep_gtfine": keeps_gtfine(config["labels"]["keep_gtfine"], split)}
+
+
+def inference_batch_size(given: int | None, section: Mapping[str, Any], key: str) -> int:
+    """The batch size a label job runs with: ``given`` (``--batch-size``, which the rule passes from
+    its resource), else the section's own ``batch_size`` (a hand run's ``--config``, or a
+    ``--settings`` holding the whole section). There is no default here (the config schema holds
+    it): with neither, an error naming the argument and the config key ``key``."""
+    batch_size = given if given is not None else section.get("batch_size")
+    if batch_size is None:
+        raise PipelineError(f"no batch size: give --batch-size (the rule passes {key})")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise PipelineError(f"the batch size ({key}, --batch-size) must be a positive integer, got {batch_size!r}")
+    return batch_size

@@ -94,6 +94,13 @@ def settings_of(section, *keys):
     return json.dumps({key: config[section][key] for key in keys}, sort_keys=True)
 
 
+def settings_less(section, *keys):
+    """A config section less the named keys, as JSON: those say how its stage runs, not what it
+    computes (an inference batch size), and reach the job as resources, which Snakemake does not
+    compare, so that a change to them reruns nothing."""
+    return json.dumps({key: value for key, value in config[section].items() if key not in keys}, sort_keys=True)
+
+
 def labeller_fit_settings(kind):
     """What fitting a labeller reads (pipeline.labels.settings.FIT_KEYS)."""
     return json.dumps(fit_settings(config, kind), sort_keys=True)

@@ -10,7 +10,8 @@ rule reference_flow:
     benchmark:
         "results/timing/reference_flow/{split}/{city}.tsv"
     params:
-        settings=settings("flow"),
+        # Not flow.batch_size: it changes how the job runs, not the flow (resources.batch_size).
+        settings=settings_less("flow", "batch_size"),
         code=code_version("pipeline.flow"),
     threads: 2
     resources:
@@ -21,8 +22,13 @@ rule reference_flow:
         # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it;
         # input root: a rebuilt synthetic city reruns this too).
         frames_root=DATA_ROOT,
+        # Pairs a backend call (flow.batch_size): a resource, not a param, so that a smaller batch for a
+        # smaller GPU reruns nothing (the job records it in its provenance); a string, as Snakemake
+        # rounds numbers.
+        batch_size=str(config["flow"]["batch_size"]),
     conda:
         "../../envs/torch.yaml"
     shell:
         "python -m pipeline.flow --subset {input.subset} --split {wildcards.split} --city {wildcards.city}"
-        " --frames-root {resources.frames_root:q} --output {output.flow} --settings {params.settings:q} > {log} 2>&1"
+        " --frames-root {resources.frames_root:q} --output {output.flow} --settings {params.settings:q}"
+        " --batch-size {resources.batch_size} > {log} 2>&1"

@@ -94,12 +94,16 @@ rule label_semantic:
         # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it;
         # input root: a rebuilt synthetic city reruns this too).
         frames_root=DATA_ROOT,
+        # Frames a batch (labels.semantic.batch_size): a resource, not a param, so that a smaller batch
+        # for a smaller GPU relabels nothing (the job records it in its provenance); a string, as
+        # Snakemake rounds numbers.
+        batch_size=str(config["labels"]["semantic"]["batch_size"]),
     conda:
         "../../envs/torch.yaml"
     shell:
         "python -m pipeline.labels.semantic --subset {input.subset} --split {wildcards.split}"
         " --city {wildcards.city} --frames-root {resources.frames_root:q} --checkpoint {input.checkpoint}"
-        " --output {output.labels} --settings {params.settings:q} > {log} 2>&1"
+        " --output {output.labels} --settings {params.settings:q} --batch-size {resources.batch_size} > {log} 2>&1"
 
 
 rule label_instance:
@@ -125,9 +129,14 @@ rule label_instance:
         # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it;
         # input root: a rebuilt synthetic city reruns this too).
         frames_root=DATA_ROOT,
+        # Frames a batch (labels.instance.batch_size): a resource, not a param, so that a smaller batch
+        # for a smaller GPU relabels nothing (the job records it in its provenance); a string, as
+        # Snakemake rounds numbers.
+        batch_size=str(config["labels"]["instance"]["batch_size"]),
     conda:
         "../../envs/torch.yaml"
     shell:
         "python -m pipeline.labels.instance --subset {input.subset} --split {wildcards.split}"
         " --city {wildcards.city} --frames-root {resources.frames_root:q} --semantic {input.semantic}"
-        " --checkpoint {input.checkpoint} --output {output.labels} --settings {params.settings:q} > {log} 2>&1"
+        " --checkpoint {input.checkpoint} --output {output.labels} --settings {params.settings:q}"
+        " --batch-size {resources.batch_size} > {log} 2>&1"
