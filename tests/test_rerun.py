@@ -104,6 +104,9 @@ def test_nothing_reruns_without_a_change(ran):
         # a dry run shows the checkpoint and the rule that reads it directly.
         ({"subset": {"seed": 3}}, {"select_subset", "pack"}),
         ({"labels": {"instance": {"fit": {"epochs": 2}}}}, {"fit_instances", "label_instance", "pack"}),
+        # New semantic labels reach the instance labeller (its --semantic input) and the pack.
+        ({"labels": {"semantic": {"fit": {"epochs": 2}}}},
+         {"fit_segmenter", "label_semantic", "label_instance", "pack"}),
         # fvd.draw_choice while auto is off: the subset (and so everything) stays as it was.
         ({"fvd": {"draw_choice": {"candidates": 7, "heldout_videos": 3}}}, set()),
         # The labellers write Cityscapes label ids whatever the label set: only pack maps them.
@@ -112,7 +115,7 @@ def test_nothing_reruns_without_a_change(ran):
         ({"data": {"synthetic_root": "results/synthetic_city/"}}, set()),
     ],
     ids=["instance", "semantic-batch", "instance-batch", "flow-batch", "flow", "pack", "subset", "instance-fit",
-         "draw-choice-off", "label-set", "root-spelling"],
+         "semantic-fit", "draw-choice-off", "label-set", "root-spelling"],
 )
 def test_a_change_reruns_its_stage_and_what_follows(ran, change, reruns):
     assert set(dry_run(ran, change)) == reruns
