@@ -25,8 +25,8 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 
-__all__ = ["add_city_arguments", "add_frames_root_argument", "add_settings_arguments", "read_settings", "run_main",
-           "Terminated", "TERMINATED_EXIT", "INTERRUPTED_EXIT"]
+__all__ = ["add_batch_size_argument", "add_city_arguments", "add_frames_root_argument", "add_settings_arguments",
+           "read_batch_size", "read_settings", "run_main", "Terminated", "TERMINATED_EXIT", "INTERRUPTED_EXIT"]
 
 TERMINATED_EXIT = 143      # 128 + SIGTERM, what a shell reports for a process SIGTERM killed
 INTERRUPTED_EXIT = 130     # 128 + SIGINT: a training or fit loop saved on Ctrl-C
@@ -58,6 +58,25 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--settings", help="the stage's settings as JSON (what the rule passes)")
     group.add_argument("--config", nargs="+", metavar="FILE",
                        help="config.yaml and override files, merged in order (by hand)")
+
+
+def add_batch_size_argument(parser: argparse.ArgumentParser, unit: str, key: str) -> None:
+    """``--batch-size``: an inference stage's batch, which the rule passes from a resource (how a
+    job runs, not what it writes: Snakemake compares params, not resources)."""
+    parser.add_argument("--batch-size", type=int,
+                        help=f"{unit} a batch ({key}; the rule's resource); default: that of --config or --settings")
+
+
+def read_batch_size(given: int | None, section: dict, key: str) -> int:
+    """``--batch-size``, else the section's own ``batch_size`` (a hand run's ``--config``, or a
+    ``--settings`` holding it). No default here (the config schema holds it): with neither, an
+    error naming the argument and the config ``key``."""
+    batch_size = given if given is not None else section.get("batch_size")
+    if batch_size is None:
+        raise PipelineError(f"no batch size: give --batch-size (the rule passes {key})")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise PipelineError(f"the batch size ({key}, --batch-size) must be a positive integer, got {batch_size!r}")
+    return batch_size
 
 
 def read_settings(args: argparse.Namespace, pick: Callable[[dict], Any]) -> Any:

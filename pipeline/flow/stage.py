@@ -43,7 +43,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.cli import add_city_arguments, add_settings_arguments, read_settings, run_main
+from pipeline.cli import (add_batch_size_argument, add_city_arguments, add_settings_arguments, read_batch_size,
+                          read_settings, run_main)
 from pipeline.data.cityscapes import Snippet, read_frame
 from pipeline.data.subset import load_subset, subset_snippets
 from pipeline.errors import PipelineError
@@ -176,25 +177,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_city_arguments(parser)
     parser.add_argument("--output", required=True, help="results/flow/{split}/{city}.h5")
-    parser.add_argument("--batch-size", type=int, help="pairs a backend call (flow.batch_size; the rule's "
-                                                       "resource); default: that of --config or --settings")
+    add_batch_size_argument(parser, "frame pairs", "flow.batch_size")
     add_settings_arguments(parser)
     args = parser.parse_args(argv)
     settings = read_settings(args, lambda config: config["flow"])
     reference_flow(args.subset, args.split, args.city, args.output, settings, frames_root=args.frames_root,
-                   batch_size=_batch_size(args.batch_size, settings))
-
-
-def _batch_size(given: int | None, settings: dict[str, Any]) -> int:
-    """``--batch-size``, else the settings' own (a hand run's ``--config``, or a ``--settings``
-    holding it). No default here (the config schema holds it): with neither, an error."""
-    batch_size = given if given is not None else settings.get("batch_size")
-    if batch_size is None:
-        raise PipelineError("no batch size: give --batch-size (the rule passes flow.batch_size)")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise PipelineError(f"the batch size (flow.batch_size, --batch-size) must be a positive integer, "
-                            f"got {batch_size!r}")
-    return batch_size
+                   batch_size=read_batch_size(args.batch_size, settings, "flow.batch_size"))
 
 
 if __name__ == "__main__":

@@ -28,14 +28,14 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from pipeline.cli import add_city_arguments, add_settings_arguments, read_settings, run_main
+from pipeline.cli import (add_batch_size_argument, add_city_arguments, add_settings_arguments, read_batch_size,
+                          read_settings, run_main)
 from pipeline.data.cityscapes import read_label_png
 from pipeline.data.subset import load_subset, subset_snippets
 from pipeline.device import pick_device
 from pipeline.errors import PipelineError
 from pipeline.labels.detections import Detections, paint_instances
 from pipeline.labels.frames import FrameRef, city_frames, label_city
-from pipeline.labels.settings import inference_batch_size
 from pipeline.provenance import code_version, provenance
 
 __all__ = ["Detector", "InstanceLabeller", "instance_labeller", "main"]
@@ -107,14 +107,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--semantic", required=True, help="this city's label_semantic directory")
     parser.add_argument("--checkpoint", help="weights (overrides labels.instance.checkpoint)")
     parser.add_argument("--output", required=True, help="directory of instanceIds PNGs to write")
-    parser.add_argument("--batch-size", type=int, help="frames a batch (labels.instance.batch_size; the rule's "
-                                                       "resource); default: that of --config or --settings")
+    add_batch_size_argument(parser, "frames", "labels.instance.batch_size")
     add_settings_arguments(parser)
     args = parser.parse_args(argv)
     settings = read_settings(args, lambda config: config["labels"])
     try:
         instance, keep_gtfine = settings["instance"], settings["keep_gtfine"]
-        batch_size = inference_batch_size(args.batch_size, instance, "labels.instance.batch_size")
+        batch_size = read_batch_size(args.batch_size, instance, "labels.instance.batch_size")
         labeller, weights = instance_labeller(instance, args.checkpoint)
     except KeyError as err:
         raise PipelineError(f"--settings lacks labels key {err}") from err

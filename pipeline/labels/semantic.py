@@ -33,14 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.cli import add_city_arguments, add_settings_arguments, read_settings, run_main
+from pipeline.cli import (add_batch_size_argument, add_city_arguments, add_settings_arguments, read_batch_size,
+                          read_settings, run_main)
 from pipeline.data.labels import NUM_TRAIN_IDS, TRAIN_LABEL_IDS, train_id_to_label_id
 from pipeline.data.subset import load_subset, subset_snippets
 from pipeline.device import pick_device
 from pipeline.errors import PipelineError
 from pipeline.labels.checkpoint import check_meta, checkpoint_record, load_into, read_checkpoint
 from pipeline.labels.frames import city_frames, label_city
-from pipeline.labels.settings import inference_batch_size
 from pipeline.provenance import code_version, provenance
 
 __all__ = [
@@ -157,14 +157,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_city_arguments(parser)
     parser.add_argument("--checkpoint", help="weights (overrides labels.semantic.checkpoint)")
     parser.add_argument("--output", required=True, help="directory of labelIds PNGs to write")
-    parser.add_argument("--batch-size", type=int, help="frames a batch (labels.semantic.batch_size; the rule's "
-                                                       "resource); default: that of --config or --settings")
+    add_batch_size_argument(parser, "frames", "labels.semantic.batch_size")
     add_settings_arguments(parser)
     args = parser.parse_args(argv)
     settings = read_settings(args, lambda config: config["labels"])
     try:
         semantic, keep_gtfine = settings["semantic"], settings["keep_gtfine"]
-        batch_size = inference_batch_size(args.batch_size, semantic, "labels.semantic.batch_size")
+        batch_size = read_batch_size(args.batch_size, semantic, "labels.semantic.batch_size")
         labeller, weights = semantic_labeller(semantic, args.checkpoint)
     except KeyError as err:
         raise PipelineError(f"--settings lacks labels key {err}") from err

@@ -18,9 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.errors import PipelineError
-
-__all__ = ["FIT_KEYS", "INFERENCE_KEYS", "KEEP_GTFINE_SPLIT", "fit_settings", "inference_batch_size", "keeps_gtfine",
+__all__ = ["FIT_KEYS", "INFERENCE_KEYS", "KEEP_GTFINE_SPLIT", "fit_settings", "keeps_gtfine",
            "label_settings"]
 
 KEEP_GTFINE_SPLIT = "train"  # the only split whose annotated frames may keep their gtFine labels
@@ -57,16 +55,3 @@ def label_settings(config: Mapping[str, Any], kind: str, split: str) -> dict[str
     if kind == "instance" and section.get("backend") != "detectron2":
         section.pop("config", None)
     return {kind: section, "keep_gtfine": keeps_gtfine(config["labels"]["keep_gtfine"], split)}
-
-
-def inference_batch_size(given: int | None, section: Mapping[str, Any], key: str) -> int:
-    """The batch size a label job runs with: ``given`` (``--batch-size``, which the rule passes from
-    its resource), else the section's own ``batch_size`` (a hand run's ``--config``, or a
-    ``--settings`` holding the whole section). There is no default here (the config schema holds
-    it): with neither, an error naming the argument and the config key ``key``."""
-    batch_size = given if given is not None else section.get("batch_size")
-    if batch_size is None:
-        raise PipelineError(f"no batch size: give --batch-size (the rule passes {key})")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise PipelineError(f"the batch size ({key}, --batch-size) must be a positive integer, got {batch_size!r}")
-    return batch_size
