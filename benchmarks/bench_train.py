@@ -8,10 +8,9 @@ Five modes on a GPU, timed in one run and printed as ratios, per variant and per
 - ``tf32``: eager with today's PyTorch defaults (cuDNN convolutions in TF32);
 - ``fast``: bf16 autocast, ``torch.compile`` of the generator only (``train.compile_scope:
   generator``), fused Adam, cuDNN autotuning, through ``pipeline.train.loop``'s functions;
-- ``fast_all``: the same with ``compile_scope: all`` (the encoder, criteria and discriminators
-  compiled too), in torch.compile's ``default`` mode;
-- ``fast_graphs``: what the loop does on a GPU by default: ``fast_all`` with
-  ``train.compile_mode: reduce-overhead`` (each compiled graph replayed as a CUDA graph: the fast
+- ``fast_all``: what the loop does on a GPU by default: the same with ``compile_scope: all`` (the
+  encoder, criteria and discriminators compiled too), in torch.compile's ``default`` mode;
+- ``fast_graphs``: ``fast_all`` with ``train.compile_mode: reduce-overhead`` (each compiled graph replayed as a CUDA graph: the fast
   step is bound by launching kernels). A mode that fails is recorded as ``{mode}_error`` and the
   run goes on.
 

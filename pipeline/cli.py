@@ -25,7 +25,7 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 
-__all__ = ["add_batch_size_argument", "add_city_arguments", "add_frames_root_argument", "add_settings_arguments",
+__all__ = ["INFERENCE_KEYS", "add_batch_size_argument", "add_city_arguments", "add_frames_root_argument", "add_settings_arguments",
            "read_batch_size", "read_settings", "run_main", "Terminated", "TERMINATED_EXIT", "INTERRUPTED_EXIT"]
 
 TERMINATED_EXIT = 143      # 128 + SIGTERM, what a shell reports for a process SIGTERM killed
@@ -58,6 +58,11 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--settings", help="the stage's settings as JSON (what the rule passes)")
     group.add_argument("--config", nargs="+", metavar="FILE",
                        help="config.yaml and override files, merged in order (by hand)")
+
+
+# What says how an inference stage runs, not what it writes: kept out of its --settings (a rule's
+# resource instead), so Snakemake, which compares params, reruns nothing when it changes.
+INFERENCE_KEYS = ("batch_size",)
 
 
 def add_batch_size_argument(parser: argparse.ArgumentParser, unit: str, key: str) -> None:

@@ -257,6 +257,12 @@ def loss_rows(workdir: Path) -> int:
     return max(0, len(log.read_text().splitlines()) - 1) if log.is_file() else 0
 
 
+def without_shown_logs(console: str) -> str:
+    """Snakemake's own lines, less the failed jobs' logs it prints (the profile's show-failed-logs:
+    "Logfile PATH:", a bar of "=", the log, the same bar), whose lines may repeat its own."""
+    return re.sub(r"^Logfile [^\n]*:\n(=+)\n.*?\n\1$", "", console, flags=re.M | re.S)
+
+
 @pytest.mark.slow
 def test_training_cancelled_mid_run_resumes_on_its_retry(slurm, graph_workdir):
     work = graph_workdir
@@ -279,7 +285,7 @@ def test_training_cancelled_mid_run_resumes_on_its_retry(slurm, graph_workdir):
         if run.poll() is None:
             run.terminate()
             run.wait(timeout=30)
-    output = console.read_text()
+    output = without_shown_logs(console.read_text())
     assert run.returncode == 0, output[-6000:] + slurm.logs()
 
     states = {job: state for job, state in slurm.jobs().items() if job not in earlier}

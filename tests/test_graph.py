@@ -11,8 +11,10 @@ from conftest import run_snakemake
 from pipeline.data.fake_tree import make_fake_tree
 
 
-def test_lint_is_clean(repo):
-    result = run_snakemake("--lint", "--configfile", str(repo / "config" / "demo.yaml"))
+@pytest.mark.parametrize("configs", [[], ["--configfile", "config/demo.yaml"]], ids=["study", "demo"])
+def test_lint_is_clean(repo, tmp_path, configs):
+    configs = [str(repo / c) if c.endswith(".yaml") else c for c in configs]
+    result = run_snakemake("--lint", *configs, "-d", str(tmp_path))
     assert "Congratulations, your workflow is in a good condition" in result.stdout + result.stderr
 
 

@@ -523,7 +523,7 @@ def test_outputs_record_provenance_and_reload(study, packed, tmp_path):
         "device": "cpu", "precision": "fp32", "precision_reason": "cpu: fp32 (deterministic)", "compiled": [],
         "cuda_graphs": False, "torch": torch.__version__,
         "runtime": {"checkpoint_minutes": 30, "compile": "auto", "compile_scope": "all",
-                    "compile_mode": "reduce-overhead"}}
+                    "compile_mode": "default"}}
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["training_seconds"] > 0 and summary["steps"] == 2 * 4
     header = (tmp_path / "out" / "losses.csv").read_text().splitlines()[0].split(",")
@@ -604,7 +604,7 @@ def test_a_resume_follows_what_training_computes_not_how_it_runs(study, packed, 
         train_variant("v03", tiny(study, "v03", crn_epochs=(1, 1)), packed["train"], tmp_path / "out", resume, "cpu")
 
     # How it runs, and v02's column of the table: resumed, with the new checkpoint interval.
-    how = config_files("how.yaml", {"train": {"checkpoint_minutes": 7, "compile_mode": "default",
+    how = config_files("how.yaml", {"train": {"checkpoint_minutes": 7, "compile_mode": "reduce-overhead",
                                               "compile_scope": "generator"},
                                     "variants": {"v02": {"thesis_fvd": 1234.5}}})
     resumed = run_training("v02", ["--config", *how], packed, tmp_path)
@@ -695,7 +695,8 @@ def test_training_settings_hold_only_what_changes_the_variant(study, change, ret
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the fast path: bf16, compile, fused Adam)")
 @pytest.mark.parametrize("variant, scope, mode", [("v06", "generator", "default"), ("v14", "generator", "default"),
-                                                 ("v07", "all", "reduce-overhead"), ("v14", "all", "reduce-overhead")])
+                                                 ("v07", "all", "reduce-overhead"), ("v14", "all", "reduce-overhead"),
+                                                 ("v09", "all", "reduce-overhead")])
 def test_the_fast_path_trains_on_a_gpu(study, packed, tmp_path, variant, scope, mode):
     """Both CRN stages (the grown generator is compiled again) and the twin pix2pixHD with flow,
     through bf16 autocast (from compute capability 8.0), torch.compile and fused Adam, also with every network compiled into

@@ -87,8 +87,10 @@ def snippet_flow(backend: FlowBackend, frames: np.ndarray, batch_size: int | Non
 def write_city_flow(snippets: Sequence[Snippet], backend: FlowBackend, settings: dict[str, Any],
                     output: str | Path, record: dict[str, Any], batch_size: int | None = None) -> None:
     """Compute every snippet's flow and write the city's HDF5 file atomically, ``batch_size`` pairs
-    a backend call (None: a snippet's pairs at once); the flow is the same whatever the batch."""
+    a backend call (None: the settings' ``batch_size``, else a snippet's pairs at once); the flow is
+    the same whatever the batch."""
     height, width = int(settings["height"]), int(settings["width"])
+    batch_size = _pairs_per_call(batch_size, settings)
     dtype_name = settings.get("dtype", "float16")
     if dtype_name not in DTYPES:
         raise PipelineError(f"flow.dtype must be one of {sorted(DTYPES)}, got {dtype_name!r}")
@@ -117,13 +119,19 @@ def _write_attrs(file: h5py.File, backend: FlowBackend, height: int, width: int,
     file.attrs["provenance"] = json.dumps(record, default=str)
 
 
+def _pairs_per_call(batch_size: int | None, settings: dict[str, Any]) -> int | None:
+    """The batch given, else the settings' own (a caller passing the whole flow section)."""
+    return batch_size if batch_size is not None else settings.get("batch_size")
+
+
 def reference_flow(subset_path: str | Path, split: str, city: str, output: str | Path,
                    settings: dict[str, Any], device: torch.device | str | None = None,
                    allow_random: bool = False, frames_root: str | Path | None = None,
                    batch_size: int | None = None) -> None:
     """The stage: flow for every snippet of ``split``/``city`` of the subset, into ``output``
     (frames from ``frames_root``, default the subset's root), ``batch_size`` pairs a backend call
-    (None: a snippet's pairs at once); the provenance records it."""
+    (None: the settings' ``batch_size``, else a snippet's pairs at once); the provenance records it."""
+    batch_size = _pairs_per_call(batch_size, settings)
     snippets = subset_snippets(load_subset(subset_path, frames_root), split, city)
     backend = make_backend(settings, device=device, allow_random=allow_random)
     record = provenance("reference_flow", settings, code_version("pipeline.flow"), None,

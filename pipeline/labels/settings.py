@@ -18,7 +18,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["FIT_KEYS", "INFERENCE_KEYS", "KEEP_GTFINE_SPLIT", "fit_settings", "keeps_gtfine",
+from pipeline.cli import INFERENCE_KEYS
+
+__all__ = ["FIT_KEYS", "KEEP_GTFINE_SPLIT", "fit_settings", "keeps_gtfine",
            "label_settings"]
 
 KEEP_GTFINE_SPLIT = "train"  # the only split whose annotated frames may keep their gtFine labels
@@ -28,8 +30,6 @@ FIT_KEYS: dict[str, tuple[str, ...]] = {
     "semantic": ("encoder", "encoder_depth", "fit", "input_height", "input_width"),
     "instance": ("fit", "min_size", "max_size"),
 }
-# How a label job runs, not what it writes: not in its settings (a resource of the rule instead).
-INFERENCE_KEYS = ("batch_size",)
 
 
 def keeps_gtfine(keep_gtfine: bool, split: str) -> bool:

@@ -8,6 +8,7 @@ from snakemake.utils import validate
 import pipeline.config
 from pipeline.data.subset import HELDOUT_SPLIT, stage_settings as subset_settings
 from pipeline.data.synthetic import settings_from_config as synthetic_settings
+from pipeline.cli import INFERENCE_KEYS
 from pipeline.labels.settings import fit_settings, label_settings
 from pipeline.fvd import (
     DRAW_KEYS,
@@ -92,6 +93,17 @@ def settings(*keys):
 def settings_of(section, *keys):
     """Only the named keys of a section, so a change elsewhere in it does not rerun the rule."""
     return json.dumps({key: config[section][key] for key in keys}, sort_keys=True)
+
+
+def batch_size_resource(*keys):
+    """An inference stage's batch size, config[keys...]["batch_size"], as a resource: it changes how
+    a job runs, not what it writes, and Snakemake compares params, not resources, so a smaller batch
+    for a smaller GPU reruns nothing (the job records it in its provenance). A string: Snakemake
+    rounds numbers."""
+    section = config
+    for key in keys:
+        section = section[key]
+    return str(section["batch_size"])
 
 
 def settings_less(section, *keys):

@@ -11,7 +11,7 @@ rule reference_flow:
         "results/timing/reference_flow/{split}/{city}.tsv"
     params:
         # Not flow.batch_size: it changes how the job runs, not the flow (resources.batch_size).
-        settings=settings_less("flow", "batch_size"),
+        settings=settings_less("flow", *INFERENCE_KEYS),
         code=code_version("pipeline.flow"),
     threads: 2
     resources:
@@ -22,10 +22,7 @@ rule reference_flow:
         # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it;
         # input root: a rebuilt synthetic city reruns this too).
         frames_root=DATA_ROOT,
-        # Pairs a backend call (flow.batch_size): a resource, not a param, so that a smaller batch for a
-        # smaller GPU reruns nothing (the job records it in its provenance); a string, as Snakemake
-        # rounds numbers.
-        batch_size=str(config["flow"]["batch_size"]),
+        batch_size=batch_size_resource("flow"),   # frame pairs a backend call: how, not what
     conda:
         "../../envs/torch.yaml"
     shell:

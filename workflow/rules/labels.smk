@@ -94,10 +94,7 @@ rule label_semantic:
         # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it;
         # input root: a rebuilt synthetic city reruns this too).
         frames_root=DATA_ROOT,
-        # Frames a batch (labels.semantic.batch_size): a resource, not a param, so that a smaller batch
-        # for a smaller GPU relabels nothing (the job records it in its provenance); a string, as
-        # Snakemake rounds numbers.
-        batch_size=str(config["labels"]["semantic"]["batch_size"]),
+        batch_size=batch_size_resource("labels", "semantic"),   # frames a batch: how, not what
     conda:
         "../../envs/torch.yaml"
     shell:
@@ -129,10 +126,7 @@ rule label_instance:
         # Where the dataset is: a resource, which Snakemake does not compare (select_subset tracks it;
         # input root: a rebuilt synthetic city reruns this too).
         frames_root=DATA_ROOT,
-        # Frames a batch (labels.instance.batch_size): a resource, not a param, so that a smaller batch
-        # for a smaller GPU relabels nothing (the job records it in its provenance); a string, as
-        # Snakemake rounds numbers.
-        batch_size=str(config["labels"]["instance"]["batch_size"]),
+        batch_size=batch_size_resource("labels", "instance"),   # frames a batch: how, not what
     conda:
         "../../envs/torch.yaml"
     shell:
