@@ -113,10 +113,18 @@ def load_site(path: str | Path | None = None, workdir: str | Path | None = None)
         cpu=_queue(raw, "cpu", path),
         setup=str(raw["setup"] or ""),
         log_dir=log_dir if log_dir.is_absolute() else Path(workdir or Path.cwd()).resolve() / log_dir,
-        unknown_job_grace_s=float(raw.get("unknown_job_grace_s", 300)),
-        qstat_timeout_s=float(raw.get("qstat_timeout_s", 60)),
-        warn_before_walltime_s=int(raw.get("warn_before_walltime_s", 300)),
+        unknown_job_grace_s=_number(raw, "unknown_job_grace_s", 300, float, path),
+        qstat_timeout_s=_number(raw, "qstat_timeout_s", 60, float, path),
+        warn_before_walltime_s=_number(raw, "warn_before_walltime_s", 300, int, path),
     )
+
+
+def _number(raw: dict[str, Any], key: str, default: float, kind: Callable[[Any], Any], path: Path) -> Any:
+    """A number of the site file, or a SiteError naming the file and the key."""
+    try:
+        return kind(raw.get(key, default))
+    except (TypeError, ValueError):
+        raise SiteError(f"{path}: {key} is {raw[key]!r}, not a number of seconds") from None
 
 
 def _read_site(path: Path) -> dict[str, Any]:

@@ -284,6 +284,11 @@ def test_the_profile_says_when_the_site_file_is_not_ready(tmp_path, monkeypatch,
                                       "project": "CSCI1166"}))
     profile_settings(monkeypatch, filled)
     assert "warning" not in capsys.readouterr().err
+    malformed = tmp_path / "malformed.yaml"          # a warning too, not a stop at profile load
+    malformed.write_text(yaml.safe_dump({**yaml.safe_load(filled.read_text()), "unknown_job_grace_s": "five minutes"}))
+    profile_settings(monkeypatch, malformed)
+    said = capsys.readouterr().err
+    assert f"warning: {malformed}: unknown_job_grace_s is 'five minutes', not a number of seconds" in said
 
 
 def test_a_job_runs_python_from_the_submitting_environment_whatever_the_workdir(tmp_path, monkeypatch):
