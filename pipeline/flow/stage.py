@@ -24,10 +24,8 @@ of 763 KiB (float32). float32 is there for a study that wants the backend's bits
 
 Usage: ``python -m pipeline.flow --subset results/data/subset/S.json --split S --city C
 --frames-root ROOT --output results/flow/S/C.h5 --settings JSON --batch-size N`` (settings = config
-``flow`` less ``batch_size``). The rule passes ``flow.batch_size`` as a resource, not in ``--settings``:
-it changes how the job runs, not the flow (Snakemake reruns a job for a changed param, not for a
-changed resource). Without ``--batch-size`` the batch size is that of ``--config`` or of a
-``--settings`` holding it; the provenance records the one used.
+``flow`` less ``batch_size``, which the rule passes as a resource: how the job runs, not the flow;
+``pipeline.cli.read_batch_size``); the provenance records it.
 """
 
 from __future__ import annotations

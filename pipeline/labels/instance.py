@@ -12,10 +12,8 @@ Usage::
         [--checkpoint FILE] --output results/labels/instance/train/aachen \\
         --settings JSON --batch-size N   # config['labels'] (only keep_gtfine and instance are read)
 
-``--batch-size``: frames a batch; the rule passes ``labels.instance.batch_size`` as a resource, not in
-``--settings``, as it changes how the job runs, not the labels (Snakemake reruns a job for a changed
-param, not for a changed resource). Without it the batch size is that of ``--config`` or of a
-``--settings`` holding it; the provenance records the one used.
+``--batch-size``: frames a batch, ``labels.instance.batch_size``, which the rule passes as a resource
+(how the job runs, not the labels: ``pipeline.cli.read_batch_size``); the provenance records it.
 """
 
 from __future__ import annotations
