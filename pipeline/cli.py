@@ -25,8 +25,9 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 
-__all__ = ["INFERENCE_KEYS", "add_batch_size_argument", "add_city_arguments", "add_frames_root_argument", "add_settings_arguments",
-           "read_batch_size", "read_settings", "run_main", "Terminated", "TERMINATED_EXIT", "INTERRUPTED_EXIT"]
+__all__ = ["INFERENCE_KEYS", "add_batch_size_argument", "add_city_arguments", "add_frames_root_argument",
+           "add_settings_arguments", "read_batch_size", "read_settings", "run_main", "Terminated", "TERMINATED_EXIT",
+           "INTERRUPTED_EXIT"]
 
 TERMINATED_EXIT = 143      # 128 + SIGTERM, what a shell reports for a process SIGTERM killed
 INTERRUPTED_EXIT = 130     # 128 + SIGINT: a training or fit loop saved on Ctrl-C

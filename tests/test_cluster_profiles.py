@@ -35,8 +35,8 @@ def test_a_failed_job_shows_its_error_line_under_the_local_profile(tmp_path):
     (tmp_path / "bad.yaml").write_text(f"data:\n  cityscapes_root: {tmp_path / 'nowhere'}\n")
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     done = subprocess.run(
-        [str(BIN / "snakemake"), "--profile", "local", "--cores", "1", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
-         "results/data/subset.json", "--configfile", str(tmp_path / "bad.yaml")],
+        [str(BIN / "snakemake"), "--profile", "local", "--cores", "1", "-s", str(REPO / "Snakefile"),
+         "-d", str(tmp_path), "results/data/subset.json", "--configfile", str(tmp_path / "bad.yaml")],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
     assert f"error: {tmp_path / 'nowhere'}: Cityscapes root not found" in done.stdout + done.stderr
