@@ -123,14 +123,16 @@ def _frame(window: Mapping[str, torch.Tensor], t: int) -> dict[str, torch.Tensor
 
 def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float | None,
           groups: tuple[tuple[nn.Parameter, ...], ...]) -> None:
-    """Backward, clip the gradient norm of each group of parameters on its own, one step.
+    """Backward into this optimiser's parameters only, clip the gradient norm of each group of
+    parameters on its own, one step.
 
-    No gradient outlives its step. The generator's backward also reaches the discriminators'
-    parameters (through the fake frame's score); under CUDA graphs a gradient is a graph output
-    that the next frame's replay overwrites, so a discriminator gradient kept from the last frame
-    and added to there is an error (pytorch/pytorch#169545) or, replayed, wrong memory."""
+    The generator's loss also reaches the discriminators (through the fake frame's score): their
+    gradients from it were computed, then dropped by their own step. ``inputs`` skips that work
+    where autograd runs eagerly. No gradient outlives its step either: under CUDA graphs a
+    gradient is a graph output that the next frame's replay overwrites (pytorch/pytorch#169545)."""
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    loss.backward(inputs=[parameter for group in optimizer.param_groups for parameter in group["params"]
+                          if parameter.requires_grad])
     if clip:
         for parameters in groups:
             torch.nn.utils.clip_grad_norm_(parameters, clip)
