@@ -20,8 +20,7 @@ from typing import Any
 
 from pipeline.cli import INFERENCE_KEYS
 
-__all__ = ["FIT_KEYS", "KEEP_GTFINE_SPLIT", "fit_settings", "keeps_gtfine",
-           "label_settings"]
+__all__ = ["FIT_KEYS", "KEEP_GTFINE_SPLIT", "fit_settings", "keeps_gtfine", "label_settings"]
 
 KEEP_GTFINE_SPLIT = "train"  # the only split whose annotated frames may keep their gtFine labels
 # What fitting each labeller reads of labels.<kind>: the weights depend on these alone, so a change
