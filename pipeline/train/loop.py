@@ -83,8 +83,9 @@ BF16_CAPABILITY = (8, 0)
 
 
 def fast_path(train: Mapping, device: torch.device) -> bool:
-    """Fused Adam and cuDNN's autotuned kernels on a GPU unless ``train.amp`` is off (the thesis's
-    way); whether the step also runs in bf16 is ``choose_precision``'s answer."""
+    """Fused Adam and cuDNN's autotuned kernels (not under CUDA graphs: ``set_up_device``) on a GPU
+    unless ``train.amp`` is off (the thesis's way); whether the step also runs in bf16 is
+    ``choose_precision``'s answer."""
     return device.type == "cuda" and train.get("amp", "auto") in ("auto", "bf16")
 
 
@@ -108,12 +109,28 @@ def choose_precision(train: Mapping, device: torch.device) -> tuple[str, str]:
                     "hardware: fp32, the thesis's arithmetic")
 
 
+def compiles(train: Mapping, device: torch.device) -> bool:
+    """Whether ``compile_models`` compiles: ``train.compile`` on, or auto on a GPU."""
+    wanted = {**RUNTIME_DEFAULTS, **train}["compile"]
+    return wanted == "on" or (wanted == "auto" and device.type == "cuda")
+
+
+def uses_cuda_graphs(train: Mapping, device: torch.device) -> bool:
+    """Whether ``compile_models`` compiles into CUDA graphs (``train.compile_mode: reduce-overhead``)."""
+    mode = {**RUNTIME_DEFAULTS, **train}["compile_mode"]
+    return compiles(train, device) and mode == "reduce-overhead" and device.type == "cuda"
+
+
 def set_up_device(train: Mapping, device: torch.device) -> None:
     """CPU: deterministic algorithms (resumes are exact). Fast path: cuDNN picks its fastest
-    kernels once per input size, which is fixed within a stage."""
+    kernels once per input size, which is fixed within a stage, except under CUDA graphs."""
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark = fast_path(train, device)
+    # cuDNN's autotuner times its kernels the first time it meets a shape *and* memory alignment;
+    # under CUDA graphs a new alignment can first come inside a capture, where nothing may be
+    # timed, and the capture fails ("FIND was unable to find an engine"; seen on an H200 in a
+    # discriminator's compiled backward). Graphs take cuDNN's heuristic choice instead.
+    torch.backends.cudnn.benchmark = fast_path(train, device) and not uses_cuda_graphs(train, device)
 
 
 def make_optimizers(models: Models, entry: Mapping, train: Mapping, device: torch.device) -> Optimizers:
@@ -419,10 +436,9 @@ def compile_models(models: Models, train: Mapping, device: torch.device, only: t
     in ``train.compile_mode`` (``options`` go to ``torch.compile`` too). In place
     (``Module.compile``): the objects, their parameters and their state_dict keys stay as they
     are, so optimisers and checkpoints see no wrapper."""
-    train = {**RUNTIME_DEFAULTS, **train}
-    wanted = train["compile"]
-    if not (wanted == "on" or (wanted == "auto" and device.type == "cuda")):
+    if not compiles(train, device):
         return
+    train = {**RUNTIME_DEFAULTS, **train}
     modules = models.compilable(train["compile_scope"])
     # Dynamo keeps its graphs per code object: the image and temporal discriminators share one
     # forward, each called with and without grad and (under autocast) on fp32 and bf16 inputs,
@@ -436,7 +452,7 @@ def compile_models(models: Models, train: Mapping, device: torch.device, only: t
         if only is None or name in only:
             module.compile(**options)
     models.compiled = tuple(modules)
-    models.cuda_graphs = options["mode"] == "reduce-overhead" and device.type == "cuda"
+    models.cuda_graphs = uses_cuda_graphs({**train, "compile_mode": options["mode"]}, device)
 
 
 def _grow(models: Models, optimizers: Optimizers, plan: StagePlan, train: Mapping, device) -> torch.nn.Module:
