@@ -291,6 +291,17 @@ def test_the_profile_says_when_the_site_file_is_not_ready(tmp_path, monkeypatch,
     assert f"warning: {malformed}: unknown_job_grace_s is 'five minutes', not a number of seconds" in said
 
 
+def test_a_relative_site_file_is_pinned_before_the_workdir_changes(tmp_path, monkeypatch, capsys):
+    """`LENGAU_SITE=my-site.yaml snakemake --profile lengau -d WORK`: the profile checks the file
+    from the launch directory and submit.py reads $LENGAU_SITE in WORK; both must mean one file."""
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(yaml.safe_dump({**yaml.safe_load((REPO / "lengau" / "site.yaml").read_text()),
+                                         "project": "CSCI1166"}))
+    profile_settings(monkeypatch, Path(os.path.relpath(site_file, REPO)))
+    assert "warning" not in capsys.readouterr().err
+    assert os.environ["LENGAU_SITE"] == str(site_file)
+
+
 def test_a_job_runs_python_from_the_submitting_environment_whatever_the_workdir(tmp_path, monkeypatch):
     """`snakemake --profile lengau -d WORK` (the README's demo): submit.py runs in WORK, so PBS's
     $PBS_O_WORKDIR is WORK, which has no .venv. A job starts with a bare PATH; the rules' bare
