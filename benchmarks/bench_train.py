@@ -8,11 +8,12 @@ Five modes on a GPU, timed in one run and printed as ratios, per variant and per
 - ``tf32``: eager with today's PyTorch defaults (cuDNN convolutions in TF32);
 - ``fast``: bf16 autocast, ``torch.compile`` of the generator only (``train.compile_scope:
   generator``), fused Adam, cuDNN autotuning, through ``pipeline.train.loop``'s functions;
-- ``fast_all``: what the loop does on a GPU by default: the same with ``compile_scope: all`` (the
-  encoder, criteria and discriminators compiled too), in torch.compile's ``default`` mode;
+- ``fast_all``: the same with ``compile_scope: all`` (the encoder, criteria and discriminators
+  compiled too), in torch.compile's ``default`` mode (the loop's default on fp32 GPUs);
 - ``fast_graphs``: ``fast_all`` with ``train.compile_mode: reduce-overhead`` (each compiled graph
-  replayed as a CUDA graph: the fast step is bound by launching kernels). A mode that fails is
-  recorded as ``{mode}_error`` and the run goes on.
+  replayed as a CUDA graph: the fast step is bound by launching kernels; cuDNN's autotuner off),
+  what the loop does by default where it trains in bf16. A mode that fails is recorded as
+  ``{mode}_error`` and the run goes on.
 
 On the CPU the loop runs fp32 only (exact), timed at a small size; ``--compile-on-cpu`` adds the
 two compiled modes there (still fp32), which shows they run but not what they gain on a GPU

@@ -383,7 +383,7 @@ def test_train_jobs_get_how_to_run_apart_from_what_they_compute(planned):
         settings = json.loads(words[words.index("--settings") + 1])
         runtime = json.loads(words[words.index("--runtime") + 1])
         assert runtime == {"checkpoint_minutes": 5, "compile": "auto", "compile_scope": "all",
-                           "compile_mode": "reduce-overhead"}   # demo.yaml's interval
+                           "compile_mode": "auto"}              # demo.yaml's interval
         assert not set(runtime) & set(settings["train"])
         assert not {"index", "thesis_fvd"} & set(settings["entry"])
 

@@ -25,7 +25,8 @@ from pipeline.data.labels import num_channels
 from pipeline.errors import PipelineError
 from pipeline.models.prior import shift_prior
 from pipeline.train.loop import (TERMINATED_EXIT, _grow, _hardware, _regrow_optimizers, build_models,
-                                 choose_precision, compile_models, make_optimizers, set_up_device, train_variant)
+                                 choose_precision, compile_models, make_optimizers, set_up_device, train_variant,
+                                 uses_cuda_graphs)
 from pipeline.train.checkpoint import load_trained
 from pipeline.train.schedule import lr_factor, optimizer_steps, plan_stages, uses_decay
 from pipeline.train.settings import RUNTIME_DEFAULTS, train_runtime, train_settings
@@ -347,22 +348,30 @@ def test_a_new_size_compiles_static_graphs_not_shape_generic_ones(study):
     assert len(symbolic) > 4 and not any(symbolic)
 
 
-@pytest.mark.parametrize("train, autotuned", [
-    ({}, False),                                                    # the default: CUDA graphs
-    ({"compile_mode": "default"}, True),
-    ({"compile_mode": "max-autotune-no-cudagraphs"}, True),
-    ({"compile": "off"}, True),                                     # eager: graphs need compile
-    ({"amp": "off"}, False),                                        # the thesis's way: no tuning
+@pytest.mark.parametrize("capability, train, graphs", [
+    ((9, 0), {}, True),                                         # H100, bf16: graphs by default
+    ((7, 0), {}, False),                                        # V100 (Lengau), fp32: default mode
+    ((7, 0), {"compile_mode": "reduce-overhead"}, True),        # asked for
+    ((9, 0), {"compile_mode": "default"}, False),
+    ((9, 0), {"compile_mode": "max-autotune-no-cudagraphs"}, False),
+    ((9, 0), {"compile": "off"}, False),                        # eager: graphs need compile
 ])
-def test_cudnn_autotunes_on_a_gpu_except_under_cuda_graphs(train, autotuned, monkeypatch):
-    """cuDNN's autotuner may meet a new memory alignment inside a CUDA-graph capture and fail it
-    (seen on an H200: "FIND was unable to find an engine"); graphs take its heuristics instead.
-    Nothing here touches a GPU: the choice is made from the device's type."""
-    monkeypatch.setattr(torch.backends.cudnn, "benchmark", not autotuned)
-    set_up_device(train, torch.device("cuda"))
-    assert torch.backends.cudnn.benchmark is autotuned
-    set_up_device(train, torch.device("cpu"))
+def test_cuda_graphs_where_the_step_runs_in_bf16_and_no_cudnn_autotuner_under_them(
+        capability, train, graphs, monkeypatch):
+    """``compile_mode: auto`` replays graphs where bf16 makes the step launch-bound. Under graphs
+    cuDNN's autotuner is off: it may meet a new memory alignment inside a capture and fail it
+    (seen on an H200: "FIND was unable to find an engine"). No GPU is touched: the capability is
+    faked, and the choice is made from it and the device's type."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", graphs)
+    gpu = torch.device("cuda")
+    assert uses_cuda_graphs(train, gpu) is graphs
+    set_up_device(train, gpu)
+    assert torch.backends.cudnn.benchmark is not graphs
+    set_up_device({**train, "amp": "off"}, gpu)                 # the thesis's way: never tuned
     assert torch.backends.cudnn.benchmark is False
+    assert uses_cuda_graphs({**train, "compile_mode": "auto", "amp": "off"}, gpu) is False
+    assert uses_cuda_graphs({**train, "compile": "on"}, torch.device("cpu")) is False
 
 
 def discriminator_feed(study, variant: str, discriminator: str, frames: int):
@@ -546,7 +555,7 @@ def test_outputs_record_provenance_and_reload(study, packed, tmp_path):
         "device": "cpu", "precision": "fp32", "precision_reason": "cpu: fp32 (deterministic)", "compiled": [],
         "cuda_graphs": False, "torch": torch.__version__,
         "runtime": {"checkpoint_minutes": 30, "compile": "auto", "compile_scope": "all",
-                    "compile_mode": "reduce-overhead"}}
+                    "compile_mode": "auto"}}
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["training_seconds"] > 0 and summary["steps"] == 2 * 4
     header = (tmp_path / "out" / "losses.csv").read_text().splitlines()[0].split(",")

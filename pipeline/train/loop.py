@@ -8,9 +8,10 @@ frame of (seed, stage, epoch, index) (``pack.dataset.window_start``). Nothing
 finished is recomputed: a finished run's outputs are declared, the resume folder is not.
 
 On a GPU: bf16 autocast where the GPU has bf16 hardware (compute capability 8.0 on; fp32 on older
-ones such as Lengau's V100s, see ``choose_precision``), ``torch.compile`` of the generator (or of
-every network: ``train.compile_scope``) and fused Adam (``train.amp``, ``train.compile``: ``auto``
-turns them on there). On the CPU: fp32, deterministic algorithms.
+ones such as Lengau's V100s, see ``choose_precision``), ``torch.compile`` of every network (or of
+the generator: ``train.compile_scope``), replayed as CUDA graphs where the step runs in bf16
+(``train.compile_mode``; cuDNN's autotuner is off under graphs), and fused Adam (``train.amp``,
+``train.compile``: ``auto`` turns them on there). On the CPU: fp32, deterministic algorithms.
 
 The checkpoint interval and the compile settings (``RUNTIME_KEYS``) come apart from the
 settings (``runtime``): they are not in the resume fingerprint, so changing them neither retrains
@@ -109,16 +110,24 @@ def choose_precision(train: Mapping, device: torch.device) -> tuple[str, str]:
                     "hardware: fp32, the thesis's arithmetic")
 
 
-def compiles(train: Mapping, device: torch.device) -> bool:
-    """Whether ``compile_models`` compiles: ``train.compile`` on, or auto on a GPU."""
-    wanted = {**RUNTIME_DEFAULTS, **train}["compile"]
-    return wanted == "on" or (wanted == "auto" and device.type == "cuda")
+def compile_mode(train: Mapping, device: torch.device) -> str | None:
+    """The mode ``compile_models`` compiles in, or None where it does not compile (``train.compile``
+    on, or auto on a GPU). ``train.compile_mode: auto`` takes CUDA graphs (``reduce-overhead``)
+    where the step runs in bf16, and compile's ``default`` mode elsewhere."""
+    train = {**RUNTIME_DEFAULTS, **train}
+    if not (train["compile"] == "on" or (train["compile"] == "auto" and device.type == "cuda")):
+        return None
+    if train["compile_mode"] != "auto":
+        return train["compile_mode"]
+    # bf16 steps are bound by launching kernels, which graphs take off the host (H200: 1.2-1.6x
+    # over default); fp32 GPUs such as Lengau's V100s are bound by arithmetic, and keep cuDNN's
+    # autotuner, which graphs turn off (set_up_device). Neither was measured on a V100.
+    return "reduce-overhead" if choose_precision(train, device)[0] == "bf16" else "default"
 
 
 def uses_cuda_graphs(train: Mapping, device: torch.device) -> bool:
-    """Whether ``compile_models`` compiles into CUDA graphs (``train.compile_mode: reduce-overhead``)."""
-    mode = {**RUNTIME_DEFAULTS, **train}["compile_mode"]
-    return compiles(train, device) and mode == "reduce-overhead" and device.type == "cuda"
+    """Whether ``compile_models`` compiles into CUDA graphs."""
+    return device.type == "cuda" and compile_mode(train, device) == "reduce-overhead"
 
 
 def set_up_device(train: Mapping, device: torch.device) -> None:
@@ -433,10 +442,12 @@ def move_models(models: Models, device: torch.device) -> None:
 def compile_models(models: Models, train: Mapping, device: torch.device, only: tuple[str, ...] | None = None,
                    **options: Any) -> None:
     """torch.compile, on a GPU, the modules of ``train.compile_scope`` (or ``only`` those of them)
-    in ``train.compile_mode`` (``options`` go to ``torch.compile`` too). In place
-    (``Module.compile``): the objects, their parameters and their state_dict keys stay as they
-    are, so optimisers and checkpoints see no wrapper."""
-    if not compiles(train, device):
+    in ``compile_mode``'s mode (``options`` go to ``torch.compile`` too, but not a mode: the
+    settings say it, and ``set_up_device`` reads them). In place (``Module.compile``): the
+    objects, their parameters and their state_dict keys stay as they are, so optimisers and
+    checkpoints see no wrapper."""
+    mode = compile_mode(train, device)
+    if mode is None:
         return
     train = {**RUNTIME_DEFAULTS, **train}
     modules = models.compilable(train["compile_scope"])
@@ -447,12 +458,12 @@ def compile_models(models: Models, train: Mapping, device: torch.device, only: t
     # Static shapes: the CRN's second stage doubles the size, and dynamo's automatic dynamic
     # shapes would then recompile the modules kept from the first stage shape-generic (slower
     # kernels for the costliest stage); two sizes are two static compiles.
-    options = {"mode": train["compile_mode"], "dynamic": False, **options}
+    options = {"dynamic": False, **options, "mode": mode}
     for name, module in modules.items():
         if only is None or name in only:
             module.compile(**options)
     models.compiled = tuple(modules)
-    models.cuda_graphs = uses_cuda_graphs({**train, "compile_mode": options["mode"]}, device)
+    models.cuda_graphs = uses_cuda_graphs(train, device)
 
 
 def _grow(models: Models, optimizers: Optimizers, plan: StagePlan, train: Mapping, device) -> torch.nn.Module:

@@ -37,7 +37,7 @@ FEATURE_CLUSTERS = 10      # k-means centres per class (thesis-code.md 4)
 
 # train.* keys that change how training runs, not what it computes: a change neither reruns the
 # rule nor blocks a resume (a resumed job takes the new values). The defaults are the schema's.
-RUNTIME_DEFAULTS = {"checkpoint_minutes": 30, "compile": "auto", "compile_scope": "all", "compile_mode": "reduce-overhead"}
+RUNTIME_DEFAULTS = {"checkpoint_minutes": 30, "compile": "auto", "compile_scope": "all", "compile_mode": "auto"}
 RUNTIME_KEYS = tuple(RUNTIME_DEFAULTS)
 # train.* keys only the workflow reads (how often Snakemake resubmits a job): not training's.
 WORKFLOW_KEYS = ("retries",)
