@@ -295,6 +295,24 @@ def test_compiled_windows_after_the_first_reuse_its_graphs(study, variant):
     assert len(generator_graphs) == 1
 
 
+def test_growth_under_cuda_graphs_drops_the_first_stages_graphs(study, packed, tmp_path, monkeypatch):
+    """The CRN's second stage compiles every module again at its size (static shapes); under CUDA
+    graphs the first stage's graphs, and the memory pool they hold, are dropped at growth, not
+    carried through the costliest stage. On the CPU: dynamo's eager backend, graphs faked."""
+    import pipeline.train.loop as loop
+
+    resets = []
+    monkeypatch.setattr(loop, "compile_models", partial(compile_models, backend="eager"))
+    monkeypatch.setattr(loop, "uses_cuda_graphs", lambda train, device: True)
+    monkeypatch.setattr(torch.compiler, "reset", lambda reset=torch.compiler.reset: resets.append(1) or reset())
+    settings = tiny(study, "v03", crn_epochs=(1, 1))
+    settings["train"] = dict(settings["train"], compile="on")
+    path = train_variant("v03", settings, packed["train"], tmp_path / "out", tmp_path / "resume", "cpu",
+                         progress=False)
+    assert resets == [1]
+    assert load_trained(path)[1]["provenance"]["hardware"]["cuda_graphs"]
+
+
 @pytest.mark.parametrize("variant", ["v06", "v14"])
 def test_no_gradient_outlives_its_step(study, variant):
     """The generator's backward also reaches the discriminators (through the fake frame's score).

@@ -351,6 +351,12 @@ class _Training:
         """The next stage's generator: one refinement module more, the trained ones carried over."""
         before_growth = self.models.named_generator_parameters()
         self.models.generator = _grow(self.models, self.optimizers, plan, self.train, self.device)
+        if self.models.cuda_graphs:
+            # The first stage's CUDA graphs hold their memory pool while any of them can be
+            # replayed; the kept modules compile again at the new size anyway (static shapes), so
+            # drop them all now rather than carry the smaller size's pool through this stage.
+            torch.compiler.reset()
+            torch.cuda.empty_cache()
         compile_models(self.models, self.train, self.device, only=("generator",))
         self.optimizers = _regrow_optimizers(self.models, self.optimizers, before_growth, self.entry, self.train,
                                              self.device)
