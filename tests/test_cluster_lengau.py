@@ -248,6 +248,18 @@ def test_site_file_errors_name_the_file(tmp_path):
                                                    "cpu": {"name": "c", "max_walltime": "1:00:00"}})
     with pytest.raises(pbs.SiteError, match="HH:MM:SS"):
         pbs.load_site(hms)
+    blank = write_site(tmp_path / "blank.yaml", qstat_timeout_s=None)       # `qstat_timeout_s:` left empty
+    with pytest.raises(pbs.SiteError, match="blank.yaml: qstat_timeout_s is None, not a number of seconds"):
+        pbs.load_site(blank)
+
+
+def test_the_site_files_timing_keys_are_optional(tmp_path):
+    site_file = write_site(tmp_path / "site.yaml")
+    bare = {key: value for key, value in yaml.safe_load(site_file.read_text()).items()
+            if key not in ("unknown_job_grace_s", "qstat_timeout_s", "warn_before_walltime_s")}
+    site_file.write_text(yaml.safe_dump(bare))
+    site = pbs.load_site(site_file, workdir=tmp_path)
+    assert (site.unknown_job_grace_s, site.qstat_timeout_s, site.warn_before_walltime_s) == (300, 60, 300)
 
 
 def test_the_shipped_site_file_wants_a_project_code(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import h5py
 import numpy as np
@@ -194,8 +195,13 @@ def test_training_data_and_what_is_no_pack_are_refused(packed_city, trained, fvd
     an HDF5 file that is no pack and a folder, each named."""
     with h5py.File(tmp_path / "flow.h5", "w") as flow:
         flow["flow"] = np.zeros((1, 2, 2, 2), np.float16)
+    gtfine = tmp_path / "gtfine_train.h5"                 # the image variants' training pack
+    shutil.copy(packed_city["train"], gtfine)
+    with h5py.File(gtfine, "a") as pack:
+        pack.attrs["split"] = "gtfine_train"
     variant = ["--model", str(trained["v02"]), "--warping", str(tmp_path / "v02.json")]
     for data, problem in ((packed_city["train"], "holds the 'train' split, training data: synthesis takes the test"),
+                          (gtfine, "holds the 'gtfine_train' split, training data"),
                           (tmp_path / "flow.h5", "not a packed file: it records no split"),
                           (packed_city["train"].parent, "a folder, not a packed file")):
         for mode in (["--real"], variant):

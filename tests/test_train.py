@@ -25,8 +25,8 @@ from pipeline.data.labels import num_channels
 from pipeline.errors import PipelineError
 from pipeline.models.prior import shift_prior
 from pipeline.train.loop import (TERMINATED_EXIT, _grow, _hardware, _regrow_optimizers, build_models,
-                                 choose_precision, compile_models, make_optimizers, set_up_device, train_variant,
-                                 uses_cuda_graphs)
+                                 check_training_split, choose_precision, compile_models, make_optimizers,
+                                 set_up_device, train_variant, uses_cuda_graphs)
 from pipeline.train.checkpoint import load_trained
 from pipeline.train.schedule import lr_factor, optimizer_steps, plan_stages, uses_decay
 from pipeline.train.settings import RUNTIME_DEFAULTS, train_runtime, train_settings
@@ -765,6 +765,27 @@ def test_the_fast_path_trains_on_a_gpu(study, packed, tmp_path, variant, scope, 
     generator = header.index("generator")
     assert len(values) > 2 and all(math.isfinite(float(row[generator])) for row in values)
     assert {row[1] for row in values} == ({"0", "1"} if settings["entry"]["network"] == "crn" else {"0"})
+
+
+@pytest.mark.parametrize("variant, image_data, split, refused", [
+    ("v02", "gtfine_train", "gtfine_train", False),     # the default: all 2975 annotated frames
+    ("v02", "gtfine_train", "train", False),            # the other training split: said on stderr
+    ("v02", "train", "train", False),
+    ("v02", "gtfine_train", "val", True),               # held out: FVD would score training videos
+    ("v07", "gtfine_train", "train", False),            # windows of the subset's snippets
+    ("v07", "gtfine_train", "gtfine_train", True),      # one frame a sample: no window
+    ("v07", "train", "test", True),
+])
+def test_each_variant_trains_only_on_its_training_splits(study, variant, image_data, split, refused, capsys):
+    entry = study["variants"][variant]
+    check = partial(check_training_split, variant, entry, {"image_data": image_data}, Path("x.h5"), split)
+    if refused:
+        with pytest.raises(PipelineError, match=f"holds the '{split}' split; {variant} trains on"):
+            check()
+    else:
+        check()
+        assert (f"training on the {split} split" in capsys.readouterr().err) == (split != image_data
+                                                                                and not entry["prior"])
 
 
 def test_the_runtime_defaults_are_the_schemas():
