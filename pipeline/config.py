@@ -21,7 +21,8 @@ from pipeline.errors import PipelineError
 
 __all__ = ["SCHEMA_PATH", "I3D_MIN_FRAMES", "RESERVED_VARIANT_NAMES", "BOOLEAN_CHOICES", "load_config",
            "read_config_file", "key_sources", "command_line_values", "merge", "validate", "check_variant",
-           "check_consistency", "variant_entry", "backbone_file", "instance_checkpoint", "i3d_module", "section"]
+           "check_consistency", "check_section_values", "variant_entry", "backbone_file", "instance_checkpoint",
+           "i3d_module", "section"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -197,6 +198,24 @@ def validate(config: Mapping, sources: Mapping[tuple[str, ...], str] | None = No
         check_variant(name, entry, sources)
     check_consistency(config, sources)
     return config
+
+
+def check_section_values(values: Mapping[str, Any], section: str, what: str) -> dict:
+    """``values``, keys of the config's ``section`` that reach a stage apart from its settings
+    (training's ``--runtime``), checked as a config's: a bare boolean of a ``BOOLEAN_CHOICES`` key
+    becomes its string, and each value must match the schema's definition of its key. Returns them;
+    an error names ``what`` and each bad key."""
+    checked = {section: copy.deepcopy(dict(values))}
+    _booleans_as_choices(checked)
+    schema = _schema()
+    known = schema["properties"][section]["properties"]
+    only = {**schema, "required": [], "properties": {section: {
+        "type": "object", "properties": {key: known[key] for key in values if key in known}}}}
+    validator = _with_defaults(jsonschema.Draft202012Validator, only)(only)
+    errors = sorted(validator.iter_errors(checked), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise PipelineError(f"{what}: " + "; ".join(_describe(error, None).strip() for error in errors))
+    return checked[section]
 
 
 def _refuse_non_string_variant_names(config: Mapping, sources: Mapping[tuple[str, ...], str] | None) -> None:

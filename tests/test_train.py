@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -153,7 +154,7 @@ def test_kept_optimizer_state_follows_each_parameter_through_growth(study):
     old = models.named_generator_parameters()
     old_moments = {name: optimizers.generator.state[param]["exp_avg"] for name, param in old.items()
                    if param in optimizers.generator.state}
-    models.generator = _grow(models, optimizers, plans[1], train, cpu)
+    models.generator = _grow(models, plans[1], train, cpu)
     grown = _regrow_optimizers(models, optimizers, old, settings["entry"], train, cpu)
     last = len(models.generator.refine) - 1
     fresh = (f"generator.refine.{last}.", f"generator.twin.{last}.", "generator.to_image.", "generator.heads.")
@@ -233,7 +234,7 @@ def test_growth_clips_the_grown_generator(study):
     cpu = torch.device("cpu")
     optimizers = make_optimizers(models, settings["entry"], train, cpu)
     before_growth = models.named_generator_parameters()
-    models.generator = _grow(models, optimizers, plans[1], train, cpu)
+    models.generator = _grow(models, plans[1], train, cpu)
     optimizers = _regrow_optimizers(models, optimizers, before_growth, settings["entry"], train, cpu)
     stepped = record_step_gradients(optimizers)
     train_window(models, optimizers, random_window(2, plans[1].height, plans[1].width,
@@ -301,9 +302,12 @@ def test_growth_under_cuda_graphs_drops_the_first_stages_graphs(study, packed, t
     carried through the costliest stage. On the CPU: dynamo's eager backend, graphs faked."""
     import pipeline.train.loop as loop
 
+    def compile_as_if_into_graphs(models, train, device, **options):
+        compile_models(models, train, device, backend="eager", **options)
+        models.cuda_graphs = True
+
     resets = []
-    monkeypatch.setattr(loop, "compile_models", partial(compile_models, backend="eager"))
-    monkeypatch.setattr(loop, "uses_cuda_graphs", lambda train, device: True)
+    monkeypatch.setattr(loop, "compile_models", compile_as_if_into_graphs)
     monkeypatch.setattr(torch.compiler, "reset", lambda reset=torch.compiler.reset: resets.append(1) or reset())
     settings = tiny(study, "v03", crn_epochs=(1, 1))
     settings["train"] = dict(settings["train"], compile="on")
@@ -786,6 +790,16 @@ def test_each_variant_trains_only_on_its_training_splits(study, variant, image_d
         check()
         assert (f"training on the {split} split" in capsys.readouterr().err) == (split != image_data
                                                                                 and not entry["prior"])
+
+
+def test_training_settings_are_a_copy_of_the_config(study):
+    """A stage or test that edits a variant's settings must not edit the config, and so every other
+    variant's settings made from it afterwards."""
+    before = copy.deepcopy(study)
+    settings = train_settings(study, "v02")
+    settings["train"]["crn"]["stages"][1].pop("epochs")
+    settings["losses"].clear()
+    assert study == before
 
 
 def test_the_runtime_defaults_are_the_schemas():

@@ -21,6 +21,7 @@ from pipeline.cli import run_main
 from pipeline.config import DEFAULT_CONFIG, REPO_ROOT, load_config, merge
 from pipeline.errors import PipelineError
 from pipeline.train import __main__ as train_stage
+from pipeline.train.__main__ import _runtime
 from pipeline.train import cluster as cluster_stage
 from pipeline.train.settings import (RUNTIME_DEFAULTS, check_cluster_settings, check_train_settings,
                                      cluster_settings, train_settings)
@@ -81,9 +82,9 @@ def train_argv(variant: str, settings: dict, data: Path, work: Path) -> list[str
             "--resume", str(work / "resume"), "--device", "cpu", "--settings", json.dumps(settings)]
 
 
-def assert_one_line(err: str, *named: str) -> None:
+def assert_one_line(err: str, *named: str, argument: str = "--settings") -> None:
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: --settings ") and "Traceback" not in err, err
+    assert len(lines) == 1 and lines[0].startswith(f"error: {argument} ") and "Traceback" not in err, err
     for text in named:
         assert text in lines[0], err
 
@@ -132,6 +133,29 @@ def test_train_command_refuses_in_one_line(tiny, packed_city, tmp_path):
     assert result.returncode == 1
     assert_one_line(result.stderr, '--settings lacks "losses" (variant v02, a crn variant)')
     assert not (tmp_path / "out").exists() and not (tmp_path / "resume").exists()
+
+
+@pytest.mark.parametrize("runtime, problem", [
+    ({"checkpoint_minutes": "5"}, "--runtime: config key train.checkpoint_minutes: '5' is not of type 'number'"),
+    ({"compile_scope": "gen"}, "--runtime: config key train.compile_scope: 'gen' is not one of"),
+    ({"compile_mode": "graphs"}, "--runtime: config key train.compile_mode: 'graphs' is not one of"),
+    ({"checkpoint": 5}, "--runtime: unknown keys checkpoint"),
+])
+def test_runtime_values_are_checked_as_the_configs_are(tiny, packed_city, tmp_path, capsys, runtime, problem):
+    """A hand-written --runtime meets the schema before anything starts (was: a typo'd scope
+    silently compiled the generator only, a string interval failed at the first save)."""
+    argv = [*train_argv("v02", train_settings(tiny, "v02"), packed_city["train"], tmp_path),
+            "--runtime", json.dumps(runtime)]
+    code, err = run_stage(train_stage.main, argv, capsys)
+    assert code == 1
+    assert_one_line(err, problem, argument="--runtime:")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "resume").exists()
+
+
+def test_a_bare_boolean_in_runtime_means_on_or_off_as_in_config_yaml():
+    """`compile: off` in YAML is False; JSON's false must mean the same, not "compile on a GPU"."""
+    assert _runtime(json.dumps({"compile": False})) == {"compile": "off"}
+    assert _runtime(json.dumps({"compile": True, "checkpoint_minutes": 5})) == {"compile": "on", "checkpoint_minutes": 5}
 
 
 def optional(path: str) -> bool:

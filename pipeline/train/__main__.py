@@ -15,6 +15,7 @@ import json
 from collections.abc import Sequence
 
 from pipeline.cli import add_settings_arguments, read_settings, run_main
+from pipeline.config import check_section_values
 from pipeline.errors import PipelineError
 from pipeline.train.loop import train_variant
 from pipeline.train.settings import RUNTIME_KEYS, check_train_settings, train_runtime, train_settings
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return train_settings(config, args.variant)
 
     settings = read_settings(args, pick)
-    if args.settings is not None:        # --config built them with train_settings itself
+    if args.settings is not None:        # hand-written or the rule's; --config's came from train_settings
         check_train_settings(settings, args.variant)
     runtime = _runtime(args.runtime) if args.runtime is not None else from_config
     train_variant(args.variant, settings, args.data, args.output, args.resume, args.device, runtime=runtime)
@@ -54,7 +55,7 @@ def _runtime(text: str) -> dict:
     unknown = sorted(set(runtime) - set(RUNTIME_KEYS)) if isinstance(runtime, dict) else ["(not an object)"]
     if unknown:
         raise PipelineError(f"--runtime: unknown keys {', '.join(unknown)} (known: {', '.join(RUNTIME_KEYS)})")
-    return runtime
+    return check_section_values(runtime, "train", "--runtime")      # the values, as config.yaml's are
 
 
 if __name__ == "__main__":

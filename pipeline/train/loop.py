@@ -111,8 +111,8 @@ def choose_precision(train: Mapping, device: torch.device) -> tuple[str, str]:
 
 
 def compile_mode(train: Mapping, device: torch.device) -> str | None:
-    """The mode ``compile_models`` compiles in, or None where it does not compile (``train.compile``
-    on, or auto on a GPU). ``train.compile_mode: auto`` takes CUDA graphs (``reduce-overhead``)
+    """The mode ``compile_models`` compiles in, or None where it does not compile (it does where
+    ``train.compile`` is on, or auto on a GPU). ``train.compile_mode: auto`` takes CUDA graphs (``reduce-overhead``)
     where the step runs in bf16, and compile's ``default`` mode elsewhere."""
     train = {**RUNTIME_DEFAULTS, **train}
     if not (train["compile"] == "on" or (train["compile"] == "auto" and device.type == "cuda")):
@@ -163,16 +163,15 @@ def make_optimizers(models: Models, entry: Mapping, train: Mapping, device: torc
 
 
 def _set_lr(optimizers: Optimizers, plan: StagePlan, epoch: int, train: Mapping, entry: Mapping) -> float:
-    factor = plan.lr_factor(epoch)
-    generator_lr = float(train[entry["network"]]["lr"]) * factor
+    factor, base = plan.lr_factor(epoch), optimizer_settings(entry, train)
+    generator_lr = base["generator"]["lr"] * factor
     for group in optimizers.generator.param_groups:
         group["lr"] = generator_lr
     if optimizers.discriminator is not None:
-        disc = train["discriminator"]
         # Thesis quirk (a setting): once decay starts the discriminator takes the generator's lr.
-        follow = disc.get("follow_generator_decay", True) and factor < 1.0
+        follow = train["discriminator"].get("follow_generator_decay", True) and factor < 1.0
         for group in optimizers.discriminator.param_groups:
-            group["lr"] = generator_lr if follow else float(disc["lr"]) * factor
+            group["lr"] = generator_lr if follow else base["discriminator"]["lr"] * factor
     return generator_lr
 
 
@@ -264,8 +263,8 @@ class _Training:
         self.position = state["position"] if state else Position()
         seed_rng(train["seed"])      # every generator resume.pt keeps; a resume then restores them
         self.models = build_models(self.entry, settings, self.plans[0])
-        for plan in self.plans[1:self.position.stage + 1]:
-            self.models.generator = self.models.generator.grow(plan.output_images)
+        for plan in self.plans[1:self.position.stage + 1]:      # resumed in a later stage
+            self.models.generator = _grow(self.models, plan, train, torch.device("cpu"))
         move_models(self.models, device)
         compile_models(self.models, train, device)
         self.optimizers = make_optimizers(self.models, self.entry, train, device)
@@ -350,7 +349,7 @@ class _Training:
     def grow(self, plan: StagePlan) -> None:
         """The next stage's generator: one refinement module more, the trained ones carried over."""
         before_growth = self.models.named_generator_parameters()
-        self.models.generator = _grow(self.models, self.optimizers, plan, self.train, self.device)
+        self.models.generator = _grow(self.models, plan, self.train, self.device)
         if self.models.cuda_graphs:
             # The first stage's CUDA graphs hold their memory pool while any of them can be
             # replayed; the kept modules compile again at the new size anyway (static shapes), so
@@ -469,10 +468,10 @@ def compile_models(models: Models, train: Mapping, device: torch.device, only: t
         if only is None or name in only:
             module.compile(**options)
     models.compiled = tuple(modules)
-    models.cuda_graphs = uses_cuda_graphs(train, device)
+    models.cuda_graphs = device.type == "cuda" and mode == "reduce-overhead"
 
 
-def _grow(models: Models, optimizers: Optimizers, plan: StagePlan, train: Mapping, device) -> torch.nn.Module:
+def _grow(models: Models, plan: StagePlan, train: Mapping, device) -> torch.nn.Module:
     """The CRN's next stage: one refinement module more, trained modules carried over by index."""
     if not hasattr(models.generator, "grow"):
         raise PipelineError(f"{models.entry['network']} has a second stage in train.{models.entry['network']}.stages "

@@ -73,8 +73,10 @@ def train_settings(config: Mapping[str, Any], variant: str) -> dict:
     weights = {}
     if backbone:
         weights = {backbone: config["weights"][backbone], "allow_random": config["weights"]["allow_random"]}
-    return {"entry": {key: value for key, value in entry.items() if key not in DISPLAY_KEYS},
-            "train": train, "losses": losses, "weights": weights, "label_set": config["labels"]["label_set"]}
+    # A copy: the lists and mappings must not alias the config's, which a caller may still use.
+    return copy.deepcopy({"entry": {key: value for key, value in entry.items() if key not in DISPLAY_KEYS},
+                          "train": train, "losses": losses, "weights": weights,
+                          "label_set": config["labels"]["label_set"]})
 
 
 def train_runtime(config: Mapping[str, Any]) -> dict:
