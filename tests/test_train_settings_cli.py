@@ -155,7 +155,8 @@ def test_runtime_values_are_checked_as_the_configs_are(tiny, packed_city, tmp_pa
 def test_a_bare_boolean_in_runtime_means_on_or_off_as_in_config_yaml():
     """`compile: off` in YAML is False; JSON's false must mean the same, not "compile on a GPU"."""
     assert _runtime(json.dumps({"compile": False})) == {"compile": "off"}
-    assert _runtime(json.dumps({"compile": True, "checkpoint_minutes": 5})) == {"compile": "on", "checkpoint_minutes": 5}
+    assert _runtime(json.dumps({"compile": True, "checkpoint_minutes": 5})) == {"compile": "on",
+                                                                                "checkpoint_minutes": 5}
 
 
 def optional(path: str) -> bool:
