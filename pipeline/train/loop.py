@@ -158,7 +158,7 @@ def make_optimizers(models: Models, entry: Mapping, train: Mapping, device: torc
     bf16 = choose_precision(train, device)[0] == "bf16"
     autocast = partial(torch.autocast, "cuda", dtype=torch.bfloat16) if bf16 else None
     generator_clip, discriminator_clip = models.clip_groups()
-    return Optimizers(generator, discriminator, train.get("grad_clip"), autocast,
+    return Optimizers(generator, discriminator, train["grad_clip"], autocast,
                       generator_clip=generator_clip, discriminator_clip=discriminator_clip)
 
 

@@ -100,7 +100,7 @@ class Optimizers:
 
     generator: torch.optim.Optimizer
     discriminator: torch.optim.Optimizer | None = None
-    grad_clip: float | None = 30.0
+    grad_clip: float | None = None      # no clipping; train.grad_clip says (make_optimizers)
     autocast: Any = field(default=None, repr=False)   # a context factory (bf16 on GPU) or None
     generator_clip: tuple[tuple[nn.Parameter, ...], ...] = field(default=(), repr=False)
     discriminator_clip: tuple[tuple[nn.Parameter, ...], ...] = field(default=(), repr=False)
