@@ -6,7 +6,8 @@
 # the most telling ones first. PYTHON names the interpreter (default python3); STAGES=first times
 # the first stage only; MODES (e.g. "fp32 fast_all") limits the modes timed; BENCH_ARGS go to the
 # timing run (e.g. --profile 12); TESTS, a command (e.g. the GPU tests) run beside the compiling
-# processes, within their time, so it never shares the GPU with the timing (its output: tests.log).
+# processes, within their time, so it never shares the GPU with the timing (its output: tests.log);
+# WARM_S: that time (default two fifths of SECONDS).
 set -uo pipefail
 out=${1:?usage: gpu_train.sh OUTDIR [SECONDS [VARIANT...]]}
 budget=${2:-540}
@@ -28,7 +29,7 @@ else
     groups=("v01 v11 v02" "v09 v03 v10" "v14 v04 v12" "v05 v06 v13" "v07 v08")
     order=(v01 v11 v09 v14 v03 v10 v02 v04 v05 v06 v07 v08 v12 v13)
 fi
-warm=$(( budget * 2 / 5 ))
+warm=${WARM_S:-$(( budget * 2 / 5 ))}
 for i in "${!groups[@]}"; do
     TORCHINDUCTOR_COMPILE_THREADS=3 timeout -k 5 "$warm" "$python" benchmarks/bench_train.py --full --warm-only --stages "${STAGES:-all}" \
         ${MODES:+--modes $MODES} --variants ${groups[$i]} >"$out/warm_$i.log" 2>&1 &

@@ -152,6 +152,16 @@ def test_runtime_values_are_checked_as_the_configs_are(tiny, packed_city, tmp_pa
     assert not (tmp_path / "out").exists() and not (tmp_path / "resume").exists()
 
 
+def test_runtime_keys_left_in_settings_are_checked_too(tiny, packed_city, tmp_path, capsys):
+    """Settings written by hand, or by an older train_settings, may still hold runtime keys."""
+    settings = train_settings(tiny, "v02")
+    settings["train"]["compile_scope"] = "gen"
+    code, err = run_stage(train_stage.main, train_argv("v02", settings, packed_city["train"], tmp_path), capsys)
+    assert code == 1
+    assert_one_line(err, "config key train.compile_scope: 'gen' is not one of", argument="--settings:")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "resume").exists()
+
+
 def test_a_bare_boolean_in_runtime_means_on_or_off_as_in_config_yaml():
     """`compile: off` in YAML is False; JSON's false must mean the same, not "compile on a GPU"."""
     assert _runtime(json.dumps({"compile": False})) == {"compile": "off"}

@@ -18,7 +18,8 @@ from pipeline.cli import add_settings_arguments, read_settings, run_main
 from pipeline.config import check_section_values
 from pipeline.errors import PipelineError
 from pipeline.train.loop import train_variant
-from pipeline.train.settings import RUNTIME_KEYS, check_train_settings, train_runtime, train_settings
+from pipeline.train.settings import (RUNTIME_KEYS, check_train_settings, split_runtime, train_runtime,
+                                     train_settings)
 
 __all__ = ["main"]
 
@@ -43,7 +44,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = read_settings(args, pick)
     if args.settings is not None:        # hand-written or the rule's; --config's came from train_settings
         check_train_settings(settings, args.variant)
-    runtime = _runtime(args.runtime) if args.runtime is not None else from_config
+    # Runtime keys a hand-written or older --settings still holds meet the schema as --runtime's do.
+    settings, in_settings = split_runtime(settings)
+    runtime = {**check_section_values(in_settings, "train", "--settings"),
+               **(_runtime(args.runtime) if args.runtime is not None else from_config)}
     train_variant(args.variant, settings, args.data, args.output, args.resume, args.device, runtime=runtime)
 
 
