@@ -112,8 +112,8 @@ def choose_precision(train: Mapping, device: torch.device) -> tuple[str, str]:
 
 def compile_mode(train: Mapping, device: torch.device) -> str | None:
     """The mode ``compile_models`` compiles in, or None where it does not compile (it does where
-    ``train.compile`` is on, or auto on a GPU). ``train.compile_mode: auto`` takes CUDA graphs (``reduce-overhead``)
-    where the step runs in bf16, and compile's ``default`` mode elsewhere."""
+    ``train.compile`` is on, or auto on a GPU). ``train.compile_mode: auto`` takes CUDA graphs
+    (``reduce-overhead``) where the step runs in bf16, and compile's ``default`` mode elsewhere."""
     train = {**RUNTIME_DEFAULTS, **train}
     if not (train["compile"] == "on" or (train["compile"] == "auto" and device.type == "cuda")):
         return None
