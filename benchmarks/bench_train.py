@@ -39,7 +39,6 @@ spend its time compiling (benchmarks/gpu_train.sh does this).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 from pathlib import Path
@@ -106,7 +105,7 @@ def configurations(config: dict, variants: list[str], full: bool, stages: str):
     then the second stages (so a deadline cuts those, which ``gpu_days`` can scale)."""
     found = []
     for name in variants:
-        settings = train_settings(copy.deepcopy(config), name)
+        settings = train_settings(config, name)
         plans = plan_stages(settings["entry"], config["train"])
         for plan in plans if stages == "all" else plans[:1]:
             if not full:
@@ -172,7 +171,7 @@ def gpu_days(records: list[dict], config: dict, mode: str) -> tuple[float, list[
     ratios = [timed[(v, 1)] / timed[(v, 0)] for v, stage in timed if stage == 1 and (v, 0) in timed]
     seconds, estimated = 0.0, []
     for name in sorted(config["variants"]):
-        settings = train_settings(copy.deepcopy(config), name)
+        settings = train_settings(config, name)
         for plan in plan_stages(settings["entry"], config["train"]):
             step = timed.get((name, plan.index))
             if step is None and plan.index > 0 and ratios and (name, 0) in timed:
