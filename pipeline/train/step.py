@@ -129,8 +129,8 @@ def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float | No
     The generator's loss also reaches the discriminators (through the fake frame's score): their
     gradients from it were computed, then dropped by their own step. ``inputs`` skips that work
     where autograd runs eagerly. No gradient outlives its step either: under CUDA graphs a
-    gradient is a graph output that the next frame's replay overwrites (pytorch/pytorch#169545)."""
-    optimizer.zero_grad(set_to_none=True)
+    gradient is a graph output that the next frame's replay overwrites (pytorch/pytorch#169545);
+    so every step also begins with none, and needs no zeroing first."""
     loss.backward(inputs=[parameter for group in optimizer.param_groups for parameter in group["params"]
                           if parameter.requires_grad])
     if clip:
